@@ -1,0 +1,1 @@
+"""The table catalog: where tables live, their schemas, and how Delta is written and read."""

@@ -1,0 +1,46 @@
+"""Where every table, checkpoint, lock and model lives inside a warehouse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from lakehouse import schemas
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...] = ()
+
+
+EVENTS = TableSpec("bronze/events", schemas.EVENTS, ("event_date",))
+FEEDBACK = TableSpec("bronze/feedback", schemas.FEEDBACK, ("event_date",))
+QUARANTINE = TableSpec("bronze/quarantine", schemas.QUARANTINE)
+INGEST_METRICS = TableSpec("_ops/ingest_metrics", schemas.INGEST_METRICS)
+
+BRONZE_TABLES = (EVENTS, FEEDBACK, QUARANTINE)
+ALL_TABLES = (EVENTS, FEEDBACK, QUARANTINE, INGEST_METRICS)
+
+
+class Warehouse:
+    """A warehouse root folder. Others ask it for paths; nobody builds them by hand."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def uri(self, table: TableSpec) -> str:
+        return str(self.root / table.name)
+
+    def checkpoint(self, query_name: str) -> Path:
+        return self.root / "_checkpoints" / query_name
+
+    def lock(self, name: str) -> Path:
+        return self.root / "_locks" / f"{name}.lock"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"

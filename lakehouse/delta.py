@@ -1,0 +1,99 @@
+"""Delta tables through delta-rs and Arrow: create, append exactly once, read, describe.
+
+Works without a JVM, so training and recommending can use it on a GPU box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from lakehouse.catalog import TableSpec
+
+# Change data feed lets downstream readers (training's cursor, Spark) ask "what was added since v".
+TABLE_CONFIG = {"delta.enableChangeDataFeed": "true"}
+
+
+def open_table(uri: str) -> DeltaTable | None:
+    """The table at `uri`, or None when there is none yet."""
+    try:
+        return DeltaTable(uri)
+    except TableNotFoundError:
+        return None
+
+
+def ensure_table(uri: str, spec: TableSpec) -> DeltaTable:
+    """Create the (empty) table when it does not exist, so readers always find it."""
+    table = open_table(uri)
+    if table is None:
+        table = DeltaTable.create(
+            uri,
+            spec.schema,
+            mode="ignore",
+            partition_by=list(spec.partition_by) or None,
+            configuration=TABLE_CONFIG,
+        )
+    return table
+
+
+def conform(data: pa.Table, spec: TableSpec) -> pa.Table:
+    """Columns in the table's order and types (fails loudly on a missing column)."""
+    return data.select(spec.schema.names).cast(spec.schema)
+
+
+def append_once(uri: str, spec: TableSpec, data: pa.Table, app_id: str, version: int) -> bool:
+    """Append `data` in one commit tagged (app_id, version); skip when that version is committed.
+
+    delta-rs records the app transaction but does not skip a repeated one by itself, so the
+    check comes first. Returns True when this call committed. One writer per app id (the lock).
+    """
+    table = ensure_table(uri, spec)
+    done = table.transaction_version(app_id)
+    if done is not None and done >= version:
+        return False
+    write_deltalake(
+        table,
+        conform(data, spec),
+        mode="append",
+        partition_by=list(spec.partition_by) or None,
+        commit_properties=CommitProperties(app_transactions=[Transaction(app_id=app_id, version=version)]),
+    )
+    return True
+
+
+def committed_version(uri: str, app_id: str) -> int | None:
+    """The last version `app_id` committed to this table, or None."""
+    table = open_table(uri)
+    return None if table is None else table.transaction_version(app_id)
+
+
+def read_table(uri: str, columns: list[str] | None = None, filters: list | None = None) -> pa.Table | None:
+    """The current snapshot as Arrow (None when the table does not exist)."""
+    table = open_table(uri)
+    if table is None:
+        return None
+    return table.to_pyarrow_table(columns=columns, filters=filters)
+
+
+@dataclass(frozen=True)
+class TableStats:
+    version: int
+    rows: int
+    last_commit: datetime | None
+
+
+def table_stats(uri: str) -> TableStats | None:
+    """Version, row count and last commit time, or None when the table does not exist."""
+    table = open_table(uri)
+    if table is None:
+        return None
+    rows = pc.sum(pa.table(table.get_add_actions(flatten=True))["num_records"]).as_py()
+    history = table.history(1)
+    stamp = history[0].get("timestamp") if history else None
+    last = datetime.fromtimestamp(stamp / 1000, UTC) if stamp else None
+    return TableStats(version=table.version(), rows=int(rows or 0), last_commit=last)

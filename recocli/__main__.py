@@ -1,0 +1,3 @@
+from recocli.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""The `reco` command line: one Typer app, one file per command under recocli/commands/."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.markup import escape
+
+from recocli import __version__
+from recocli.commands import demo, ingest, status
+from recocli.console import err
+from recocli.errors import RecoError
+
+app = typer.Typer(
+    name="reco",
+    help=(
+        "Real-time recommender loop: stream behaviour and feedback events into Delta Lake, "
+        "fine-tune models on every micro-batch, serve ranked lists, learn from their feedback.\n\n"
+        "Exit codes: 0 ok, 1 failure, 2 bad input or config, 3 busy (another run holds the lock)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="markdown",
+)
+app.command("ingest")(ingest.ingest)
+app.command("status")(status.status)
+app.command("demo")(demo.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"reco {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Real-time recommender loop on Spark, Delta Lake and PyTorch Lightning."""
+
+
+def main() -> None:
+    try:
+        app()
+    except RecoError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

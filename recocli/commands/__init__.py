@@ -1,0 +1,1 @@
+"""One Typer command per file; each parses options and calls library code."""

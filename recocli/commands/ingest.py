@@ -1,0 +1,86 @@
+"""`reco ingest`: the streaming job that lands events and feedback in Delta, exactly once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.console import out, print_json, print_table
+
+
+def ingest(
+    warehouse: WarehouseOption = None,
+    config: ConfigOption = None,
+    landing: Annotated[
+        Path | None,
+        typer.Option(help="Landing folder: JSON lines under events/ and feedback/ [default: ./landing]."),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Ingest everything landed so far, then exit (for cron).")
+    ] = False,
+    interval: Annotated[
+        str | None, typer.Option(help="Micro-batch interval when running continuously [default: 1s].")
+    ] = None,
+    max_files_per_batch: Annotated[
+        int | None, typer.Option(min=1, help="Most files one micro-batch reads [default: 1000].")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Spark checkpoint folder [default: <warehouse>/_checkpoints/<query name>]."),
+    ] = None,
+    master: Annotated[str | None, typer.Option(help="Spark master [default: local[*]].")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Stream landed JSON lines into bronze/events, bronze/feedback and bronze/quarantine (Delta).
+
+    Every line ends in exactly one place: a bronze table, the quarantine (with its reason) or the
+    duplicate count. Killing the job at any moment and starting it again loses and duplicates
+    nothing. Runs until Ctrl-C / SIGTERM (which finish the current batch and exit 0), or with
+    --once until everything landed is in. Producers: write a hidden temp file, then rename it.
+    """
+    from spark_jobs.ingest import run_ingest  # starts a JVM: import only when ingesting
+
+    settings = settings_from(
+        config,
+        warehouse,
+        **{
+            "ingest.landing": landing and str(landing),
+            "ingest.interval": interval,
+            "ingest.max_files_per_batch": max_files_per_batch,
+            "ingest.checkpoint": checkpoint and str(checkpoint),
+            "spark.master": master,
+        },
+    )
+
+    def on_start(writer: str) -> None:
+        if json_output:
+            print_json({"writer": writer, "warehouse": settings.warehouse, "landing": settings.ingest.landing})
+        else:
+            out.print(f"reco ingest: writer {writer}, landing {settings.ingest.landing} → {settings.warehouse}")
+
+    def on_batch(report) -> None:
+        if json_output:
+            print_json({"batch": report.as_dict()})
+            return
+        lag = "-" if report.lag_s is None else f"{report.lag_s:.1f}s"
+        replay = "" if report.committed_now else " (already committed before a restart)"
+        out.print(
+            f"batch {report.batch_id}: read {report.lines_read} → events {report.events_written}, "
+            f"feedback {report.feedback_written}, quarantined {report.quarantined}, "
+            f"duplicates {report.duplicates} in {report.duration_s:.2f}s, lag {lag}{replay}"
+        )
+
+    summary = run_ingest(settings, once=once, on_start=on_start, on_batch=on_batch)
+    totals = summary.totals()
+    if json_output:
+        print_json({"summary": totals, "stopped_by_signal": summary.stopped_by_signal})
+        return
+    print_table(
+        "ingest summary",
+        ["batches", "lines read", "events", "feedback", "quarantined", "duplicates", "seconds"],
+        [[totals[k] for k in ("batches", "lines_read", "events_written", "feedback_written",
+                              "quarantined", "duplicates", "duration_s")]],
+    )

@@ -1,0 +1,27 @@
+"""Options every command accepts, and the settings they produce."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from recocli.config import Settings, load_settings
+
+WarehouseOption = Annotated[
+    Path | None,
+    typer.Option("--warehouse", "-w", help="Warehouse folder [default: ./warehouse, or $RECO_WAREHOUSE].",
+                 show_default=False),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file (see conf/reco.toml) [or $RECO_CONFIG].",
+                 show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+def settings_from(config: Path | None, warehouse: Path | None, **overrides: Any) -> Settings:
+    """Settings from file and environment, with the command's flags (dotted names) on top."""
+    return load_settings(config, overrides={"warehouse": warehouse and str(warehouse), **overrides})

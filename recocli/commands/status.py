@@ -1,0 +1,56 @@
+"""`reco status`: what the warehouse holds and what is still waiting in the landing folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pyarrow.compute as pc
+import typer
+
+from lakehouse import catalog, delta
+from lakehouse.catalog import Warehouse
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.console import out, print_json, print_table
+from recocli.landing import pending_files
+
+
+def warehouse_status(warehouse: Warehouse, landing: str) -> dict:
+    """Tables (version, rows, last commit) and landed files not yet ingested."""
+    tables = {}
+    for spec in catalog.ALL_TABLES:
+        stats = delta.table_stats(warehouse.uri(spec))
+        tables[spec.name] = None if stats is None else {
+            "version": stats.version,
+            "rows": stats.rows,
+            "last_commit": stats.last_commit.isoformat(timespec="seconds") if stats.last_commit else None,
+        }
+    metrics = delta.read_table(warehouse.uri(catalog.INGEST_METRICS), columns=["files"])
+    ingested = pc.list_flatten(metrics["files"]).to_pylist() if metrics is not None else []
+    pending = pending_files(landing, ingested)
+    return {"warehouse": str(warehouse.root), "tables": tables, "pending_files": [str(p) for p in pending]}
+
+
+def status(
+    warehouse: WarehouseOption = None,
+    config: ConfigOption = None,
+    landing: Annotated[Path | None, typer.Option(help="Landing folder [default: ./landing].")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the warehouse's Delta tables (version, rows, last commit) and files landed but not ingested."""
+    settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
+    report = warehouse_status(Warehouse(settings.warehouse), settings.ingest.landing)
+    if json_output:
+        print_json(report)
+        return
+    rows = [
+        [name, *(("-", "-", "not created") if t is None else (t["version"], t["rows"], t["last_commit"]))]
+        for name, t in report["tables"].items()
+    ]
+    print_table(f"warehouse {report['warehouse']}", ["table", "version", "rows", "last commit"], rows)
+    pending = report["pending_files"]
+    out.print(f"landing {settings.ingest.landing}: {len(pending)} file(s) not yet ingested")
+    for path in pending[:10]:
+        out.print(f"  {path}")
+    if len(pending) > 10:
+        out.print(f"  … and {len(pending) - 10} more")

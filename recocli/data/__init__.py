@@ -1,0 +1,1 @@
+"""Data in: synthetic streams, dataset import and replay."""

@@ -1,0 +1,55 @@
+"""The landing folder contract: JSON lines under <landing>/events/ and <landing>/feedback/.
+
+Producers write a hidden temporary file (leading dot, which Spark ignores) and rename it into place,
+so a file is only ever seen whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+KINDS = ("events", "feedback")
+
+
+def landing_dirs(landing: str | Path) -> dict[str, Path]:
+    root = Path(landing).expanduser().resolve()
+    return {kind: root / kind for kind in KINDS}
+
+
+def write_landing_file(landing: str | Path, kind: str, name: str, records: Iterable[dict | str]) -> Path:
+    """Write records as one JSON-lines file, atomically (temp file, fsync, rename)."""
+    folder = landing_dirs(landing)[kind]
+    folder.mkdir(parents=True, exist_ok=True)
+    final, temp = folder / name, folder / f".{name}.tmp"
+    with open(temp, "w", encoding="utf-8") as out:
+        for record in records:
+            out.write(record if isinstance(record, str) else json.dumps(record, separators=(",", ":")))
+            out.write("\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temp, final)
+    return final
+
+
+def landed_files(landing: str | Path) -> list[Path]:
+    """Complete files in the landing folder (hidden and underscore files are in-flight or metadata)."""
+    files = []
+    for folder in landing_dirs(landing).values():
+        if folder.is_dir():
+            files += [p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_"))]
+    return sorted(files)
+
+
+def file_uri_path(uri: str) -> Path:
+    """'file:/a/b%20c' (as Spark reports source files) → Path('/a/b c')."""
+    return Path(unquote(urlparse(uri).path))
+
+
+def pending_files(landing: str | Path, ingested_uris: Iterable[str]) -> list[Path]:
+    """Landed files that no committed batch has read yet."""
+    done = {file_uri_path(uri) for uri in ingested_uris}
+    return [path for path in landed_files(landing) if path.resolve() not in done]

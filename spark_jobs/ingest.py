@@ -1,0 +1,211 @@
+"""Streaming ingest: landing files (or Kafka) → validated, deduplicated Delta tables, exactly once.
+
+Runs from `reco ingest` and, unchanged, as `spark-submit spark_jobs/ingest.py --config FILE`.
+Exactly once = Spark's checkpoint (which batch holds which files) + one Delta commit per table
+per batch tagged with (query name, batch id), skipped when already there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import reduce
+from pathlib import Path
+
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+
+from lakehouse import catalog, delta
+from lakehouse.catalog import Warehouse
+from lakehouse.locks import exclusive_lock
+from lakehouse.writers import make_writer
+from recocli.config import Settings, load_settings, parse_duration
+from recocli.errors import RecoError
+from spark_jobs.batch import BatchProcessor, BatchReport
+from spark_jobs.session import build_session
+from spark_jobs.sources import source_streams
+from spark_jobs.validate import CONTRACTS, Bounds, validate
+
+OnBatch = Callable[[BatchReport], None]
+
+
+class StopRequested(Exception):
+    """Raised inside a batch that starts after SIGINT/SIGTERM, so Spark does not commit it."""
+
+
+@dataclass
+class IngestSummary:
+    writer: str
+    batches: list[BatchReport] = field(default_factory=list)
+    stopped_by_signal: bool = False
+
+    def totals(self) -> dict:
+        keys = ("lines_read", "events_written", "feedback_written", "quarantined", "duplicates", "duration_s")
+        totals = {key: sum(getattr(b, key) for b in self.batches) for key in keys}
+        totals["duration_s"] = round(totals["duration_s"], 3)
+        return {"writer": self.writer, "batches": len(self.batches), **totals}
+
+
+def checkpoint_dir(settings: Settings) -> Path:
+    custom = settings.ingest.checkpoint
+    return Path(custom).expanduser().resolve() if custom else Warehouse(settings.warehouse).checkpoint(
+        settings.ingest.query_name
+    )
+
+
+def validated_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+    ingest = settings.ingest
+    try:
+        min_ts = datetime.fromisoformat(ingest.min_event_time)
+    except ValueError:
+        raise RecoError(f"ingest.min_event_time is not an ISO-8601 time: {ingest.min_event_time!r}") from None
+    bounds = Bounds(
+        min_ts=min_ts,
+        max_future_s=parse_duration(ingest.max_future),
+        max_line_bytes=ingest.max_line_bytes,
+    )
+    frames = [validate(df, CONTRACTS[kind], bounds) for kind, df in source_streams(spark, ingest).items()]
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+
+
+def _refuse_lost_checkpoint(warehouse: Warehouse, app_id: str, checkpoint: Path) -> None:
+    """A fresh checkpoint over tables this query already wrote would restart at batch 0, and every
+    batch would be skipped as already committed: refuse instead of losing data."""
+    done = delta.committed_version(warehouse.uri(catalog.INGEST_METRICS), app_id)
+    if done is not None and not any((checkpoint / "commits").glob("[0-9]*")):
+        raise RecoError(
+            f"the tables hold batches 0..{done} of query '{app_id}' but its checkpoint {checkpoint} is "
+            "empty or missing: restore the checkpoint, or ingest under a new ingest.query_name"
+        )
+
+
+class _BatchCallback:
+    """foreachBatch target. Holds a lock while a batch runs so a stop waits for it to finish."""
+
+    def __init__(self, processor: BatchProcessor, on_batch: OnBatch | None, summary: IngestSummary) -> None:
+        self.processor, self.on_batch, self.summary = processor, on_batch, summary
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def __call__(self, frame: DataFrame, batch_id: int) -> None:
+        with self.lock:
+            if self.stop.is_set():
+                raise StopRequested()
+            try:
+                report = self.processor.process(frame.toArrow(), batch_id)
+            except BaseException as exc:
+                self.error = exc
+                raise
+            self.summary.batches.append(report)
+            if self.on_batch:
+                self.on_batch(report)
+
+
+@contextmanager
+def _stop_on_signals(event: threading.Event) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: event.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_ingest(
+    settings: Settings,
+    once: bool,
+    on_start: Callable[[str], None] | None = None,
+    on_batch: OnBatch | None = None,
+) -> IngestSummary:
+    """Run the streaming query until everything landed is in (once) or until SIGINT/SIGTERM."""
+    warehouse = Warehouse(settings.warehouse)
+    app_id = settings.ingest.query_name
+    checkpoint = checkpoint_dir(settings)
+    interval = parse_duration(settings.ingest.interval)
+    with exclusive_lock(warehouse.lock("ingest"), "reco ingest"):
+        _refuse_lost_checkpoint(warehouse, app_id, checkpoint)
+        for spec in catalog.ALL_TABLES:
+            delta.ensure_table(warehouse.uri(spec), spec)
+        spark = build_session(settings.spark)
+        writer = make_writer(settings.ingest.writer, spark, warehouse, app_id)
+        if on_start:
+            on_start(writer.name)
+        summary = IngestSummary(writer=writer.name)
+        callback = _BatchCallback(BatchProcessor(warehouse, writer, app_id), on_batch, summary)
+        stream = validated_stream(spark, settings).writeStream.queryName(app_id)
+        stream = stream.option("checkpointLocation", str(checkpoint)).foreachBatch(callback)
+        stream = stream.trigger(availableNow=True) if once else stream.trigger(processingTime=f"{interval} seconds")
+        with _stop_on_signals(callback.stop):
+            query = stream.start()
+            _wait(query, callback)
+        summary.stopped_by_signal = callback.stop.is_set()
+        return summary
+
+
+def _wait(query, callback: _BatchCallback) -> None:
+    try:
+        while query.isActive:
+            if callback.stop.is_set():
+                # Let the running batch finish; any later one refuses to start (StopRequested).
+                # The lock is not held across stop(): stop() waits for Spark's batch thread.
+                with callback.lock:
+                    pass
+                query.stop()
+                return
+            query.awaitTermination(0.25)
+    except StreamingQueryException as exc:
+        if callback.stop.is_set():
+            return
+        if callback.error is not None:
+            raise callback.error from None
+        raise RecoError(f"ingest failed: {str(exc).splitlines()[0]}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """spark-submit entry point: the same job, with flags mirroring `reco ingest`."""
+    parser = argparse.ArgumentParser(prog="spark_jobs/ingest.py", description=__doc__)
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--warehouse")
+    parser.add_argument("--landing")
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--once", action="store_true")
+    parser.add_argument("--max-files-per-batch", type=int)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(
+            args.config,
+            overrides={
+                "warehouse": args.warehouse,
+                "ingest.landing": args.landing,
+                "ingest.checkpoint": args.checkpoint,
+                "ingest.max_files_per_batch": args.max_files_per_batch,
+            },
+        )
+        summary = run_ingest(
+            settings,
+            once=args.once,
+            on_start=lambda writer: print(f"writer: {writer}", flush=True),
+            on_batch=lambda report: print(json.dumps(report.as_dict()), flush=True),
+        )
+    except RecoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(json.dumps({"summary": summary.totals()}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

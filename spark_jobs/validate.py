@@ -1,0 +1,140 @@
+"""Line validation as Spark column expressions: each line becomes a typed row or a rejection reason.
+
+Checks run in this order and the first failure is the reason: oversize, malformed_json,
+missing_field:<name>, bad_type:<name>, unknown_event_type, bad_timestamp. Ids may be JSON strings or
+numbers (numbers are kept as their text); objects or arrays in a string field are bad_type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakehouse.schemas import EVENT_TYPES, FEEDBACK_ACTIONS
+
+STRING, DOUBLE, INT, LONG, MAP, TIMESTAMP = "string", "double", "int", "long", "map", "timestamp"
+RAW_MAP = T.MapType(T.StringType(), T.StringType())
+
+
+@dataclass(frozen=True)
+class Contract:
+    kind: str
+    fields: tuple[tuple[str, str, bool], ...]  # (name, type, required), in contract order
+    type_field: str
+    allowed_types: tuple[str, ...]
+
+
+EVENTS = Contract(
+    kind="events",
+    fields=(
+        ("event_id", STRING, True),
+        ("user_id", STRING, True),
+        ("item_id", STRING, True),
+        ("event_type", STRING, True),
+        ("value", DOUBLE, False),
+        ("ts", TIMESTAMP, True),
+        ("session_id", STRING, False),
+        ("context", MAP, False),
+    ),
+    type_field="event_type",
+    allowed_types=EVENT_TYPES,
+)
+
+FEEDBACK = Contract(
+    kind="feedback",
+    fields=(
+        ("event_id", STRING, True),
+        ("rec_id", STRING, True),
+        ("user_id", STRING, True),
+        ("item_id", STRING, True),
+        ("action", STRING, True),
+        ("value", DOUBLE, False),
+        ("position", INT, False),
+        ("model_version", LONG, False),
+        ("ts", TIMESTAMP, True),
+    ),
+    type_field="action",
+    allowed_types=FEEDBACK_ACTIONS,
+)
+
+CONTRACTS = {c.kind: c for c in (EVENTS, FEEDBACK)}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Accepted event times and line size. The upper time bound moves with each micro-batch's
+    own timestamp, which Spark records in its offset log, so a replayed batch decides the same."""
+
+    min_ts: datetime
+    max_future_s: float
+    max_line_bytes: int
+
+    def max_ts(self) -> Column:
+        return F.timestamp_micros(F.unix_micros(F.current_timestamp()) + int(self.max_future_s * 1e6))
+
+
+def parse_timestamp(raw: Column) -> Column:
+    """ISO-8601 text, or epoch seconds / milliseconds (as number or text); null when unparseable."""
+    number = raw.try_cast("double")
+    micros = F.when(F.abs(number) >= 1e11, number * 1_000).otherwise(number * 1_000_000)
+    from_number = F.when(F.abs(number) < 1e14, F.timestamp_micros(micros.cast("long")))
+    return F.when(number.isNotNull(), from_number).otherwise(raw.try_cast("timestamp"))
+
+
+def _typed(raw: Column, kind: str) -> Column:
+    if kind == STRING:
+        return raw
+    if kind == MAP:
+        return F.when(F.ltrim(raw).startswith("{"), F.from_json(raw, RAW_MAP))
+    if kind == TIMESTAMP:
+        return parse_timestamp(raw)
+    return raw.try_cast(kind)
+
+
+def _bad_type(raw: Column, typed: Column, kind: str) -> Column:
+    if kind == STRING:
+        return raw.rlike(r"^\s*[\[{]")
+    return raw.isNotNull() & typed.isNull()
+
+
+def validate(lines: DataFrame, contract: Contract, bounds: Bounds) -> DataFrame:
+    """(value, source_file) lines → kind, reason (null when valid), raw (rejected only), typed fields."""
+    line = F.col("value")
+    parsed = F.from_json(line, RAW_MAP)
+    raw = {name: parsed[name] for name, _, _ in contract.fields}
+    typed = {name: _typed(raw[name], kind) for name, kind, _ in contract.fields}
+
+    reason = F.when(F.octet_length(line) > bounds.max_line_bytes, "oversize").when(
+        parsed.isNull() | ~F.rtrim(line).endswith("}"), "malformed_json"
+    )
+    for name, _, required in contract.fields:
+        if required:
+            reason = reason.when(raw[name].isNull() | (F.trim(raw[name]) == ""), f"missing_field:{name}")
+    for name, kind, _ in contract.fields:
+        if kind != TIMESTAMP:
+            reason = reason.when(_bad_type(raw[name], typed[name], kind), f"bad_type:{name}")
+    event_type = F.lower(F.trim(raw[contract.type_field]))
+    reason = reason.when(~event_type.isin(*contract.allowed_types), "unknown_event_type")
+    ts = typed["ts"]
+    reason = reason.when(
+        ts.isNull() | (ts < F.lit(bounds.min_ts)) | (ts > bounds.max_ts()), "bad_timestamp"
+    )
+
+    typed[contract.type_field] = event_type
+    return lines.select(
+        F.lit(contract.kind).alias("kind"),
+        reason.alias("reason"),
+        line.alias("line"),
+        F.col("source_file"),
+        *(column.alias(name) for name, column in typed.items()),
+    ).select(
+        "kind",
+        "reason",
+        F.when(F.col("reason").isNotNull(), F.col("line")).alias("raw"),
+        "source_file",
+        *(F.when(F.col("reason").isNull(), F.col(name)).alias(name) for name in typed),
+    )

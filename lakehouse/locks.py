@@ -21,7 +21,9 @@ def exclusive_lock(path: Path, what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise BusyError(f"{what} is already running on this warehouse (pid {holder}, lock {path})") from None
+            raise BusyError(
+                f"{what} is already running on this warehouse (pid {holder}, lock {path})"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield

@@ -1,1 +1,4 @@
-"""Everything that needs a JVM: streaming ingest and Spark-based peers. Each job also runs under spark-submit."""
+"""Everything that needs a JVM: streaming ingest and Spark-based peers.
+
+Each job also runs under spark-submit.
+"""

@@ -55,8 +55,10 @@ class IngestSummary:
 
 def checkpoint_dir(settings: Settings) -> Path:
     custom = settings.ingest.checkpoint
-    return Path(custom).expanduser().resolve() if custom else Warehouse(settings.warehouse).checkpoint(
-        settings.ingest.query_name
+    return (
+        Path(custom).expanduser().resolve()
+        if custom
+        else Warehouse(settings.warehouse).checkpoint(settings.ingest.query_name)
     )
 
 
@@ -147,7 +149,11 @@ def run_ingest(
         callback = _BatchCallback(BatchProcessor(warehouse, writer, app_id), on_batch, summary)
         stream = validated_stream(spark, settings).writeStream.queryName(app_id)
         stream = stream.option("checkpointLocation", str(checkpoint)).foreachBatch(callback)
-        stream = stream.trigger(availableNow=True) if once else stream.trigger(processingTime=f"{interval} seconds")
+        stream = (
+            stream.trigger(availableNow=True)
+            if once
+            else stream.trigger(processingTime=f"{interval} seconds")
+        )
         with _stop_on_signals(callback.stop):
             query = stream.start()
             _wait(query, callback)

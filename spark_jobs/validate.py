@@ -120,9 +120,7 @@ def validate(lines: DataFrame, contract: Contract, bounds: Bounds) -> DataFrame:
     event_type = F.lower(F.trim(raw[contract.type_field]))
     reason = reason.when(~event_type.isin(*contract.allowed_types), "unknown_event_type")
     ts = typed["ts"]
-    reason = reason.when(
-        ts.isNull() | (ts < F.lit(bounds.min_ts)) | (ts > bounds.max_ts()), "bad_timestamp"
-    )
+    reason = reason.when(ts.isNull() | (ts < F.lit(bounds.min_ts)) | (ts > bounds.max_ts()), "bad_timestamp")
 
     typed[contract.type_field] = event_type
     return lines.select(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -22,14 +23,27 @@ MOVIELENS = REPO.parent / "shared" / "datasets" / "movielens"
 
 
 def event(n: int | str, **fields) -> dict:
-    base = {"event_id": f"e{n}", "user_id": "u1", "item_id": "i1", "event_type": "click",
-            "ts": "2024-05-01T10:00:00Z"}
+    base = {
+        "event_id": f"e{n}",
+        "user_id": "u1",
+        "item_id": "i1",
+        "event_type": "click",
+        "ts": "2024-05-01T10:00:00Z",
+    }
     return {**base, **fields}
 
 
 def feedback(n: int | str, **fields) -> dict:
-    base = {"event_id": f"f{n}", "rec_id": "r1", "user_id": "u1", "item_id": "i1", "action": "click",
-            "position": 1, "model_version": 1, "ts": "2024-05-01T10:00:00Z"}
+    base = {
+        "event_id": f"f{n}",
+        "rec_id": "r1",
+        "user_id": "u1",
+        "item_id": "i1",
+        "action": "click",
+        "position": 1,
+        "model_version": 1,
+        "ts": "2024-05-01T10:00:00Z",
+    }
     return {**base, **fields}
 
 
@@ -60,8 +74,13 @@ class Process:
 
     def __init__(self, cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> None:
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
-            start_new_session=True, env={**os.environ, **(env or {})},
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.stdout: list[str] = []
@@ -90,10 +109,8 @@ class Process:
         self.proc.send_signal(sig)
 
     def kill_group(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=60)
 
     def wait(self, timeout: float = 120) -> int:

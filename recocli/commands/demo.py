@@ -28,9 +28,9 @@ def prepare_demo_dir(folder: Path) -> None:
 
 
 def demo(
-    folder: Annotated[Path, typer.Option("--dir", help="Folder for the demo's landing and warehouse.")] = Path(
-        "demo"
-    ),
+    folder: Annotated[
+        Path, typer.Option("--dir", help="Folder for the demo's landing and warehouse.")
+    ] = Path("demo"),
     events: Annotated[int, typer.Option(min=100, help="Events to generate.")] = 20_000,
     files: Annotated[int, typer.Option(min=1, help="Landing files per kind.")] = 4,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,

@@ -57,9 +57,13 @@ def ingest(
 
     def on_start(writer: str) -> None:
         if json_output:
-            print_json({"writer": writer, "warehouse": settings.warehouse, "landing": settings.ingest.landing})
+            print_json(
+                {"writer": writer, "warehouse": settings.warehouse, "landing": settings.ingest.landing}
+            )
         else:
-            out.print(f"reco ingest: writer {writer}, landing {settings.ingest.landing} → {settings.warehouse}")
+            out.print(
+                f"reco ingest: writer {writer}, landing {settings.ingest.landing} → {settings.warehouse}"
+            )
 
     def on_batch(report) -> None:
         if json_output:
@@ -81,6 +85,18 @@ def ingest(
     print_table(
         "ingest summary",
         ["batches", "lines read", "events", "feedback", "quarantined", "duplicates", "seconds"],
-        [[totals[k] for k in ("batches", "lines_read", "events_written", "feedback_written",
-                              "quarantined", "duplicates", "duration_s")]],
+        [
+            [
+                totals[k]
+                for k in (
+                    "batches",
+                    "lines_read",
+                    "events_written",
+                    "feedback_written",
+                    "quarantined",
+                    "duplicates",
+                    "duration_s",
+                )
+            ]
+        ],
     )

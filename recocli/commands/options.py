@@ -11,13 +11,18 @@ from recocli.config import Settings, load_settings
 
 WarehouseOption = Annotated[
     Path | None,
-    typer.Option("--warehouse", "-w", help="Warehouse folder [default: ./warehouse, or $RECO_WAREHOUSE].",
-                 show_default=False),
+    typer.Option(
+        "--warehouse",
+        "-w",
+        help="Warehouse folder [default: ./warehouse, or $RECO_WAREHOUSE].",
+        show_default=False,
+    ),
 ]
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML config file (see conf/reco.toml) [or $RECO_CONFIG].",
-                 show_default=False),
+    typer.Option(
+        "--config", "-c", help="TOML config file (see conf/reco.toml) [or $RECO_CONFIG].", show_default=False
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 

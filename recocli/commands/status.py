@@ -20,11 +20,15 @@ def warehouse_status(warehouse: Warehouse, landing: str) -> dict:
     tables = {}
     for spec in catalog.ALL_TABLES:
         stats = delta.table_stats(warehouse.uri(spec))
-        tables[spec.name] = None if stats is None else {
-            "version": stats.version,
-            "rows": stats.rows,
-            "last_commit": stats.last_commit.isoformat(timespec="seconds") if stats.last_commit else None,
-        }
+        tables[spec.name] = (
+            None
+            if stats is None
+            else {
+                "version": stats.version,
+                "rows": stats.rows,
+                "last_commit": stats.last_commit.isoformat(timespec="seconds") if stats.last_commit else None,
+            }
+        )
     metrics = delta.read_table(warehouse.uri(catalog.INGEST_METRICS), columns=["files"])
     ingested = pc.list_flatten(metrics["files"]).to_pylist() if metrics is not None else []
     pending = pending_files(landing, ingested)

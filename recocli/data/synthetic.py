@@ -74,7 +74,9 @@ def generate_lines(
     emitted: list[tuple[str, str]] = []
     for n in range(n_events):
         user = rng.randrange(world.users)
-        cluster = world.cluster_of_user(user) if rng.random() < world.affinity else rng.randrange(world.clusters)
+        cluster = (
+            world.cluster_of_user(user) if rng.random() < world.affinity else rng.randrange(world.clusters)
+        )
         items = world.cluster_items(cluster)
         item = rng.choices(items, weights=weights[: len(items)])[0]
         ts = (start + step * n).isoformat().replace("+00:00", "Z")

@@ -11,8 +11,17 @@ from recocli.errors import BusyError
 def _quarantine_rows(n: int, batch_id: int) -> pa.Table:
     now = datetime.now(UTC)
     return pa.Table.from_pylist(
-        [{"raw": f"line {i}", "source_file": "f", "kind": "events", "reason": "malformed_json",
-          "batch_id": batch_id, "ingested_at": now} for i in range(n)],
+        [
+            {
+                "raw": f"line {i}",
+                "source_file": "f",
+                "kind": "events",
+                "reason": "malformed_json",
+                "batch_id": batch_id,
+                "ingested_at": now,
+            }
+            for i in range(n)
+        ],
         schema=catalog.QUARANTINE.schema,
     )
 
@@ -42,8 +51,8 @@ def test_ensure_table_creates_an_empty_readable_table(tmp_path):
 
 def test_lock_is_exclusive_and_names_the_holder(tmp_path):
     path = tmp_path / "locks" / "x.lock"
-    with exclusive_lock(path, "job"):
-        with pytest.raises(BusyError, match=r"job is already running .*pid \d+"), exclusive_lock(path, "job"):
-            pass
+    busy = pytest.raises(BusyError, match=r"job is already running .*pid \d+")
+    with exclusive_lock(path, "job"), busy, exclusive_lock(path, "job"):
+        pass
     with exclusive_lock(path, "job"):  # released on exit
         pass

@@ -6,8 +6,13 @@ from recocli.errors import RecoError
 
 @pytest.mark.parametrize(
     ("setting", "jars", "chosen"),
-    [("auto", True, SPARK_DELTA), ("auto", False, DELTA_RS), ("delta-rs", True, DELTA_RS),
-     ("delta-rs", False, DELTA_RS), ("spark-delta", True, SPARK_DELTA)],
+    [
+        ("auto", True, SPARK_DELTA),
+        ("auto", False, DELTA_RS),
+        ("delta-rs", True, DELTA_RS),
+        ("delta-rs", False, DELTA_RS),
+        ("spark-delta", True, SPARK_DELTA),
+    ],
 )
 def test_choose_writer(setting, jars, chosen):
     assert choose_writer(setting, jars) == chosen

@@ -63,8 +63,19 @@ def test_missing_config_file():
         load_settings(Path("/nonexistent.toml"), env={})
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("250ms", 0.25), ("1s", 1), ("5m", 300), ("2h", 7200),
-                                               ("1d", 86400), ("1w", 604800), ("3", 3), (1.5, 1.5)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("250ms", 0.25),
+        ("1s", 1),
+        ("5m", 300),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("1w", 604800),
+        ("3", 3),
+        (1.5, 1.5),
+    ],
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 

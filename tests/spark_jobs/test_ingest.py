@@ -25,16 +25,26 @@ def ingest_once(warehouse, landing, **overrides):
 
 def test_happy_path_both_kinds_with_types_and_lineage(spark, dirs):
     warehouse, landing = dirs
-    write_landing_file(landing, "events", "a.jsonl", [
-        event(1, event_type="click", session_id="s1", context={"page": "home", "slot": 3}),
-        event(2, event_type="Rating", value=4.5, ts=1714557600),          # epoch seconds, mixed case
-        event(3, event_type="purchase", value=2, ts=1714557600123),      # epoch milliseconds
-        event(4, user_id=42, item_id=7, ts="2024-05-02T01:00:00+02:00"),   # numeric ids, offset
-    ])
-    write_landing_file(landing, "feedback", "b.jsonl", [
-        feedback(1, action="impression", position=3, model_version=2),
-        feedback(2, action="dismiss", value=None),
-    ])
+    write_landing_file(
+        landing,
+        "events",
+        "a.jsonl",
+        [
+            event(1, event_type="click", session_id="s1", context={"page": "home", "slot": 3}),
+            event(2, event_type="Rating", value=4.5, ts=1714557600),  # epoch seconds, mixed case
+            event(3, event_type="purchase", value=2, ts=1714557600123),  # epoch milliseconds
+            event(4, user_id=42, item_id=7, ts="2024-05-02T01:00:00+02:00"),  # numeric ids, offset
+        ],
+    )
+    write_landing_file(
+        landing,
+        "feedback",
+        "b.jsonl",
+        [
+            feedback(1, action="impression", position=3, model_version=2),
+            feedback(2, action="dismiss", value=None),
+        ],
+    )
     summary = ingest_once(warehouse, landing)
     assert summary.writer == "delta-rs"
     assert summary.totals()["lines_read"] == 6
@@ -55,10 +65,13 @@ def test_happy_path_both_kinds_with_types_and_lineage(spark, dirs):
 
     fb = table(warehouse, catalog.FEEDBACK).sort_by("event_id").to_pylist()
     assert [(f["event_id"], f["action"], f["position"], f["model_version"]) for f in fb] == [
-        ("f1", "impression", 3, 2), ("f2", "dismiss", 1, 1)]
+        ("f1", "impression", 3, 2),
+        ("f2", "dismiss", 1, 1),
+    ]
     assert table(warehouse, catalog.QUARANTINE).num_rows == 0
     # partitioned by event date, as the Delta log says
     from deltalake import DeltaTable
+
     assert DeltaTable(str(warehouse / "bronze/events")).metadata().partition_columns == ["event_date"]
 
 
@@ -102,7 +115,7 @@ def rejected(spark, tmp_path_factory):
     bad_events = [text for texts in REJECTS.values() for text in texts]
     write_landing_file(landing, "events", "mixed.jsonl", good_events + bad_events + ["", "   "])
     bad_feedback = [text for texts in FEEDBACK_REJECTS.values() for text in texts]
-    write_landing_file(landing, "feedback", "mixed.jsonl", [line(feedback("ok"))] + bad_feedback)
+    write_landing_file(landing, "feedback", "mixed.jsonl", [line(feedback("ok")), *bad_feedback])
     summary = ingest_once(warehouse, landing)
     quarantine = table(warehouse, catalog.QUARANTINE)
     return warehouse, summary, quarantine, len(good_events), len(bad_events), len(bad_feedback)
@@ -126,9 +139,11 @@ def test_each_feedback_quarantine_reason(rejected, reason):
 
 def test_good_lines_pass_and_blank_lines_are_not_records(rejected):
     warehouse, summary, quarantine, n_good, n_bad, n_bad_feedback = rejected
-    assert ids(warehouse) == sorted(json.loads(t)["event_id"] for t in
-                                    [line(event(f"ok{n}")) for n in range(3)] + [
-                                        line(event("ok-future-edge")), line(event("ok-min-edge"))])
+    assert ids(warehouse) == sorted(
+        json.loads(t)["event_id"]
+        for t in [line(event(f"ok{n}")) for n in range(3)]
+        + [line(event("ok-future-edge")), line(event("ok-min-edge"))]
+    )
     totals = summary.totals()
     assert totals["lines_read"] == n_good + n_bad + 1 + n_bad_feedback
     assert totals["quarantined"] == quarantine.num_rows == n_bad + n_bad_feedback
@@ -147,8 +162,9 @@ def test_conservation_per_batch_on_mixed_files(spark, dirs):
     metrics = table(warehouse, catalog.INGEST_METRICS).sort_by("batch_id").to_pylist()
     assert [m["batch_id"] for m in metrics] == list(range(len(summary.batches)))
     for m in metrics:
-        assert m["lines_read"] == (m["events_written"] + m["feedback_written"] + m["quarantined"]
-                                   + m["duplicates"])
+        assert m["lines_read"] == (
+            m["events_written"] + m["feedback_written"] + m["quarantined"] + m["duplicates"]
+        )
         assert m["duration_s"] >= 0 and m["lag_s"] > 0 and m["writer"] == "delta-rs"
         assert 1 <= len(m["files"]) <= 4
     assert sum(m["lines_read"] for m in metrics) == expected.lines
@@ -195,4 +211,7 @@ def test_tables_are_readable_by_deltalake_duckdb_and_polars(spark, dirs):
     extension = next(Path(duckdb_extension_delta.__path__[0]).rglob("delta.duckdb_extension"))
     con = duckdb.connect()
     con.sql(f"LOAD '{extension}'")
-    assert con.sql(f"SELECT count(*), count(DISTINCT event_id) FROM delta_scan('{uri}')").fetchone() == (30, 30)
+    assert con.sql(f"SELECT count(*), count(DISTINCT event_id) FROM delta_scan('{uri}')").fetchone() == (
+        30,
+        30,
+    )

@@ -21,9 +21,12 @@ EVENTS = TableSpec("bronze/events", schemas.EVENTS, ("event_date",))
 FEEDBACK = TableSpec("bronze/feedback", schemas.FEEDBACK, ("event_date",))
 QUARANTINE = TableSpec("bronze/quarantine", schemas.QUARANTINE)
 INGEST_METRICS = TableSpec("_ops/ingest_metrics", schemas.INGEST_METRICS)
+RECOMMENDATIONS = TableSpec("gold/recommendations", schemas.RECOMMENDATIONS)
+ITEMS = TableSpec("reference/items", schemas.ITEMS)
 
 BRONZE_TABLES = (EVENTS, FEEDBACK, QUARANTINE)
-ALL_TABLES = (EVENTS, FEEDBACK, QUARANTINE, INGEST_METRICS)
+INGEST_TABLES = (EVENTS, FEEDBACK, QUARANTINE, INGEST_METRICS)
+ALL_TABLES = (*INGEST_TABLES, RECOMMENDATIONS, ITEMS)
 
 
 class Warehouse:

@@ -72,3 +72,26 @@ INGEST_METRICS = pa.schema(
         pa.field("files", pa.list_(pa.string()), nullable=False),
     ]
 )
+
+RECOMMENDATIONS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("rec_id", pa.string(), nullable=False),
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("rank", pa.int32(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+        pa.field("model_version", pa.int64()),
+        pa.field("strategy", pa.string(), nullable=False),  # model | popular
+        pa.field("generated_at", TS, nullable=False),
+    ]
+)
+
+ITEMS = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("genres", pa.list_(pa.string())),
+        pa.field("year", pa.int32()),
+    ]
+)

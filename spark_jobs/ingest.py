@@ -139,7 +139,7 @@ def run_ingest(
     interval = parse_duration(settings.ingest.interval)
     with exclusive_lock(warehouse.lock("ingest"), "reco ingest"):
         _refuse_lost_checkpoint(warehouse, app_id, checkpoint)
-        for spec in catalog.ALL_TABLES:
+        for spec in catalog.INGEST_TABLES:
             delta.ensure_table(warehouse.uri(spec), spec)
         spark = build_session(settings.spark)
         writer = make_writer(settings.ingest.writer, spark, warehouse, app_id)

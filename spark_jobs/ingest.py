@@ -91,10 +91,15 @@ def _refuse_lost_checkpoint(warehouse: Warehouse, app_id: str, checkpoint: Path)
 class _BatchCallback:
     """foreachBatch target. Holds a lock while a batch runs so a stop waits for it to finish."""
 
-    def __init__(self, processor: BatchProcessor, on_batch: OnBatch | None, summary: IngestSummary) -> None:
-        self.processor, self.on_batch, self.summary = processor, on_batch, summary
+    def __init__(
+        self,
+        processor: BatchProcessor,
+        on_batch: OnBatch | None,
+        summary: IngestSummary,
+        stop: threading.Event,
+    ) -> None:
+        self.processor, self.on_batch, self.summary, self.stop = processor, on_batch, summary, stop
         self.lock = threading.Lock()
-        self.stop = threading.Event()
         self.error: BaseException | None = None
 
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
@@ -111,19 +116,24 @@ class _BatchCallback:
                 self.on_batch(report)
 
 
+def _catch_signals(event: threading.Event) -> None:
+    """SIGINT/SIGTERM only set `event`. Called again after Spark starts: PySpark installs its own
+    SIGINT handler, which would cancel the running batch's jobs."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: event.set())
+
+
 @contextmanager
 def _stop_on_signals(event: threading.Event) -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, lambda *_: event.set())
+    _catch_signals(event)
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def run_ingest(
@@ -137,16 +147,18 @@ def run_ingest(
     app_id = settings.ingest.query_name
     checkpoint = checkpoint_dir(settings)
     interval = parse_duration(settings.ingest.interval)
-    with exclusive_lock(warehouse.lock("ingest"), "reco ingest"):
+    stop = threading.Event()
+    with _stop_on_signals(stop), exclusive_lock(warehouse.lock("ingest"), "reco ingest"):
         _refuse_lost_checkpoint(warehouse, app_id, checkpoint)
         for spec in catalog.INGEST_TABLES:
             delta.ensure_table(warehouse.uri(spec), spec)
         spark = build_session(settings.spark)
+        _catch_signals(stop)
         writer = make_writer(settings.ingest.writer, spark, warehouse, app_id)
         if on_start:
             on_start(writer.name)
         summary = IngestSummary(writer=writer.name)
-        callback = _BatchCallback(BatchProcessor(warehouse, writer, app_id), on_batch, summary)
+        callback = _BatchCallback(BatchProcessor(warehouse, writer, app_id), on_batch, summary, stop)
         stream = validated_stream(spark, settings).writeStream.queryName(app_id)
         stream = stream.option("checkpointLocation", str(checkpoint)).foreachBatch(callback)
         stream = (
@@ -154,10 +166,9 @@ def run_ingest(
             if once
             else stream.trigger(processingTime=f"{interval} seconds")
         )
-        with _stop_on_signals(callback.stop):
-            query = stream.start()
-            _wait(query, callback)
-        summary.stopped_by_signal = callback.stop.is_set()
+        if not stop.is_set():
+            _wait(stream.start(), callback)
+        summary.stopped_by_signal = stop.is_set()
         return summary
 
 

@@ -29,10 +29,17 @@ BROKEN_LINES = (
 class Expected:
     """What a correct ingest of the generated lines must report."""
 
-    events: int = 0
-    feedback: int = 0
+    ids: dict[str, set[str]] = field(default_factory=lambda: {"events": set(), "feedback": set()})
     duplicates: int = 0
     quarantine: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def events(self) -> int:
+        return len(self.ids["events"])
+
+    @property
+    def feedback(self) -> int:
+        return len(self.ids["feedback"])
 
     @property
     def lines(self) -> int:
@@ -122,8 +129,5 @@ def generate_lines(
         text = json.dumps(record, separators=(",", ":"))
         lines[kind].append(text)
         emitted.append((kind, text))
-        if kind == "events":
-            expected.events += 1
-        else:
-            expected.feedback += 1
+        expected.ids[kind].add(event_id)
     return lines, expected

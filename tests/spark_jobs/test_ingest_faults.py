@@ -1,0 +1,158 @@
+"""Real `reco ingest` processes: SIGKILL at random moments, the lock, SIGTERM/SIGINT, spark-submit."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import Process, event, ids, reco_cmd, run_reco, table
+
+from lakehouse import catalog
+from recocli.data.synthetic import generate_lines
+from recocli.landing import write_landing_file
+
+pytestmark = pytest.mark.slow
+
+
+def _land(landing: Path, seed: int, files: int, events: int) -> tuple[set[str], set[str], int, int]:
+    """Land generated files; return the expected event and feedback ids, quarantine and line counts."""
+    lines, expected = generate_lines(events, seed=seed, broken_share=0.02, duplicate_share=0.03)
+    for kind, texts in lines.items():
+        for n in range(files):
+            write_landing_file(landing, kind, f"{seed}-{n:03d}.jsonl", texts[n::files])
+    return expected.ids["events"], expected.ids["feedback"], sum(expected.quarantine.values()), expected.lines
+
+
+def test_sigkill_at_random_moments_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    event_ids, feedback_ids, quarantined, lines = _land(landing, seed=11, files=8, events=4000)
+    rng = random.Random(2024)
+    args = (
+        "ingest",
+        "--once",
+        "--max-files-per-batch",
+        "1",
+        "--warehouse",
+        str(warehouse),
+        "--landing",
+        str(landing),
+        "--json",
+    )
+    killed_mid_run = 0
+    for _trial in range(5):
+        proc = Process(reco_cmd(*args))
+        time.sleep(rng.uniform(4.0, 16.0))
+        if proc.proc.poll() is None:
+            killed_mid_run += 1
+        proc.kill_group()
+    assert killed_mid_run >= 3, "the kills should land while the job runs"
+
+    final = run_reco(*args)
+    assert final.returncode == 0, final.stderr
+    assert ids(warehouse) == sorted(event_ids)
+    assert ids(warehouse, catalog.FEEDBACK) == sorted(feedback_ids)
+    assert table(warehouse, catalog.QUARANTINE).num_rows == quarantined
+    metrics = table(warehouse, catalog.INGEST_METRICS).to_pylist()
+    batch_ids = [m["batch_id"] for m in metrics]
+    assert len(batch_ids) == len(set(batch_ids)), "a batch was recorded twice"
+    assert sum(m["lines_read"] for m in metrics) == lines
+    files = [f for m in metrics for f in m["files"]]
+    assert len(files) == len(set(files)) == 16, "every file read by exactly one committed batch"
+
+
+def test_second_ingest_is_refused_and_sigterm_finishes_cleanly(tmp_path):
+    warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    write_landing_file(landing, "events", "a.jsonl", [event(n) for n in range(50)])
+    first = Process(
+        reco_cmd(
+            "ingest", "--warehouse", str(warehouse), "--landing", str(landing), "--interval", "0.5s", "--json"
+        )
+    )
+    first.wait_for(lambda text: '"batch"' in text)
+    versions_before = {spec.name: _version(warehouse, spec) for spec in catalog.INGEST_TABLES}
+
+    second = run_reco(
+        "ingest", "--once", "--warehouse", str(warehouse), "--landing", str(landing), timeout=120
+    )
+    assert second.returncode == 3
+    assert "already running" in second.stderr and "Traceback" not in second.stderr
+    assert {spec.name: _version(warehouse, spec) for spec in catalog.INGEST_TABLES} == versions_before
+
+    # The running job keeps streaming: a new file arrives in a later batch.
+    write_landing_file(landing, "events", "b.jsonl", [event(n) for n in range(50, 80)])
+    first.wait_for(lambda text: '"batch"' in text and '"events_written": 30' in text)
+    first.signal(signal.SIGTERM)
+    assert first.wait(timeout=120) == 0
+    summary = [json.loads(t) for t in first.stdout if t.startswith('{"summary"')]
+    assert summary and summary[0]["stopped_by_signal"] is True
+    assert ids(warehouse) == sorted(f"e{n}" for n in range(80))
+
+
+def test_sigint_while_files_keep_arriving_exits_0_and_a_rerun_takes_the_rest(tmp_path):
+    warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    proc = Process(
+        reco_cmd(
+            "ingest", "--warehouse", str(warehouse), "--landing", str(landing), "--interval", "0.2s", "--json"
+        )
+    )
+    proc.wait_for(lambda text: '"writer"' in text)
+    for n in range(30):
+        write_landing_file(landing, "events", f"f{n:02d}.jsonl", [event(f"{n}-{k}") for k in range(20)])
+        if n == 15:
+            proc.signal(signal.SIGINT)
+        time.sleep(0.1)
+    assert proc.wait(timeout=120) == 0
+    metrics = table(warehouse, catalog.INGEST_METRICS).to_pylist()
+    # Every committed batch is complete: its rows and its metrics row agree.
+    assert table(warehouse, catalog.EVENTS).num_rows == sum(m["events_written"] for m in metrics)
+    rerun = run_reco("ingest", "--once", "--warehouse", str(warehouse), "--landing", str(landing))
+    assert rerun.returncode == 0, rerun.stderr
+    assert ids(warehouse) == sorted(f"e{n}-{k}" for n in range(30) for k in range(20))
+
+
+def test_runs_unchanged_under_spark_submit(tmp_path):
+    warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    write_landing_file(landing, "events", "a.jsonl", [event(n) for n in range(25)])
+    conf = tmp_path / "job.toml"
+    conf.write_text(
+        f'warehouse = "{warehouse}"\n[ingest]\nlanding = "{landing}"\n[spark]\nmaster = "local[1]"\n'
+    )
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    job = Path(__file__).resolve().parents[2] / "spark_jobs" / "ingest.py"
+    done = subprocess.run(
+        [str(spark_submit), "--master", "local[2]", str(job), "--config", str(conf), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "PYSPARK_PYTHON": sys.executable},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "writer: delta-rs" in done.stdout
+    assert json.loads(done.stdout.strip().splitlines()[-1])["summary"]["events_written"] == 25
+    assert ids(warehouse) == sorted(f"e{n}" for n in range(25))
+
+
+def test_emptied_checkpoint_is_refused_instead_of_skipping_batches(tmp_path):
+    warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    write_landing_file(landing, "events", "a.jsonl", [event(1)])
+    assert run_reco("ingest", "--once", "-w", str(warehouse), "--landing", str(landing)).returncode == 0
+    import shutil
+
+    shutil.rmtree(warehouse / "_checkpoints")
+    write_landing_file(landing, "events", "b.jsonl", [event(2)])
+    again = run_reco("ingest", "--once", "-w", str(warehouse), "--landing", str(landing))
+    assert again.returncode == 2
+    assert "checkpoint" in again.stderr and "Traceback" not in again.stderr
+    assert ids(warehouse) == ["e1"]
+
+
+def _version(warehouse: Path, spec) -> int:
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(warehouse / spec.name)).version()

@@ -64,10 +64,109 @@ class IngestSettings:
 
 
 @dataclass
+class DataSettings:
+    # Where `reco data fetch` unpacks datasets.
+    dir: str = "./datasets"
+    movielens_url: str = "https://files.grouplens.org/datasets/movielens"
+    # Rows per bronze commit when `reco data import` backfills bronze.
+    batch_rows: int = 500000
+    # Most events per landing file written by `reco data import --to landing` and `reco replay`.
+    file_events: int = 50000
+    # `reco replay`: at most one file per this interval, unless behind schedule.
+    replay_flush: str = "1s"
+
+
+@dataclass
+class SimulateSettings:
+    # Folder holding the simulated world between `reco simulate` rounds.
+    state: str = "./simworld"
+    seed: int = 42
+    users: int = 1000
+    items: int = 500
+    dims: int = 16
+    new_items_per_round: int = 10
+    # Share of each user's taste replaced by a random direction per round (0: tastes never move).
+    drift: float = 0.05
+    # Click probability = sigmoid(click_scale * cos(user, item) + click_bias) × examination(rank).
+    click_scale: float = 5.0
+    click_bias: float = -2.5
+    # Examination probability of rank r is 1 / (1 + position_decay * (r - 1)).
+    position_decay: float = 0.1
+    # Time spanned by one round's behaviour events, ending at the round's time.
+    round_span: str = "10m"
+
+
+@dataclass
+class ModelSettings:
+    # "sasrec" (causal Transformer over each user's recent items) or "mf" (matrix factorisation).
+    kind: str = "sasrec"
+    dim: int = 64
+    # sasrec: Transformer blocks, attention heads, longest history it reads, dropout.
+    blocks: int = 2
+    heads: int = 2
+    max_len: int = 50
+    dropout: float = 0.2
+    # sasrec: 0 = full softmax over the catalog; N = sampled softmax with N shared random negatives.
+    sampled_negatives: int = 0
+    # mf: random negatives per positive (binary cross-entropy with explicit negatives).
+    mf_negatives: int = 8
+
+
+@dataclass
+class EventWeights:
+    """Loss weight of each event type / feedback action; 0 drops it. dislike and dismiss are
+    negatives, ratings below train.rating_threshold too; every other kind is a positive."""
+
+    view: float = 0.5
+    click: float = 1.0
+    add_to_cart: float = 2.0
+    purchase: float = 3.0
+    rating: float = 1.0
+    like: float = 2.0
+    impression: float = 0.0
+    dislike: float = 1.0
+    dismiss: float = 0.5
+
+
+@dataclass
+class TrainSettings:
+    # Full training: most epochs, early-stopping patience (epochs without a better validation HR@10).
+    epochs: int = 30
+    patience: int = 3
+    # Users whose last interaction (a first-time item) is held out for validation; 0 = none.
+    val_users: int = 2000
+    lr: float = 0.001
+    # Incremental fine-tune: small learning rate, few passes over new rows + replay.
+    finetune_lr: float = 0.0005
+    finetune_epochs: int = 2
+    batch_size: int = 256
+    weight_decay: float = 0.0
+    # Ratings at or above this are positives, below it negatives.
+    rating_threshold: float = 3.5
+    # A new user or item gets a row once seen this many times.
+    min_count: int = 1
+    # Replay: this many history rows per new row, at most replay_size.
+    replay_ratio: float = 1.0
+    replay_size: int = 20000
+    seed: int = 0
+    # Lightning pass-through: accelerator, devices ("auto", a count or a list), strategy (ddp …),
+    # precision ("auto": bf16-mixed on GPU, 32-true on CPU).
+    accelerator: str = "auto"
+    devices: str = "auto"
+    strategy: str = "auto"
+    precision: str = "auto"
+    weights: EventWeights = field(default_factory=EventWeights)
+
+
+@dataclass
 class Settings:
     warehouse: str = "./warehouse"
     ingest: IngestSettings = field(default_factory=IngestSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    simulate: SimulateSettings = field(default_factory=SimulateSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
 
     @property
     def warehouse_path(self) -> Path:

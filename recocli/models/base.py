@@ -1,0 +1,172 @@
+"""What every model shares: built from config, scores the whole catalog, grows in place, and
+remembers each user's recent positive items (the history SASRec reads and replay samples from).
+
+Rows are the vocabularies' rows (recocli.models.vocab). Histories are item rows, oldest first,
+left-padded with PAD (-1) to `max_len`; the newest item is always in the last column.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from recocli.config import ModelSettings
+
+PAD = -1
+INIT_STD = 0.02
+
+
+def rank_from_end(groups: np.ndarray) -> np.ndarray:
+    """For an array sorted by group: 0 for the last element of each group, 1 for the one before…"""
+    n = len(groups)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.flatnonzero(np.r_[groups[1:] != groups[:-1], True])
+    group_end = np.repeat(ends, np.diff(np.r_[-1, ends]))
+    return group_end - np.arange(n)
+
+
+def grown(param: Tensor, rows: int) -> nn.Parameter:
+    """`param` with rows appended (small random, zero for 1-D biases); old rows copied exactly."""
+    extra = rows - param.shape[0]
+    if extra < 0:
+        raise ValueError(f"cannot shrink a table from {param.shape[0]} to {rows} rows")
+    shape = (extra, *param.shape[1:])
+    if param.dim() == 1:
+        new = torch.zeros(shape, dtype=param.dtype, device=param.device)
+    else:
+        new = torch.randn(shape, dtype=param.dtype, device=param.device) * INIT_STD
+    return nn.Parameter(torch.cat([param.detach(), new]), requires_grad=param.requires_grad)
+
+
+def hit_and_ndcg(scores: Tensor, targets: Tensor, seen: Tensor | None, k: int = 10) -> tuple[Tensor, Tensor]:
+    """Per row: 1.0 when `targets` ranks in the top k of `scores` [B, I] (items in `seen` [B, S],
+    PAD-padded, masked out), and its NDCG@k."""
+    if seen is not None and seen.numel():
+        n_items = scores.shape[1]
+        scores = torch.cat([scores, scores.new_zeros(len(scores), 1)], dim=1)
+        keep_target = scores.gather(1, targets[:, None])
+        scores = scores.scatter(1, torch.where(seen < 0, n_items, seen), float("-inf"))
+        scores = scores.scatter(1, targets[:, None], keep_target)[:, :n_items]
+    target = scores.gather(1, targets[:, None])
+    rank = (scores > target).sum(1)
+    hit = (rank < k).float()
+    return hit, hit / torch.log2(rank.float() + 2)
+
+
+class Recommender(L.LightningModule):
+    """Base LightningModule: subclasses define their tables, `_score`, `_grow_tables`, `training_step`."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, n_users: int, cfg: ModelSettings) -> None:
+        super().__init__()
+        self.cfg = cfg
+        # Set by the trainer code before each fit (full training vs small fine-tune).
+        self.lr = 1e-3
+        self.weight_decay = 0.0
+        shape = (n_users, cfg.max_len)
+        self.register_buffer("hist_items", torch.full(shape, PAD, dtype=torch.long))
+        self.register_buffer("hist_ts", torch.zeros(shape, dtype=torch.long))
+        self.register_buffer("hist_weight", torch.zeros(shape, dtype=torch.float32))
+
+    # ---- the interface ----
+
+    @property
+    def n_users(self) -> int:
+        return self.hist_items.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def score(self, user_rows: Tensor | None = None, histories: Tensor | None = None) -> Tensor:
+        """Scores [B, n_items] over the whole catalog (higher is better), in eval mode.
+
+        mf needs `user_rows`; sasrec reads `histories` [B, L] (item rows, PAD-left-padded) or, given
+        `user_rows` only, the histories it remembers. The caller masks seen items and takes topk.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            device = self.hist_items.device
+            user_rows = None if user_rows is None else torch.as_tensor(user_rows, device=device).long()
+            histories = None if histories is None else torch.as_tensor(histories, device=device).long()
+            return self._score(user_rows, histories).float()
+        finally:
+            self.train(was_training)
+
+    def _score(self, user_rows: Tensor | None, histories: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def grow(self, n_users: int, n_items: int) -> None:
+        """Add rows for new users/items; every existing row stays bit-for-bit as it was."""
+        if n_users > self.n_users:
+            extra = n_users - self.n_users
+            device = self.hist_items.device
+            self.hist_items = torch.cat(
+                [self.hist_items, torch.full((extra, self.cfg.max_len), PAD, dtype=torch.long, device=device)]
+            )
+            self.hist_ts = torch.cat([self.hist_ts, self.hist_ts.new_zeros((extra, self.cfg.max_len))])
+            self.hist_weight = torch.cat(
+                [self.hist_weight, self.hist_weight.new_zeros((extra, self.cfg.max_len))]
+            )
+        self._grow_tables(n_users, max(n_items, self.n_items))
+
+    def _grow_tables(self, n_users: int, n_items: int) -> None:
+        raise NotImplementedError
+
+    def history(self, user_rows: Tensor | np.ndarray) -> Tensor:
+        """The remembered histories [B, max_len] of these users (item rows, PAD-left-padded)."""
+        return self.hist_items[torch.as_tensor(user_rows, device=self.hist_items.device).long()]
+
+    def remember(self, users: np.ndarray, items: np.ndarray, ts: np.ndarray, weights: np.ndarray) -> None:
+        """Merge positive interactions into the users' histories: time order, the latest max_len kept.
+
+        Ties in time keep the remembered items first, then the new ones in the order given.
+        """
+        if len(users) == 0:
+            return
+        width = self.cfg.max_len
+        touched = np.unique(users)
+        index = torch.from_numpy(touched)
+        old_items = self.hist_items[index].cpu().numpy()
+        old_ts = self.hist_ts[index].cpu().numpy()
+        old_w = self.hist_weight[index].cpu().numpy()
+        t_idx, col = np.nonzero(old_items != PAD)
+        all_users = np.r_[touched[t_idx], users]
+        all_items = np.r_[old_items[t_idx, col], items]
+        all_ts = np.r_[old_ts[t_idx, col], ts]
+        all_w = np.r_[old_w[t_idx, col], weights]
+        order = np.lexsort((np.arange(len(all_users)), all_ts, all_users))
+        all_users, all_items, all_ts, all_w = (a[order] for a in (all_users, all_items, all_ts, all_w))
+        back = rank_from_end(all_users)
+        keep = back < width
+        slot = np.searchsorted(touched, all_users[keep])
+        col = width - 1 - back[keep]
+        new_items = np.full((len(touched), width), PAD, dtype=np.int64)
+        new_ts = np.zeros((len(touched), width), dtype=np.int64)
+        new_w = np.zeros((len(touched), width), dtype=np.float32)
+        new_items[slot, col], new_ts[slot, col], new_w[slot, col] = all_items[keep], all_ts[keep], all_w[keep]
+        device = self.hist_items.device
+        self.hist_items[index.to(device)] = torch.from_numpy(new_items).to(device)
+        self.hist_ts[index.to(device)] = torch.from_numpy(new_ts).to(device)
+        self.hist_weight[index.to(device)] = torch.from_numpy(new_w).to(device)
+
+    # ---- Lightning ----
+
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        """HR@10 and NDCG@10 of the held-out item over the whole catalog, the user's seen items masked."""
+        users, histories, targets, seen = batch
+        scores = self._score(users, histories).float()
+        hr, ndcg = hit_and_ndcg(scores, targets, seen, k=10)
+        self.log("val_hr10", hr.mean(), prog_bar=True, batch_size=len(users))
+        self.log("val_ndcg10", ndcg.mean(), batch_size=len(users))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

@@ -1,0 +1,156 @@
+"""A persistent vocabulary per entity: raw id (string) ↔ embedding row, growing, never renumbering.
+
+Rows are handed out in order of admission and never change, so a grown embedding table keeps
+every old row where it was. An id is admitted once it has been seen `min_count` times; until then
+its count waits in the vocabulary (and its rows are not trained on). Saved as Arrow IPC, not pickle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recocli.errors import RecoError
+
+SCHEMA = pa.schema([pa.field("id", pa.string()), pa.field("row", pa.int64()), pa.field("count", pa.int64())])
+
+IdsLike = pa.Array | pa.ChunkedArray | Sequence[str] | np.ndarray
+
+
+def _as_array(ids: IdsLike) -> pa.Array:
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    if not isinstance(ids, pa.Array):
+        ids = pa.array(np.asarray(ids, dtype=object) if isinstance(ids, np.ndarray) else list(ids))
+    return ids if ids.type == pa.string() else ids.cast(pa.string())
+
+
+class Vocabulary:
+    """Raw ids ↔ rows 0..len-1, plus how often each id (admitted or still pending) was seen."""
+
+    def __init__(self, ids: Iterable[str] = (), counts: Iterable[int] | None = None) -> None:
+        self._ids: list[str] = []
+        self._row: dict[str, int] = {}
+        self._count: dict[str, int] = {}
+        self._lookup: pa.Array | None = None
+        self.add(list(ids))
+        if counts is not None:
+            for key, count in zip(self._ids, counts, strict=True):
+                self._count[key] = int(count)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._row
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self._ids == other._ids and self._count == other._count
+
+    def rows(self, ids: IdsLike) -> np.ndarray:
+        """Row of each id (int64), -1 for ids without a row."""
+        values = _as_array(ids)
+        if self._lookup is None:
+            self._lookup = pa.array(self._ids, pa.string())
+        found = pc.index_in(values, value_set=self._lookup)
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def ids(self, rows: Iterable[int] | np.ndarray) -> list[str]:
+        """Raw id of each row (IndexError on a row that does not exist)."""
+        return [self._ids[int(r)] for r in np.asarray(rows, dtype=np.int64).reshape(-1)]
+
+    def add(self, ids: IdsLike) -> np.ndarray:
+        """Admit every id now (in order of first appearance); returns the rows of `ids`."""
+        values = _as_array(ids)
+        for key in pc.unique(values.drop_null()).to_pylist():
+            if key not in self._row:
+                self._row[key] = len(self._ids)
+                self._ids.append(key)
+                self._count.setdefault(key, 0)
+                self._lookup = None
+        return self.rows(values)
+
+    def observe(self, ids: IdsLike, min_count: int = 1) -> int:
+        """Count one sighting per element; admit ids whose count reaches `min_count`. Returns how
+        many ids were admitted. Admission follows first appearance in `ids`, so it is deterministic."""
+        values = _as_array(ids).drop_null()
+        if len(values) == 0:
+            return 0
+        counted = pc.value_counts(values)
+        before = len(self)
+        admit = []
+        for key, n in zip(
+            counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True
+        ):
+            total = self._count.get(key, 0) + n
+            self._count[key] = total
+            if key not in self._row and total >= max(min_count, 1):
+                admit.append(key)
+        if admit:
+            self.add(admit)
+        return len(self) - before
+
+    def count(self, key: str) -> int:
+        return self._count.get(key, 0)
+
+    def counts(self) -> np.ndarray:
+        """Sightings of each admitted row, in row order (popularity)."""
+        return np.array([self._count[k] for k in self._ids], dtype=np.int64)
+
+    def pending(self) -> dict[str, int]:
+        """Ids seen but not admitted yet, with their counts."""
+        return {k: c for k, c in self._count.items() if k not in self._row}
+
+    # ---- persistence (Arrow IPC: no code runs on load) ----
+
+    def to_arrow(self) -> pa.Table:
+        pending = self.pending()
+        ids = self._ids + list(pending)
+        rows = list(range(len(self._ids))) + [-1] * len(pending)
+        counts = [self._count[k] for k in ids]
+        return pa.table([pa.array(ids, pa.string()), pa.array(rows, pa.int64()), pa.array(counts)], SCHEMA)
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> Vocabulary:
+        if not table.schema.equals(SCHEMA):
+            raise RecoError(f"vocabulary has schema {table.schema}, expected {SCHEMA}")
+        ids, rows, counts = (table[c].to_pylist() for c in ("id", "row", "count"))
+        admitted = [(r, k, c) for k, r, c in zip(ids, rows, counts, strict=True) if r >= 0]
+        if [r for r, _, _ in admitted] != list(range(len(admitted))):
+            raise RecoError("vocabulary rows are not 0..n-1 in order")
+        vocab = cls([k for _, k, _ in admitted], [c for _, _, c in admitted])
+        for k, r, c in zip(ids, rows, counts, strict=True):
+            if r < 0:
+                vocab._count[k] = c
+        return vocab
+
+    def save(self, path: Path) -> None:
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
+            writer.write_table(self.to_arrow())
+
+    @classmethod
+    def load(cls, path: Path) -> Vocabulary:
+        try:
+            with pa.OSFile(str(path), "rb") as source:
+                table = pa.ipc.open_file(source).read_all()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise RecoError(f"cannot read vocabulary {path}: {exc}") from None
+        return cls.from_arrow(table)
+
+
+class Vocabs:
+    """The two vocabularies a model's rows refer to."""
+
+    def __init__(self, users: Vocabulary | None = None, items: Vocabulary | None = None) -> None:
+        self.users = users if users is not None else Vocabulary()
+        self.items = items if items is not None else Vocabulary()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabs) and self.users == other.users and self.items == other.items
+
+    def __repr__(self) -> str:
+        return f"Vocabs(users={len(self.users)}, items={len(self.items)})"

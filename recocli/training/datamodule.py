@@ -1,0 +1,137 @@
+"""Training examples for each model kind, and the LightningDataModule that serves them.
+
+mf learns from (user, item, weight, label) rows. sasrec learns from windows of each user's
+positives in time order: inputs [N, L] and next-item targets [N, L] with a weight per position
+(0 = nothing to learn there, e.g. replayed context of a fine-tune). Validation rows are
+(user, history [L], target item, seen items [S]) for HR@10 over the whole catalog, seen masked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from lightning import LightningDataModule
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+
+from recocli.models.base import PAD, rank_from_end
+from recocli.training.interactions import Encoded
+
+Batch = tuple[Tensor, ...]
+
+
+def sort_by_user_time(enc: Encoded) -> Encoded:
+    """Stable order by (user, ts): ties keep the order given."""
+    return enc.take(np.lexsort((np.arange(len(enc)), enc.ts, enc.users)))
+
+
+def mf_examples(enc: Encoded) -> Batch:
+    return (
+        torch.from_numpy(enc.users.astype(np.int64)),
+        torch.from_numpy(enc.items.astype(np.int64)),
+        torch.from_numpy(enc.weights.astype(np.float32)),
+        torch.from_numpy(enc.labels.astype(np.int64)),
+    )
+
+
+def sequence_windows(
+    users: np.ndarray, items: np.ndarray, weights: np.ndarray, is_target: np.ndarray, max_len: int
+) -> Batch:
+    """Next-item windows over sequences sorted by (user, time).
+
+    Each consecutive pair (x_t → x_t+1) of a user is one position; a user's positions are cut into
+    windows of `max_len` from the newest back, left-padded with PAD. A position's weight is the
+    target's weight where `is_target`, else 0; windows without any target are dropped.
+    """
+    src = np.flatnonzero(users[1:] == users[:-1])  # pair t: items[t] → items[t + 1]
+    pair_users = users[src]
+    back = rank_from_end(pair_users)
+    window = back // max_len
+    col = max_len - 1 - back % max_len
+    starts = np.r_[True, (pair_users[1:] != pair_users[:-1]) | (window[1:] != window[:-1])]
+    wid = np.cumsum(starts) - 1 if len(src) else np.zeros(0, np.int64)
+    n = int(wid[-1]) + 1 if len(src) else 0
+    inputs = np.full((n, max_len), PAD, dtype=np.int64)
+    targets = np.full((n, max_len), PAD, dtype=np.int64)
+    target_w = np.zeros((n, max_len), dtype=np.float32)
+    inputs[wid, col] = items[src]
+    targets[wid, col] = items[src + 1]
+    target_w[wid, col] = np.where(is_target[src + 1], weights[src + 1], 0.0)
+    useful = target_w.sum(axis=1) > 0
+    return (
+        torch.from_numpy(inputs[useful]),
+        torch.from_numpy(targets[useful]),
+        torch.from_numpy(target_w[useful]),
+    )
+
+
+def sasrec_examples(enc: Encoded, max_len: int, is_target: np.ndarray | None = None) -> Batch:
+    """Windows over the positives of `enc` (every position a target unless `is_target` says)."""
+    keep = enc.labels > 0
+    pos = enc.take(keep)
+    flags = np.ones(len(pos), dtype=bool) if is_target is None else is_target[keep]
+    order = np.lexsort((np.arange(len(pos)), pos.ts, pos.users))
+    pos, flags = pos.take(order), flags[order]
+    return sequence_windows(pos.users, pos.items, pos.weights, flags, max_len)
+
+
+def concat_examples(parts: list[Batch]) -> Batch:
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return ()
+    return tuple(torch.cat(columns) for columns in zip(*parts, strict=True))
+
+
+def validation_examples(history: Encoded, targets: Encoded, max_len: int) -> Batch:
+    """Per target: its user, the user's latest `max_len` positives before it, all items they had.
+
+    `history` holds the training positives; one target per user.
+    """
+    hist = sort_by_user_time(history.positives())
+    users = targets.users
+    histories = np.full((len(users), max_len), PAD, dtype=np.int64)
+    back = rank_from_end(hist.users)
+    slot = np.searchsorted(users, hist.users)
+    found = (slot < len(users)) & (users[np.minimum(slot, len(users) - 1)] == hist.users)
+    recent = found & (back < max_len)
+    histories[slot[recent], max_len - 1 - back[recent]] = hist.items[recent]
+    # Seen items, padded with PAD: one row per target user.
+    pairs = np.unique(np.stack([slot[found], hist.items[found]], axis=1), axis=0)
+    counts = np.bincount(pairs[:, 0], minlength=len(users)) if len(pairs) else np.zeros(len(users), int)
+    width = max(int(counts.max(initial=0)), 1)
+    seen = np.full((len(users), width), PAD, dtype=np.int64)
+    if len(pairs):
+        col = np.arange(len(pairs)) - np.repeat(np.cumsum(counts) - counts, counts)
+        seen[pairs[:, 0], col] = pairs[:, 1]
+    return (
+        torch.from_numpy(users.astype(np.int64)),
+        torch.from_numpy(histories),
+        torch.from_numpy(targets.items.astype(np.int64)),
+        torch.from_numpy(seen),
+    )
+
+
+def _loader(data: Batch, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    dataset = TensorDataset(*data)
+    if shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    else:
+        sampler = SequentialSampler(dataset)
+    # Whole batches are sliced out of the tensors at once (no per-row collate).
+    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
+
+
+class InteractionDataModule(LightningDataModule):
+    """In-memory tensors for one fit: training examples and optional validation rows."""
+
+    def __init__(self, train: Batch, val: Batch | None, batch_size: int, seed: int = 0) -> None:
+        super().__init__()
+        self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
+
+    def train_dataloader(self) -> DataLoader:
+        return _loader(self.train, self.batch_size, shuffle=True, seed=self.seed)
+
+    def val_dataloader(self) -> DataLoader:
+        if not self.val:
+            return []
+        return _loader(self.val, max(self.batch_size, 256), shuffle=False, seed=self.seed)

@@ -1,0 +1,387 @@
+"""In-memory training: a full fit with validation and early stopping, and the incremental fine-tune.
+
+No warehouse here: interactions come in as Arrow tables (recocli.training.interactions.SCHEMA),
+so `reco evaluate` can run prequential protocols on them directly; recocli.training.incremental
+wraps these for the warehouse (cursor, replay, registry). Lightning's Trainer runs every loop
+(devices, precision, early stopping); this module only decides what to train on.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import time
+import warnings
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pyarrow as pa
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
+
+from recocli.config import Settings, TrainSettings
+from recocli.models import PAD, Recommender, build_model
+from recocli.models.base import hit_and_ndcg
+from recocli.models.vocab import Vocabs
+from recocli.training.datamodule import (
+    Batch,
+    InteractionDataModule,
+    concat_examples,
+    mf_examples,
+    sasrec_examples,
+    sort_by_user_time,
+    validation_examples,
+)
+from recocli.training.interactions import Encoded, decode, encode
+
+K = 10
+
+
+def quiet_lightning() -> None:
+    """Lightning's info lines and known-harmless warnings would drown the command's own output."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*GPU available but not used.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def _uses_gpu(train: TrainSettings) -> bool:
+    if train.accelerator in ("gpu", "cuda"):
+        return True
+    return train.accelerator == "auto" and torch.cuda.is_available()
+
+
+def _devices(text: str) -> Any:
+    text = str(text).strip()
+    if text == "auto" or text == "-1":
+        return text if text == "auto" else -1
+    if "," in text:
+        return [int(part) for part in text.split(",") if part.strip()]
+    return int(text)
+
+
+def make_trainer(
+    train: TrainSettings, max_epochs: int, callbacks: list[Callback] | None = None, progress: bool = False
+) -> L.Trainer:
+    """A Trainer with the configured accelerator/devices/strategy, bf16 mixed precision on GPU."""
+    quiet_lightning()
+    precision = train.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if _uses_gpu(train) else "32-true"
+    callbacks = list(callbacks or [])
+    if progress:
+        callbacks.append(RichProgressBar(leave=False))
+    return L.Trainer(
+        accelerator=train.accelerator,
+        devices=_devices(train.devices),
+        strategy=train.strategy,
+        precision=precision,
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+
+
+def device_name(trainer: L.Trainer) -> str:
+    device = trainer.strategy.root_device
+    name = str(device)
+    if device.type == "cuda":
+        name = f"{name} ({torch.cuda.get_device_name(device)})"
+    if trainer.num_devices > 1:
+        name = f"{trainer.num_devices}× {name}, {type(trainer.strategy).__name__}"
+    return f"{name}, {trainer.precision}"
+
+
+class KeepBest(Callback):
+    """Remembers the weights of the best validation epoch and restores them when fitting ends
+    (early stopping alone would leave the weights of the last, worse epochs)."""
+
+    def __init__(self, monitor: str = "val_hr10") -> None:
+        self.monitor = monitor
+        self.best: float | None = None
+        self.best_epoch = -1
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return
+        value = float(value)
+        if self.best is None or value > self.best:
+            self.best, self.best_epoch = value, trainer.current_epoch
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.state is not None:
+            pl_module.load_state_dict(self.state)
+
+
+def _show_progress() -> bool:
+    return sys.stdout.isatty()
+
+
+def split_validation(enc: Encoded, n_users: int, seed: int) -> tuple[Encoded, Encoded]:
+    """Hold out, for up to `n_users` random users, their last positive when it is a first-time item.
+
+    Returns (training interactions, one target per held-out user sorted by user). Users with fewer
+    than 3 positives keep everything for training.
+    """
+    pos_index = np.flatnonzero(enc.labels > 0)
+    if n_users <= 0 or len(pos_index) == 0:
+        return enc, Encoded.empty()
+    pos = enc.take(pos_index)
+    order = np.lexsort((np.arange(len(pos)), pos.ts, pos.users))
+    users, items = pos.users[order], pos.items[order]
+    last = np.flatnonzero(np.r_[users[1:] != users[:-1], True])
+    first = np.r_[0, last[:-1] + 1]
+    candidates = []
+    for a, b in zip(first, last, strict=True):
+        if b - a >= 2 and items[b] not in items[a:b]:
+            candidates.append(b)
+    rng = np.random.default_rng(seed)
+    chosen = np.array(candidates, dtype=np.int64)
+    if len(chosen) > n_users:
+        chosen = rng.choice(chosen, n_users, replace=False)
+    held = pos_index[order[chosen]]
+    mask = np.ones(len(enc), dtype=bool)
+    mask[held] = False
+    targets = enc.take(held)
+    return enc.take(mask), targets.take(np.argsort(targets.users, kind="stable"))
+
+
+def examples(model: Recommender, enc: Encoded, is_target: np.ndarray | None = None) -> Batch:
+    """Training examples for this model kind (sasrec: windows; mf: rows, explicit negatives too)."""
+    if model.kind == "sasrec":
+        return sasrec_examples(enc, model.cfg.max_len, is_target)
+    return mf_examples(enc if is_target is None else enc.take(is_target))
+
+
+def fit_full(
+    kind: str,
+    interactions: pa.Table,
+    settings: Settings,
+    seed: int | None = None,
+    val: bool = True,
+    progress: bool | None = None,
+) -> tuple[Recommender, Vocabs, dict]:
+    """Train a new model on `interactions`, with validation and early stopping when `val`.
+
+    Returns the model (its histories hold every positive given), the vocabularies and metrics
+    (best val_hr10 / val_ndcg10, epochs, examples, device, seconds).
+    """
+    started = time.perf_counter()
+    train = settings.train
+    seed = train.seed if seed is None else seed
+    L.seed_everything(seed, workers=False, verbose=False)
+    vocabs = Vocabs()
+    enc = encode(interactions, vocabs, min_count=train.min_count)
+    if not len(enc):
+        raise ValueError("no interactions to train on (every row was dropped or below min_count)")
+    model = build_model(kind, len(vocabs.users), len(vocabs.items), settings.model)
+    model.lr, model.weight_decay = train.lr, train.weight_decay
+    fit_part, targets = split_validation(enc, train.val_users if val else 0, seed)
+    val_batch = validation_examples(fit_part, targets, settings.model.max_len) if len(targets) else None
+    data = InteractionDataModule(examples(model, fit_part), val_batch, train.batch_size, seed)
+    callbacks: list[Callback] = []
+    keep = KeepBest()
+    if val_batch is not None:
+        callbacks = [EarlyStopping("val_hr10", mode="max", patience=train.patience), keep]
+    trainer = make_trainer(train, train.epochs, callbacks, _show_progress() if progress is None else progress)
+    trainer.fit(model, datamodule=data)
+    model.cpu()
+    positives = sort_by_user_time(enc.positives())
+    model.remember(positives.users, positives.items, positives.ts, positives.weights)
+    metrics: dict[str, Any] = {
+        "examples": len(data.train[0]),
+        "interactions": len(enc),
+        "epochs": trainer.current_epoch,
+        "train_loss": _float(trainer.callback_metrics.get("train_loss")),
+        "device": device_name(trainer),
+        "rank": trainer.global_rank,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if val_batch is not None:
+        metrics.update(val_users=len(targets), best_epoch=keep.best_epoch, val_hr10=keep.best)
+        metrics["val_ndcg10"] = evaluate_hits(model, val_batch)[1]
+    return model, vocabs, metrics
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else round(float(value), 5)
+
+
+def evaluate_hits(model: Recommender, batch: Batch, chunk: int = 1024) -> tuple[float, float]:
+    """HR@10 and NDCG@10 over validation rows (user, history, target, seen)."""
+    hits, ndcgs = [], []
+    for start in range(0, len(batch[0]), chunk):
+        users, histories, targets, seen = (t[start : start + chunk] for t in batch)
+        hit, ndcg = hit_and_ndcg(model.score(users, histories), targets, seen, K)
+        hits.append(hit)
+        ndcgs.append(ndcg)
+    if not hits:
+        return 0.0, 0.0
+    return float(torch.cat(hits).mean()), float(torch.cat(ndcgs).mean())
+
+
+def recent_histories(model: Recommender, users: np.ndarray) -> torch.Tensor:
+    """The remembered histories [B, max_len] of user rows (PAD-left-padded, oldest first)."""
+    return model.history(torch.from_numpy(np.asarray(users, dtype=np.int64)))
+
+
+def build_histories(interactions: pa.Table, vocabs: Vocabs, max_len: int) -> torch.Tensor:
+    """Each user's latest `max_len` positive item rows in time order, [n_users, max_len], PAD-left-padded.
+
+    For scoring sasrec from interactions held elsewhere (e.g. `reco evaluate`): row u is user row u.
+    """
+    enc = sort_by_user_time(encode(interactions, vocabs).positives())
+    from recocli.models.base import rank_from_end
+
+    out = torch.full((len(vocabs.users), max_len), PAD, dtype=torch.long)
+    back = rank_from_end(enc.users)
+    keep = back < max_len
+    out[torch.from_numpy(enc.users[keep]), torch.from_numpy(max_len - 1 - back[keep])] = torch.from_numpy(
+        enc.items[keep]
+    )
+    return out
+
+
+def replay_from_memory(model: Recommender, rows: int, rng: np.random.Generator) -> Encoded:
+    """About `rows` remembered positives: whole histories of random users (so sasrec replays
+    sequences with their context, and mf replays the same rows as pairs)."""
+    if rows <= 0:
+        return Encoded.empty()
+    lengths = (model.hist_items != PAD).sum(1).cpu().numpy()
+    users = np.flatnonzero(lengths)
+    if not len(users):
+        return Encoded.empty()
+    users = rng.permutation(users)
+    take = users[: int(np.searchsorted(np.cumsum(lengths[users]), rows)) + 1]
+    index = torch.from_numpy(np.sort(take))
+    items = model.hist_items[index].cpu().numpy()
+    u_idx, col = np.nonzero(items != PAD)
+    return Encoded(
+        users=index.numpy()[u_idx],
+        items=items[u_idx, col],
+        ts=model.hist_ts[index].cpu().numpy()[u_idx, col],
+        weights=model.hist_weight[index].cpu().numpy()[u_idx, col],
+        labels=np.ones(len(u_idx), dtype=np.int8),
+    )
+
+
+def replay_sample(model: Recommender, vocabs: Vocabs, rows: int, seed: int = 0) -> pa.Table:
+    """A replay sample from the model's remembered histories, as an interaction table."""
+    return decode(replay_from_memory(model, rows, np.random.default_rng(seed)), vocabs)
+
+
+def prequential_hits(model: Recommender, new: Encoded, max_users: int = 2000) -> float | None:
+    """Before learning from `new`: the share of its positives that were in their user's top 10
+    (no masking). A test-then-train score of the model on the batch it is about to learn."""
+    pos = new.positives()
+    pos = pos.take(pos.users < model.n_users)
+    if not len(pos):
+        return None
+    users = np.unique(pos.users)[:max_users]
+    pos = pos.take(np.isin(pos.users, users))
+    top = torch.topk(model.score(torch.from_numpy(users)), min(K, model.n_items), dim=1).indices.numpy()
+    slot = np.searchsorted(users, pos.users)
+    hit = (top[slot] == pos.items[:, None]).any(axis=1)
+    return round(float(hit.mean()), 4)
+
+
+def fine_tune(
+    model: Recommender,
+    vocabs: Vocabs,
+    new_interactions: pa.Table,
+    replay_interactions: pa.Table | None,
+    settings: Settings,
+    seed: int | None = None,
+    report: dict | None = None,
+) -> Recommender:
+    """Learn from new interactions, in place: admit new ids, grow the tables, train a few passes
+    at the small fine-tune lr on the new rows plus replay, remember the new positives.
+
+    `replay_interactions`: history to mix in; None samples `replay_ratio` × new rows (at most
+    `replay_size`) from the model's remembered histories; an empty table replays nothing. sasrec
+    trains on each new positive with the user's remembered history as context, and on replayed
+    users' sequences. `report`, when given, receives the metrics.
+    """
+    started = time.perf_counter()
+    train = settings.train
+    seed = train.seed if seed is None else seed
+    L.seed_everything(seed, workers=False, verbose=False)
+    rows_before = (len(vocabs.users), len(vocabs.items))
+    new = encode(new_interactions, vocabs, min_count=train.min_count)
+    model.grow(len(vocabs.users), len(vocabs.items))
+    metrics: dict[str, Any] = {
+        "new_rows": new_interactions.num_rows,
+        "new_interactions": len(new),
+        "new_users": len(vocabs.users) - rows_before[0],
+        "new_items": len(vocabs.items) - rows_before[1],
+        "prequential_hr10": prequential_hits(model, new),
+    }
+    if replay_interactions is None:
+        wanted = min(train.replay_size, round(train.replay_ratio * len(new)))
+        replay = replay_from_memory(model, wanted, np.random.default_rng(seed))
+    else:
+        replay = encode(replay_interactions, vocabs)
+    metrics["replay_interactions"] = len(replay)
+    parts = [_new_examples(model, new)]
+    if len(replay):
+        parts.append(examples(model, replay))
+    data = concat_examples(parts)
+    metrics["examples"] = len(data[0]) if data else 0
+    if data:
+        model.lr, model.weight_decay = train.finetune_lr, train.weight_decay
+        trainer = make_trainer(train, train.finetune_epochs, progress=False)
+        trainer.fit(model, datamodule=InteractionDataModule(data, None, train.batch_size, seed))
+        model.cpu()
+        metrics.update(
+            train_loss=_float(trainer.callback_metrics.get("train_loss")),
+            device=device_name(trainer),
+            rank=trainer.global_rank,
+        )
+    positives = sort_by_user_time(new.positives())
+    model.remember(positives.users, positives.items, positives.ts, positives.weights)
+    metrics["seconds"] = round(time.perf_counter() - started, 3)
+    if report is not None:
+        report.update(metrics)
+    return model
+
+
+def _new_examples(model: Recommender, new: Encoded) -> Batch:
+    """sasrec: the batch users' remembered histories as context, targets on the new positives only.
+    mf: the new rows themselves (explicit negatives included)."""
+    if model.kind != "sasrec" or not len(new):
+        return examples(model, new)
+    pos = new.positives()
+    users = np.unique(pos.users)
+    context = replay_context(model, users)
+    merged = Encoded.concat([context, pos])
+    is_target = np.r_[np.zeros(len(context), dtype=bool), np.ones(len(pos), dtype=bool)]
+    return sasrec_examples(merged, model.cfg.max_len, is_target)
+
+
+def replay_context(model: Recommender, users: np.ndarray) -> Encoded:
+    """The remembered positives of `users` (their context for new items)."""
+    index = torch.from_numpy(np.asarray(users, dtype=np.int64))
+    items = model.hist_items[index].cpu().numpy()
+    u_idx, col = np.nonzero(items != PAD)
+    return Encoded(
+        users=np.asarray(users, dtype=np.int64)[u_idx],
+        items=items[u_idx, col],
+        ts=model.hist_ts[index].cpu().numpy()[u_idx, col],
+        weights=model.hist_weight[index].cpu().numpy()[u_idx, col],
+        labels=np.ones(len(u_idx), dtype=np.int8),
+    )
+
+
+def copy_model(model: Recommender) -> Recommender:
+    """An independent copy (e.g. a frozen baseline next to one that keeps learning)."""
+    return copy.deepcopy(model)

@@ -1,0 +1,84 @@
+"""The `reco` command line as a user meets it: real processes, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import event, run_reco
+
+from recocli.config import load_settings
+from recocli.landing import write_landing_file
+
+
+def test_help_explains_every_command():
+    top = run_reco("--help")
+    assert top.returncode == 0
+    for command in ("ingest", "status", "demo"):
+        assert command in top.stdout
+        sub = run_reco(command, "--help")
+        assert sub.returncode == 0 and "--help" in sub.stdout
+    ingest_help = run_reco("ingest", "--help").stdout
+    for flag in (
+        "--warehouse",
+        "--config",
+        "--landing",
+        "--once",
+        "--interval",
+        "--max-files-per-batch",
+        "--json",
+    ):
+        assert flag in ingest_help
+
+
+def test_user_mistakes_exit_2_with_one_line_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[ingest]\nintervall = '1s'\n")
+    cases = [
+        run_reco("status", "--config", str(bad)),
+        run_reco("status", "--config", str(tmp_path / "missing.toml")),
+        run_reco("ingest", "--once", "-w", str(tmp_path / "w"), "--interval", "soon"),
+    ]
+    for done in cases:
+        assert done.returncode == 2, done.stderr
+        assert "error:" in done.stderr and "Traceback" not in done.stderr
+    assert "unknown setting 'ingest.intervall'" in cases[0].stderr
+    assert "not a duration" in cases[2].stderr
+    assert run_reco("ingest", "--max-files-per-batch", "0").returncode == 2
+
+
+def test_status_lists_tables_and_files_not_yet_ingested(spark, tmp_path):
+    from spark_jobs.ingest import run_ingest
+
+    warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    write_landing_file(landing, "events", "a.jsonl", [event(n) for n in range(12)] + ["broken"])
+    settings = load_settings(env={}, overrides={"warehouse": str(warehouse), "ingest.landing": str(landing)})
+    run_ingest(settings, once=True)
+    write_landing_file(landing, "events", "later.jsonl", [event(99)])
+    write_landing_file(landing, "feedback", "later.jsonl", ["{}"])
+
+    done = run_reco("status", "-w", str(warehouse), "--landing", str(landing), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["tables"]["bronze/events"]["rows"] == 12
+    assert report["tables"]["bronze/quarantine"]["rows"] == 1
+    assert report["tables"]["bronze/feedback"]["rows"] == 0
+    assert report["tables"]["_ops/ingest_metrics"]["rows"] == 1
+    assert report["tables"]["bronze/events"]["version"] == 1
+    assert sorted(p.split("landing/")[1] for p in report["pending_files"]) == [
+        "events/later.jsonl",
+        "feedback/later.jsonl",
+    ]
+    table_view = run_reco("status", "-w", str(warehouse), "--landing", str(landing))
+    assert "bronze/events" in table_view.stdout and "2 file(s) not yet ingested" in table_view.stdout
+
+
+def test_demo_at_a_small_size_passes(tmp_path):
+    done = run_reco("demo", "--dir", str(tmp_path / "demo"), "--events", "2000", "--files", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "demo OK" in done.stdout
+    rerun = run_reco("demo", "--dir", str(tmp_path / "demo"), "--events", "2000", "--files", "2")
+    assert rerun.returncode == 0, "a demo folder is reset between runs"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "precious.txt").write_text("keep")
+    refused = run_reco("demo", "--dir", str(tmp_path / "mine"))
+    assert refused.returncode == 2 and (tmp_path / "mine" / "precious.txt").exists()

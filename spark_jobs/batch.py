@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -83,7 +84,7 @@ class BatchProcessor:
             duplicates=duplicates,
             duration_s=0.0,
             lag_s=_lag_seconds(data, started),
-            files=sorted(set(data["source_file"].to_pylist())),
+            files=sorted(pc.unique(data["source_file"]).to_pylist()),
             tables_written=written,
         )
         report.duration_s = round(time.perf_counter() - clock, 3)
@@ -94,8 +95,10 @@ class BatchProcessor:
 
 
 def _with_columns(table: pa.Table, values: dict) -> pa.Table:
+    """Append constant columns (cheaply: one value, repeated by index)."""
+    repeat = pa.array(np.zeros(table.num_rows, dtype=np.int64))
     for name, value in values.items():
-        table = table.append_column(name, pa.array([value] * table.num_rows))
+        table = table.append_column(name, pa.array([value]).take(repeat))
     return table
 
 

@@ -102,14 +102,28 @@ def _bad_type(raw: Column, typed: Column, kind: str) -> Column:
 
 
 def validate(lines: DataFrame, contract: Contract, bounds: Bounds) -> DataFrame:
-    """(value, source_file) lines → kind, reason (null when valid), raw (rejected only), typed fields."""
-    line = F.col("value")
-    parsed = F.from_json(line, RAW_MAP)
-    raw = {name: parsed[name] for name, _, _ in contract.fields}
-    typed = {name: _typed(raw[name], kind) for name, kind, _ in contract.fields}
+    """(value, source_file) lines → kind, reason (null when valid), raw (rejected only), typed fields.
 
+    Built in stages (parse, then fields, then reason) so that each line is parsed once: the checks
+    sit in CASE WHEN branches, where Spark would otherwise re-evaluate a shared from_json per branch.
+    """
+    names = [name for name, _, _ in contract.fields]
+    parsed = lines.select("value", "source_file", F.from_json("value", RAW_MAP).alias("_json"))
+    fields = parsed.select(
+        "value",
+        "source_file",
+        F.col("_json").isNull().alias("_unparsed"),
+        *(F.col("_json")[name].alias(f"_raw_{name}") for name in names),
+    )
+    raw = {name: F.col(f"_raw_{name}") for name in names}
+    typed_fields = fields.select(
+        "*", *(_typed(raw[name], kind).alias(f"_typed_{name}") for name, kind, _ in contract.fields)
+    )
+    typed = {name: F.col(f"_typed_{name}") for name in names}
+
+    line = F.col("value")
     reason = F.when(F.octet_length(line) > bounds.max_line_bytes, "oversize").when(
-        parsed.isNull() | ~F.rtrim(line).endswith("}"), "malformed_json"
+        F.col("_unparsed") | ~F.rtrim(line).endswith("}"), "malformed_json"
     )
     for name, _, required in contract.fields:
         if required:
@@ -122,17 +136,12 @@ def validate(lines: DataFrame, contract: Contract, bounds: Bounds) -> DataFrame:
     ts = typed["ts"]
     reason = reason.when(ts.isNull() | (ts < F.lit(bounds.min_ts)) | (ts > bounds.max_ts()), "bad_timestamp")
 
-    typed[contract.type_field] = event_type
-    return lines.select(
+    outputs = {**typed, contract.type_field: event_type}
+    valid = F.col("reason").isNull()
+    return typed_fields.select("*", reason.alias("reason")).select(
         F.lit(contract.kind).alias("kind"),
-        reason.alias("reason"),
-        line.alias("line"),
-        F.col("source_file"),
-        *(column.alias(name) for name, column in typed.items()),
-    ).select(
-        "kind",
         "reason",
-        F.when(F.col("reason").isNotNull(), F.col("line")).alias("raw"),
+        F.when(~valid, line).alias("raw"),
         "source_file",
-        *(F.when(F.col("reason").isNull(), F.col(name)).alias(name) for name in typed),
+        *(F.when(valid, column).alias(name) for name, column in outputs.items()),
     )

@@ -1,0 +1,139 @@
+"""Ingest throughput: `reco ingest --once` against a plain Spark job over the same landing files.
+
+The peer reads the same JSON lines with the same streaming file source and writes them with Spark's
+built-in parquet sink: no validation, no dedup, no Delta, no exactly-once. Both run in this process
+on one Spark session, after a small warm-up of each. Prints a table, then one JSON line.
+
+    .venv/bin/python bench/ingest_throughput.py --events 2000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from recocli.config import load_settings
+from recocli.console import print_table
+from recocli.data.synthetic import generate_lines
+from recocli.landing import landing_dirs, write_landing_file
+from spark_jobs.ingest import run_ingest
+from spark_jobs.session import build_session
+
+TARGET_EVENTS_PER_S = 100_000
+TARGET_RATIO = 0.8
+PEER_SCHEMA = T.StructType(
+    [T.StructField(name, T.StringType()) for name in ("event_id", "user_id", "item_id", "event_type", "ts")]
+    + [T.StructField("value", T.DoubleType())]
+)
+
+
+def land(root: Path, events: int, files: int, seed: int) -> int:
+    lines, expected = generate_lines(
+        events, seed=seed, broken_share=0.001, duplicate_share=0.005, feedback_share=0.1
+    )
+    for kind, texts in lines.items():
+        size = -(-len(texts) // files)
+        for n in range(files):
+            write_landing_file(root, kind, f"part-{n:04d}.jsonl", texts[n * size : (n + 1) * size])
+    return expected.lines
+
+
+def run_reco(root: Path, landing: Path, files_per_batch: int) -> float:
+    settings = load_settings(
+        overrides={
+            "warehouse": str(root / "warehouse"),
+            "ingest.landing": str(landing),
+            "ingest.max_files_per_batch": files_per_batch,
+        }
+    )
+    start = time.perf_counter()
+    summary = run_ingest(settings, once=True)
+    elapsed = time.perf_counter() - start
+    return elapsed, summary.totals()["lines_read"]
+
+
+def run_plain(spark, root: Path, landing: Path, files_per_batch: int) -> float:
+    streams = [
+        spark.readStream.format("text").option("maxFilesPerTrigger", files_per_batch).load(str(folder))
+        for folder in landing_dirs(landing).values()
+    ]
+    lines = streams[0].unionByName(streams[1])
+    parsed = lines.select(F.from_json("value", PEER_SCHEMA).alias("e")).select("e.*")
+    start = time.perf_counter()
+    query = (
+        parsed.writeStream.format("parquet")
+        .option("path", str(root / "plain"))
+        .option("checkpointLocation", str(root / "plain_checkpoint"))
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--files", type=int, default=40)
+    parser.add_argument("--files-per-batch", type=int, default=10)
+    parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="reco-bench-"))
+    shutil.rmtree(work, ignore_errors=True)
+
+    spark = build_session(load_settings().spark)
+    print(f"generating {args.events} events in {args.files} files per kind under {work}", file=sys.stderr)
+    land(work / "warm" / "landing", 20_000, 2, seed=1)
+    lines = land(work / "landing", args.events, args.files, seed=2)
+    # warm-up: JIT and first-query costs for both, on a small separate set
+    run_plain(spark, work / "warm", work / "warm" / "landing", args.files_per_batch)
+    run_reco(work / "warm", work / "warm" / "landing", args.files_per_batch)
+
+    plain_s = run_plain(spark, work, work / "landing", args.files_per_batch)
+    reco_s, read = run_reco(work, work / "landing", args.files_per_batch)
+    assert read == lines, f"reco read {read} of {lines} lines"
+    plain_rate, reco_rate = lines / plain_s, lines / reco_s
+    ratio = reco_rate / plain_rate
+    print_table(
+        f"ingest of {lines:,} lines ({args.files} files per kind, {args.files_per_batch} files per batch)",
+        ["job", "seconds", "events/s"],
+        [
+            [
+                "reco ingest --once (validate, dedup, Delta exactly-once)",
+                f"{reco_s:.1f}",
+                f"{reco_rate:,.0f}",
+            ],
+            ["plain Spark (JSON → parquet sink)", f"{plain_s:.1f}", f"{plain_rate:,.0f}"],
+        ],
+    )
+    meets = reco_rate >= TARGET_EVENTS_PER_S and ratio >= TARGET_RATIO
+    print(
+        json.dumps(
+            {
+                "bench": "ingest_throughput",
+                "events": lines,
+                "reco_events_per_s": round(reco_rate),
+                "plain_spark_events_per_s": round(plain_rate),
+                "ratio": round(ratio, 3),
+                "target": {"events_per_s": TARGET_EVENTS_PER_S, "ratio": TARGET_RATIO},
+                "meets_target": meets,
+            }
+        )
+    )
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

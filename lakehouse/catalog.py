@@ -21,12 +21,14 @@ EVENTS = TableSpec("bronze/events", schemas.EVENTS, ("event_date",))
 FEEDBACK = TableSpec("bronze/feedback", schemas.FEEDBACK, ("event_date",))
 QUARANTINE = TableSpec("bronze/quarantine", schemas.QUARANTINE)
 INGEST_METRICS = TableSpec("_ops/ingest_metrics", schemas.INGEST_METRICS)
-RECOMMENDATIONS = TableSpec("gold/recommendations", schemas.RECOMMENDATIONS)
+# One partition and one commit per run: a reader sees whole runs only, and finds the newest cheaply.
+RECOMMENDATIONS = TableSpec("gold/recommendations", schemas.RECOMMENDATIONS, ("run_id",))
+BLOCKLIST = TableSpec("reference/blocklist", schemas.BLOCKLIST)
 ITEMS = TableSpec("reference/items", schemas.ITEMS)
 
 BRONZE_TABLES = (EVENTS, FEEDBACK, QUARANTINE)
 INGEST_TABLES = (EVENTS, FEEDBACK, QUARANTINE, INGEST_METRICS)
-ALL_TABLES = (*INGEST_TABLES, RECOMMENDATIONS, ITEMS)
+ALL_TABLES = (*INGEST_TABLES, RECOMMENDATIONS, ITEMS, BLOCKLIST)
 
 
 class Warehouse:

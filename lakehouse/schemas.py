@@ -95,3 +95,11 @@ ITEMS = pa.schema(
         pa.field("year", pa.int32()),
     ]
 )
+
+# Items nobody is recommended (withdrawn, out of stock, unsafe).
+BLOCKLIST = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),
+    ]
+)

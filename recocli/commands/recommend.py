@@ -1,0 +1,110 @@
+"""`reco recommend`: ranked top-K lists from a model version into gold/recommendations (and a file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import typer
+
+from lakehouse import catalog, delta
+from lakehouse.catalog import Warehouse
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.console import out, print_json, print_table
+from recocli.errors import RecoError
+
+
+def recommend(
+    warehouse: WarehouseOption = None,
+    config: ConfigOption = None,
+    k: Annotated[int | None, typer.Option("-k", "--k", min=1, help="List length (default 20).")] = None,
+    users: Annotated[str | None, typer.Option(help="Comma-separated user ids (default: all users).")] = None,
+    users_file: Annotated[Path | None, typer.Option(help="File with one user id per line.")] = None,
+    active_since: Annotated[
+        str | None, typer.Option(help="Only users with events in this long back from now, e.g. 1h, 7d.")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Show one user's list as a table (with titles); writes nothing.")
+    ] = None,
+    model_version: Annotated[int | None, typer.Option(help="Model version (default: latest).")] = None,
+    export: Annotated[Path | None, typer.Option(help="Also write the run's rows to this file.")] = None,
+    export_format: Annotated[
+        str | None, typer.Option("--format", help="parquet, csv or jsonl (default: from the file name).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Score the whole catalog for each user (batched matrix products + top-K), leave out what they
+    already interacted with and blocklisted items, and append one run to gold/recommendations.
+
+    SASRec reads each user's latest events at recommend time, so clicks ingested after the model
+    was trained already change the list. Users the model knows nothing about get the popular items
+    (strategy = popular). Readers take the newest run_id: a run appears whole, in one commit.
+    """
+    from recocli.recommend.export import export_format as choose_format
+    from recocli.recommend.export import export_rows
+    from recocli.recommend.run import Request, publish
+    from recocli.recommend.run import recommend as run_recommend
+
+    settings = settings_from(config, warehouse, **{"recommend.k": k})
+    chosen = [u for u in (users or "").split(",") if u.strip()] if users else None
+    if users_file is not None:
+        if not users_file.is_file():
+            raise RecoError(f"users file not found: {users_file}")
+        chosen = (chosen or []) + [t.strip() for t in users_file.read_text().splitlines() if t.strip()]
+    if user is not None:
+        chosen = [user]
+    fmt = choose_format(export, export_format) if export is not None else None
+    request = Request(
+        k=settings.recommend.k, users=chosen, active_since=active_since, model_version=model_version
+    )
+    result = run_recommend(settings, request)
+    if user is not None:
+        _show_user(Warehouse(settings.warehouse), result.rows, user, json_output)
+        return
+    publish(settings, result)
+    if export is not None:
+        export_rows(result.rows, export, fmt)
+    summary = {
+        "run_id": result.run_id,
+        "model_version": result.model_version,
+        "users": result.users,
+        "model_users": result.model_users,
+        "popular_users": result.popular_users,
+        "rows": result.rows.num_rows,
+        "seconds": round(result.seconds, 3),
+        "export": str(export) if export else None,
+    }
+    if json_output:
+        print_json(summary)
+        return
+    out.print(
+        f"run {result.run_id}: {result.users} users ({result.model_users} from model "
+        f"v{result.model_version}, {result.popular_users} popular fallback), "
+        f"{result.rows.num_rows} rows in {result.seconds:.2f}s"
+        + (f"; exported to {export}" if export else "")
+    )
+
+
+def _show_user(warehouse: Warehouse, rows: pa.Table, user: str, json_output: bool) -> None:
+    items = delta.read_table(warehouse.uri(catalog.ITEMS), columns=["item_id", "title"])
+    titles = dict(zip(items["item_id"].to_pylist(), items["title"].to_pylist(), strict=True)) if items else {}
+    mine = rows.filter(pc.equal(rows["user_id"], user)).to_pylist()
+    if json_output:
+        print_json([{**r, "title": titles.get(r["item_id"])} for r in mine])
+        return
+    strategy = mine[0]["strategy"] if mine else "none"
+    print_table(
+        f"user {user} — {strategy} list",
+        ["rank", "item", "score", *(["title"] if titles else [])],
+        [
+            [
+                r["rank"],
+                r["item_id"],
+                f"{r['score']:.4f}",
+                *([titles.get(r["item_id"], "")] if titles else []),
+            ]
+            for r in mine
+        ],
+    )

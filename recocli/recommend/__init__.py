@@ -1,0 +1,1 @@
+"""Ranked lists: score the whole catalog per user in batches, mask what must not be shown, take top-K."""

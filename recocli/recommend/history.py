@@ -1,0 +1,56 @@
+"""Per-user item rows from interactions: latest histories (for sasrec) and everything seen (to exclude).
+
+Read at recommend time from the bronze tables, so events committed after the model's cursor count:
+a user's new clicks change their sasrec list before any retraining, and new users with a few clicks
+get model lists, not the popularity fallback.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from recocli.models.base import PAD, rank_from_end
+from recocli.models.vocab import Vocabulary
+
+
+def _grouped(interactions: pa.Table, users: list[str], items: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """(slot of the user in `users`, item row), for interactions of those users with known items,
+    in time order within each user."""
+    slot = pc.index_in(interactions["user_id"], value_set=pa.array(users, pa.string()))
+    slot = slot.fill_null(-1).to_numpy(zero_copy_only=False)
+    item_rows = items.rows(interactions["item_id"])
+    keep = (slot >= 0) & (item_rows >= 0)
+    slot, item_rows = slot[keep], item_rows[keep]
+    ts = interactions["ts"].cast(pa.int64()).to_numpy()[keep]
+    order = np.lexsort((np.arange(len(slot)), ts, slot))
+    return slot[order], item_rows[order]
+
+
+def latest_histories(
+    interactions: pa.Table, users: list[str], items: Vocabulary, max_len: int
+) -> torch.Tensor:
+    """[len(users), max_len] latest positive item rows per user, oldest first, PAD-left-padded."""
+    positives = interactions.filter(pc.equal(interactions["label"], 1))
+    slot, item_rows = _grouped(positives, users, items)
+    out = np.full((len(users), max_len), PAD, dtype=np.int64)
+    back = rank_from_end(slot)
+    keep = back < max_len
+    out[slot[keep], max_len - 1 - back[keep]] = item_rows[keep]
+    return torch.from_numpy(out)
+
+
+def seen_items(interactions: pa.Table, users: list[str], items: Vocabulary) -> torch.Tensor:
+    """[len(users), S] every item row each user interacted with (positive or negative), PAD-padded."""
+    slot, item_rows = _grouped(interactions, users, items)
+    counts = np.bincount(slot, minlength=len(users))
+    width = int(counts.max()) if len(counts) and counts.max() > 0 else 0
+    out = np.full((len(users), width), PAD, dtype=np.int64)
+    order = np.argsort(slot, kind="stable")
+    slot, item_rows = slot[order], item_rows[order]
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    col = np.arange(len(slot)) - starts[slot]
+    out[slot, col] = item_rows
+    return torch.from_numpy(out)

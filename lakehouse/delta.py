@@ -97,3 +97,14 @@ def table_stats(uri: str) -> TableStats | None:
     stamp = history[0].get("timestamp") if history else None
     last = datetime.fromtimestamp(stamp / 1000, UTC) if stamp else None
     return TableStats(version=table.version(), rows=int(rows or 0), last_commit=last)
+
+
+def upsert(uri: str, spec: TableSpec, data: pa.Table, key: str) -> None:
+    """Merge `data` into the table on `key` in one commit: matching rows are replaced, others added."""
+    table = ensure_table(uri, spec)
+    (
+        table.merge(conform(data, spec), predicate=f"t.{key} = s.{key}", source_alias="s", target_alias="t")
+        .when_matched_update_all()
+        .when_not_matched_insert_all()
+        .execute()
+    )

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from recocli import __version__
-from recocli.commands import demo, ingest, status
+from recocli.commands import data, demo, ingest, recommend, replay, report, simulate, status
 from recocli.console import err
 from recocli.errors import RecoError
 
@@ -27,6 +27,11 @@ app = typer.Typer(
 app.command("ingest")(ingest.ingest)
 app.command("status")(status.status)
 app.command("demo")(demo.demo)
+app.command("recommend")(recommend.recommend)
+app.command("report")(report.report)
+app.add_typer(data.app, name="data")
+app.command("replay")(replay.replay)
+app.command("simulate")(simulate.simulate)
 
 
 def _version(value: bool) -> None:

@@ -133,12 +133,16 @@ class TrainSettings:
     # Full training: most epochs, early-stopping patience (epochs without a better validation HR@10).
     epochs: int = 30
     patience: int = 3
+    # An epoch on small data repeats it until it holds this many batches (so patience means something).
+    min_epoch_steps: int = 20
     # Users whose last interaction (a first-time item) is held out for validation; 0 = none.
     val_users: int = 2000
     lr: float = 0.001
     # Incremental fine-tune: small learning rate, few passes over new rows + replay.
     finetune_lr: float = 0.0005
     finetune_epochs: int = 2
+    # Rows new in a fine-tune's batch start at their company's mean and move this many times faster.
+    new_row_lr_scale: float = 10.0
     batch_size: int = 256
     weight_decay: float = 0.0
     # Ratings at or above this are positives, below it negatives.
@@ -155,7 +159,20 @@ class TrainSettings:
     devices: str = "auto"
     strategy: str = "auto"
     precision: str = "auto"
+    # CPU threads for PyTorch; 0 = its default (one per core). 1 is faster on a busy shared box.
+    threads: int = 0
     weights: EventWeights = field(default_factory=EventWeights)
+
+
+@dataclass
+class RecommendSettings:
+    k: int = 20
+    # Leave out items the user already interacted with (any event, or feedback other than impression).
+    exclude_seen: bool = True
+    # Popularity fallback (users without history): positive events in this window before the newest.
+    popular_window: str = "30d"
+    # Users scored per matrix product.
+    batch_users: int = 2048
 
 
 @dataclass
@@ -167,6 +184,7 @@ class Settings:
     simulate: SimulateSettings = field(default_factory=SimulateSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    recommend: RecommendSettings = field(default_factory=RecommendSettings)
 
     @property
     def warehouse_path(self) -> Path:

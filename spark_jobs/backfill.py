@@ -10,7 +10,6 @@ app's last commit, so running the same import again writes nothing and counts du
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
 
 import pyarrow as pa
 
@@ -18,25 +17,13 @@ from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.locks import exclusive_lock
 from lakehouse.writers import make_writer
-from recocli.config import IngestSettings, Settings, parse_duration
-from recocli.errors import RecoError
+from recocli.config import Settings
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.session import build_session
 from spark_jobs.validate import CONTRACTS, Bounds, validate
 
 # The lock `reco ingest` holds: bronze has one writer at a time, so dedup sees every id.
 BRONZE_LOCK = "ingest"
-
-
-def bounds_from(ingest: IngestSettings) -> Bounds:
-    """The same accepted time range and line size as `reco ingest` under these settings."""
-    try:
-        min_ts = datetime.fromisoformat(ingest.min_event_time)
-    except ValueError:
-        raise RecoError(f"ingest.min_event_time is not an ISO-8601 time: {ingest.min_event_time!r}") from None
-    return Bounds(
-        min_ts=min_ts, max_future_s=parse_duration(ingest.max_future), max_line_bytes=ingest.max_line_bytes
-    )
 
 
 def next_batch_id(warehouse: Warehouse, app_id: str) -> int:
@@ -57,7 +44,7 @@ def backfill_events(
 ) -> list[BatchReport]:
     """Validate and commit each chunk of event JSON lines as one batch; the reports, in order."""
     warehouse = Warehouse(settings.warehouse)
-    bounds = bounds_from(settings.ingest)
+    bounds = Bounds.from_settings(settings.ingest)
     with exclusive_lock(warehouse.lock(BRONZE_LOCK), "a bronze writer (reco ingest or reco data import)"):
         for spec in catalog.INGEST_TABLES:
             delta.ensure_table(warehouse.uri(spec), spec)

@@ -15,7 +15,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import reduce
 from pathlib import Path
 
@@ -64,15 +63,7 @@ def checkpoint_dir(settings: Settings) -> Path:
 
 def validated_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     ingest = settings.ingest
-    try:
-        min_ts = datetime.fromisoformat(ingest.min_event_time)
-    except ValueError:
-        raise RecoError(f"ingest.min_event_time is not an ISO-8601 time: {ingest.min_event_time!r}") from None
-    bounds = Bounds(
-        min_ts=min_ts,
-        max_future_s=parse_duration(ingest.max_future),
-        max_line_bytes=ingest.max_line_bytes,
-    )
+    bounds = Bounds.from_settings(ingest)
     frames = [validate(df, CONTRACTS[kind], bounds) for kind, df in source_streams(spark, ingest).items()]
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
 

@@ -15,6 +15,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.schemas import EVENT_TYPES, FEEDBACK_ACTIONS
+from recocli.config import IngestSettings, parse_duration
+from recocli.errors import RecoError
 
 STRING, DOUBLE, INT, LONG, MAP, TIMESTAMP = "string", "double", "int", "long", "map", "timestamp"
 RAW_MAP = T.MapType(T.StringType(), T.StringType())
@@ -72,6 +74,16 @@ class Bounds:
     min_ts: datetime
     max_future_s: float
     max_line_bytes: int
+
+    @classmethod
+    def from_settings(cls, ingest: IngestSettings) -> Bounds:
+        """The accepted time range and line size configured for ingest (and backfills)."""
+        try:
+            min_ts = datetime.fromisoformat(ingest.min_event_time)
+        except ValueError:
+            text = ingest.min_event_time
+            raise RecoError(f"ingest.min_event_time is not an ISO-8601 time: {text!r}") from None
+        return cls(min_ts, parse_duration(ingest.max_future), ingest.max_line_bytes)
 
     def max_ts(self) -> Column:
         return F.timestamp_micros(F.unix_micros(F.current_timestamp()) + int(self.max_future_s * 1e6))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -22,11 +22,11 @@ app = typer.Typer(
 )
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     movielens = "movielens"
 
 
-class Target(str, Enum):
+class Target(StrEnum):
     bronze = "bronze"
     landing = "landing"
 
@@ -61,10 +61,12 @@ def import_(
     The layout is detected from the files (u.data + u.item; ratings.dat + movies.dat;
     ratings.csv + movies.csv). Event ids are built from each row, so importing again adds nothing:
     the repeated rows are counted as duplicates. Both routes run the same validation as
-    `reco ingest`; rows it rejects go to bronze/quarantine with their reason.
+    `reco ingest`; rows it rejects go to bronze/quarantine with their reason. The movies always go
+    to the warehouse's reference/items (merged by item_id), with --to landing too. Exit 3 while
+    `reco ingest` runs on the warehouse: bronze has one writer at a time.
     """
     settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
-    with Bar(f"importing {path.name}", total=None) as bar:
+    with Bar(f"importing {path.name}") as bar:
         report = import_movielens(
             settings,
             path,
@@ -93,7 +95,9 @@ def import_(
         ],
     )
     if to is Target.landing:
-        out.print(f"next: reco ingest --once --landing {settings.ingest.landing} --warehouse {settings.warehouse}")
+        out.print(
+            f"next: reco ingest --once --landing {settings.ingest.landing} --warehouse {settings.warehouse}"
+        )
 
 
 @app.command("fetch")
@@ -112,7 +116,9 @@ def fetch_(
     sha256: Annotated[
         str | None, typer.Option(help="Expected SHA-256 of the zip, instead of the pinned one.")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Download again even when the folder exists.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Download again even when the folder exists.")
+    ] = False,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -122,31 +128,22 @@ def fetch_(
     Mind GroupLens's terms: research use, no redistribution, cite Harper & Konstan (2015).
     """
     settings = settings_from(config, None, **{"data.dir": folder and str(folder), "data.movielens_url": url})
-    bar = Bar(f"{name.value}.zip", total=None, unit_bytes=True)
-
-    def on_start(source: str, size: int | None) -> None:
-        bar.total = size
-        bar.__enter__()
-        if not json_output:
-            out.print(f"downloading {source}")
-
-    try:
+    with Bar(f"{name.value}.zip", unit_bytes=True) as bar:
         result = fetch(
             name.value,
             settings.data.dir,
             settings.data.movielens_url,
             sha256=sha256,
             force=force,
-            on_start=on_start,
+            on_start=lambda source, size: bar.set_total(size),
             on_bytes=bar.advance,
         )
-    finally:
-        bar.__exit__(None, None, None)
     if json_output:
         print_json(result.as_dict())
     elif not result.downloaded:
         out.print(f"{result.folder} is already there (--force downloads it again)")
     else:
+        out.print(f"downloaded {result.url}")
         out.print(
             f"sha256 {result.sha256} ok ({result.checked_against}), {result.size} bytes; "
             f"unpacked into {result.folder}"

@@ -49,9 +49,10 @@ def import_app_id(dataset: str) -> str:
     return f"reco_import_{dataset.replace('-', '_')}"
 
 
-def chunks(lines: pa.Array, size: int) -> Iterator[pa.Array]:
-    for start in range(0, len(lines), size):
-        yield lines.slice(start, size)
+def line_chunks(events: pa.Table, size: int) -> Iterator[pa.Array]:
+    """JSON lines of `size` events at a time (built per chunk: a whole ml-25m would take GBs)."""
+    for start in range(0, events.num_rows, size):
+        yield movielens.json_lines(events.slice(start, size))
 
 
 def import_movielens(
@@ -65,6 +66,8 @@ def import_movielens(
     """Import the ratings as events (to bronze or landing) and the movies to reference/items."""
     if to not in TARGETS:
         raise RecoError(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
+    if min(settings.data.batch_rows, settings.data.file_events) < 1:
+        raise RecoError("data.batch_rows and data.file_events must be at least 1")
     clock = time.perf_counter()
     folder = movielens.detect(path, dataset)
     events = movielens.read_ratings(folder)
@@ -72,25 +75,24 @@ def import_movielens(
     report = ImportReport(
         folder.dataset, folder.layout, str(folder.path), to, events.num_rows, items.num_rows
     )
-    warehouse = Warehouse(settings.warehouse)
-    delta.upsert(warehouse.uri(catalog.ITEMS), catalog.ITEMS, items, key="item_id")
-    lines = movielens.json_lines(events)
     if on_total:
-        on_total(len(lines))
+        on_total(events.num_rows)
     if to == "landing":
-        report.files = _to_landing(lines, settings, folder.dataset, on_rows)
+        report.files = _to_landing(events, settings, folder.dataset, on_rows)
         report.batches = len(report.files)
     else:
-        _to_bronze(lines, settings, folder, report, on_rows)
+        _to_bronze(events, settings, folder, report, on_rows)
+    warehouse = Warehouse(settings.warehouse)
+    delta.upsert(warehouse.uri(catalog.ITEMS), catalog.ITEMS, items, key="item_id")
     report.seconds = round(time.perf_counter() - clock, 3)
     return report
 
 
-def _to_landing(lines: pa.Array, settings: Settings, dataset: str, on_rows: OnRows | None) -> list[str]:
+def _to_landing(events: pa.Table, settings: Settings, dataset: str, on_rows: OnRows | None) -> list[str]:
     """Files of at most data.file_events lines, in time order, names sorting in that order."""
     landing = settings.ingest.landing
     files = []
-    for n, chunk in enumerate(chunks(lines, settings.data.file_events)):
+    for n, chunk in enumerate(line_chunks(events, settings.data.file_events)):
         path = write_landing_file(landing, "events", f"ml-{dataset}-{n:06d}.jsonl", chunk.to_pylist())
         files.append(str(path))
         if on_rows:
@@ -101,7 +103,7 @@ def _to_landing(lines: pa.Array, settings: Settings, dataset: str, on_rows: OnRo
 
 
 def _to_bronze(
-    lines: pa.Array,
+    events: pa.Table,
     settings: Settings,
     folder: movielens.MovieLensFolder,
     report: ImportReport,
@@ -120,7 +122,7 @@ def _to_bronze(
     backfill_events(
         settings,
         import_app_id(folder.dataset),
-        chunks(lines, settings.data.batch_rows),
+        line_chunks(events, settings.data.batch_rows),
         source_file=folder.ratings.resolve().as_uri(),
         on_batch=on_batch,
     )

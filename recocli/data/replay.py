@@ -62,15 +62,15 @@ def load_events(source: str | Path, dataset: str | None = None) -> tuple[pa.Tabl
     return events.take(order), label
 
 
-def parse_until(text: str | None) -> datetime | None:
-    """ISO-8601 (naive means UTC) → aware datetime; RecoError when unreadable."""
+def parse_time(text: str | None, option: str = "--until") -> datetime | None:
+    """ISO-8601 (naive means UTC) → aware datetime; RecoError naming `option` when unreadable."""
     if not text:
         return None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise RecoError(
-            f"--until must be an ISO-8601 time such as 1998-01-01T00:00:00Z, got {text!r}"
+            f"{option} must be an ISO-8601 time such as 1998-01-01T00:00:00Z, got {text!r}"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -107,6 +107,7 @@ def replay(
     retime: bool = False,
     label: str = "events",
     on_file: OnFile | None = None,
+    on_total: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ReplayReport:
@@ -121,11 +122,13 @@ def replay(
         events = events.filter(pc.less_equal(events["ts"], pa.scalar(until, events.schema.field("ts").type)))
     if limit is not None:
         events = events.slice(0, max(limit, 0))
+    if on_total:
+        on_total(events.num_rows)
     micros = pc.cast(events["ts"], pa.int64()).to_numpy() if events.num_rows else np.zeros(0, np.int64)
     due = due_times(micros, speed, rate)
     columns = [c for c in CONTRACT if c in events.column_names]
     started_wall, start = datetime.now(UTC), clock()
-    prefix = f"replay-{label}-{started_wall:%Y%m%dT%H%M%S}"
+    prefix = f"replay-{label}-{started_wall:%Y%m%dT%H%M%S%f}"  # two runs never share a name
     n, i, files, last_write = events.num_rows, 0, 0, -math.inf
     while i < n:
         if due is None:

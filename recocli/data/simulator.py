@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from lakehouse import catalog, delta
+from lakehouse import catalog
 from lakehouse.catalog import Warehouse
 from lakehouse.locks import exclusive_lock
+from lakehouse.recommendations import read_run
 from recocli.config import SimulateSettings, parse_duration
 from recocli.errors import RecoError
 from recocli.landing import write_landing_file
@@ -44,6 +44,7 @@ SHAPE_KEYS = ("seed", "users", "items", "dims")
 # Shares of engagement types among organic events the user liked the look of.
 ENGAGEMENT = (("click", 0.6), ("like", 0.25), ("purchase", 0.15))
 EVENTS_PURPOSE, RESPOND_PURPOSE, ADVANCE_PURPOSE = 1, 2, 3
+PICK_CHUNK = 4096
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -120,7 +121,8 @@ class SimWorld:
             raise RecoError(
                 f"simulator state {path} is unreadable ({exc}): start over with --reset"
             ) from None
-        saved = SimulateSettings(**meta["settings"])
+        known = {f.name for f in dataclasses.fields(SimulateSettings)}
+        saved = SimulateSettings(**{k: v for k, v in meta["settings"].items() if k in known})
         for key in SHAPE_KEYS:
             if getattr(saved, key) != getattr(settings, key):
                 raise RecoError(
@@ -207,8 +209,11 @@ class SimWorld:
             return []
         rng = self._rng(EVENTS_PURPOSE)
         users = rng.choice(len(self.users), size=n, p=self.activity)
-        scores = self.settings.click_scale * (self.users[users] @ self.items.T) + self.popularity
-        picks = np.argmax(scores + rng.gumbel(size=scores.shape), axis=1)
+        picks = np.empty(n, dtype=np.int64)
+        for start in range(0, n, PICK_CHUNK):  # a choice among all items per event, in bounded memory
+            part = users[start : start + PICK_CHUNK]
+            scores = self.settings.click_scale * (self.users[part] @ self.items.T) + self.popularity
+            picks[start : start + len(part)] = np.argmax(scores + rng.gumbel(size=scores.shape), axis=1)
         engaged = rng.random(n) < self._pair_affinity(users, picks)
         kinds = rng.choice([k for k, _ in ENGAGEMENT], size=n, p=[p for _, p in ENGAGEMENT])
         span = timedelta(seconds=parse_duration(self.settings.round_span))
@@ -303,9 +308,14 @@ def click_through(feedback: list[dict]) -> float:
     return sum(1 for f in feedback if f["action"] == "click") / shown if shown else 0.0
 
 
-def served_table(lists: dict[str, list[str]], run_id: str, model_version: int | None = None) -> pa.Table:
+def served_table(
+    lists: dict[str, list[str]],
+    run_id: str,
+    model_version: int | None = None,
+    generated_at: datetime | None = None,
+) -> pa.Table:
     """gold/recommendations rows for {user: [item, …]} (for tests, and to replay a policy)."""
-    now = datetime.now(UTC)
+    now = generated_at or datetime.now(UTC)
     rows = [
         {
             "run_id": run_id,
@@ -322,16 +332,6 @@ def served_table(lists: dict[str, list[str]], run_id: str, model_version: int | 
         for rank, item in enumerate(items, start=1)
     ]
     return pa.Table.from_pylist(rows, schema=catalog.RECOMMENDATIONS.schema)
-
-
-def latest_run(warehouse: Warehouse) -> pa.Table | None:
-    """The rows of the most recently generated run in gold/recommendations, or None."""
-    table = delta.read_table(warehouse.uri(catalog.RECOMMENDATIONS))
-    if table is None or table.num_rows == 0:
-        return None
-    runs = table.group_by("run_id").aggregate([("generated_at", "max")]).to_pylist()
-    latest = max(runs, key=lambda r: (r["generated_at_max"], r["run_id"]))["run_id"]
-    return table.filter(pc.equal(table["run_id"], latest))
 
 
 @dataclass
@@ -364,7 +364,7 @@ def run_round(
         tag = f"sim{settings.seed}-r{world.round:06d}"
         files, counts, answered, note = [], {}, None, ""
         if warehouse is not None:
-            served = latest_run(warehouse)
+            served = read_run(warehouse)
             if served is None:
                 note = "no served lists in gold/recommendations yet"
             elif (run := served["run_id"][0].as_py()) in world.responded:

@@ -29,6 +29,12 @@ def recommend(
         str | None, typer.Option(help="Show one user's list as a table (with titles); writes nothing.")
     ] = None,
     model_version: Annotated[int | None, typer.Option(help="Model version (default: latest).")] = None,
+    holdout: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Share of users (stable by id) served the popular list: an A/B holdout."
+        ),
+    ] = 0.0,
     export: Annotated[Path | None, typer.Option(help="Also write the run's rows to this file.")] = None,
     export_format: Annotated[
         str | None, typer.Option("--format", help="parquet, csv or jsonl (default: from the file name).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,13 @@ class Request:
     users: list[str] | None = None  # None: every known user (or those active since)
     active_since: str | None = None  # a duration back from now
     model_version: int | None = None  # None: latest
+    holdout: float = 0.0  # share of users (by a stable hash of their id) served the popular list instead
+
+
+def in_holdout(user_id: str, share: float) -> bool:
+    """Stable across runs and machines, so a user stays in the same group."""
+    digest = hashlib.blake2b(user_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < share
 
 
 @dataclass
@@ -82,12 +90,15 @@ def recommend(settings: Settings, request: Request) -> RunResult:
     model, vocabs, version = loaded.model, loaded.vocabs, loaded.version
     interactions = read_interactions(warehouse, settings)
     users = choose_users(request, vocabs.users.ids(range(len(vocabs.users))), interactions)
+    held_out = [u for u in users if in_holdout(u, request.holdout)] if request.holdout > 0 else []
+    if held_out:
+        users = [u for u in users if not in_holdout(u, request.holdout)]
     item_ids = pa.array(vocabs.items.ids(range(len(vocabs.items))), pa.string())
     blocked = blocked_mask(warehouse, item_ids)
     cfg = settings.recommend
 
     parts: list[dict[str, np.ndarray]] = []
-    cold: list[str] = []
+    cold: list[str] = list(held_out)
     for start in range(0, len(users), cfg.batch_users):
         batch = users[start : start + cfg.batch_users]
         scores, has_signal = _score(model, vocabs, interactions, batch)
@@ -119,8 +130,8 @@ def recommend(settings: Settings, request: Request) -> RunResult:
         run_id=run_id,
         rows=rows,
         model_version=version,
-        users=len(users),
-        model_users=len(users) - len(cold),
+        users=len(users) + len(held_out),
+        model_users=len(users) + len(held_out) - len(cold),
         popular_users=len(cold),
         seconds=time.perf_counter() - started,
     )
@@ -174,12 +185,17 @@ def _popular_rows(
     out: dict[str, list] = {"user_id": [], "rank": [], "item_id": [], "score": []}
     for user in users:
         skip = seen.get(user, set())
-        chosen = [(item, w) for item, w in candidates if item not in skip][:k]
-        for rank, (item, weight) in enumerate(chosen, start=1):
+        rank = 0
+        for item, weight in candidates:
+            if item in skip:
+                continue
+            rank += 1
             out["user_id"].append(user)
             out["rank"].append(rank)
             out["item_id"].append(item)
             out["score"].append(weight)
+            if rank == k:
+                break
     n = len(out["rank"])
     return pa.table(
         {

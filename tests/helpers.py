@@ -65,8 +65,17 @@ def reco_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "recocli", *args]
 
 
-def run_reco(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(reco_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=cwd)
+def run_reco(
+    *args: str, timeout: float = 300, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        reco_cmd(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
 
 
 class Process:

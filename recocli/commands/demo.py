@@ -1,7 +1,9 @@
-"""`reco demo`: the main job end to end on generated data, no network and no data files needed."""
+"""`reco demo`: the whole loop on a simulated world — no network, no data files needed."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -10,9 +12,7 @@ import typer
 
 from recocli.config import load_settings
 from recocli.console import out, print_table
-from recocli.data.synthetic import generate_lines
 from recocli.errors import RecoError
-from recocli.landing import write_landing_file
 
 MARKER = ".reco-demo"
 
@@ -29,50 +29,74 @@ def prepare_demo_dir(folder: Path) -> None:
 
 def demo(
     folder: Annotated[
-        Path, typer.Option("--dir", help="Folder for the demo's landing and warehouse.")
+        Path, typer.Option("--dir", help="Folder for the demo's data, tables and report.")
     ] = Path("demo"),
-    events: Annotated[int, typer.Option(min=100, help="Events to generate.")] = 20_000,
-    files: Annotated[int, typer.Option(min=1, help="Landing files per kind.")] = 4,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    rounds: Annotated[int, typer.Option(min=3, help="Rounds of the loop.")] = 8,
+    events: Annotated[int, typer.Option(min=100, help="Behaviour events per round.")] = 3000,
+    users: Annotated[int, typer.Option(min=20, help="Simulated users.")] = 400,
+    items: Annotated[int, typer.Option(min=20, help="Simulated items at the start.")] = 300,
+    k: Annotated[int, typer.Option(min=1, help="List length served.")] = 10,
+    holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Users served the popular list.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 7,
 ) -> None:
-    """Generate a small event stream (with broken lines and duplicates), ingest it, check the counts.
+    """Run the loop on a RecSim-style simulated world: simulate → ingest (+ fine-tune) → recommend →
+    simulated feedback → ingest … and print per-round CTR of the model's lists against a popularity
+    holdout, and how long new events take to reach new lists.
 
-    Exits 1 when what landed in Delta differs from what the generator planted.
+    Exits 1 when the loop is broken: model lists do not beat the holdout or their CTR does not rise.
+    Writes <dir>/report/report.md with PNG charts.
     """
-    from spark_jobs.ingest import run_ingest  # starts a JVM
+    from recocli.loop import run_loop, write_report
 
     prepare_demo_dir(folder)
-    landing, warehouse = folder / "landing", folder / "warehouse"
-    lines, expected = generate_lines(events, seed=seed, broken_share=0.02, duplicate_share=0.02)
-    for kind, kind_lines in lines.items():
-        chunk = -(-len(kind_lines) // files)
-        for n in range(files):
-            part = kind_lines[n * chunk : (n + 1) * chunk]
-            if part:
-                write_landing_file(landing, kind, f"demo-{n:03d}.jsonl", part)
-    out.print(f"generated {expected.lines} lines into {landing}")
-
-    settings = load_settings(overrides={"warehouse": str(warehouse), "ingest.landing": str(landing)})
-    summary = run_ingest(
-        settings,
-        once=True,
-        on_start=lambda writer: out.print(f"ingesting with Spark Structured Streaming, writer {writer}"),
-        on_batch=lambda r: out.print(
-            f"batch {r.batch_id}: {r.lines_read} lines → {r.events_written} events, "
-            f"{r.feedback_written} feedback, {r.quarantined} quarantined, {r.duplicates} duplicates"
-        ),
+    base = load_settings(
+        overrides={
+            "warehouse": str(folder / "warehouse"),
+            "ingest.landing": str(folder / "landing"),
+            "simulate.state": str(folder / "simworld"),
+        }
     )
-    totals = summary.totals()
-    checks = [
-        ("lines read", expected.lines, totals["lines_read"]),
-        ("events", expected.events, totals["events_written"]),
-        ("feedback", expected.feedback, totals["feedback_written"]),
-        ("quarantined", sum(expected.quarantine.values()), totals["quarantined"]),
-        ("duplicates", expected.duplicates, totals["duplicates"]),
-    ]
-    print_table("demo: planted vs ingested", ["", "planted", "ingested"], checks)
-    out.print(f"tables under {warehouse}; try: reco status --warehouse {warehouse} --landing {landing}")
-    if any(planted != got for _, planted, got in checks):
-        out.print("[bold red]demo FAILED: ingested counts differ from the planted ones[/]")
+    settings = dataclasses.replace(
+        base, simulate=dataclasses.replace(base.simulate, users=users, items=items, seed=seed)
+    )
+    out.print(
+        f"reco demo: {rounds} rounds × {events} events, {users} simulated users, {items}+ items, "
+        f"{int(holdout * 100)}% of users held out on the popular list → {folder}"
+    )
+    result = run_loop(settings, rounds=rounds, events_per_round=events, k=k, holdout=holdout, say=out.print)
+    report = write_report(result, folder / "report")
+    (folder / "report" / "demo.json").write_text(json.dumps(result.as_dict(), indent=2))
+    verdict = result.verdict()
+    total = result.rounds
+    print_table(
+        "demo summary",
+        [
+            "events ingested",
+            "feedback ingested",
+            "quarantined",
+            "model versions",
+            "CTR model",
+            "CTR holdout",
+            "events→lists (median s)",
+        ],
+        [
+            [
+                sum(r.events for r in total),
+                sum(r.feedback for r in total),
+                sum(r.quarantined for r in total),
+                total[-1].model_version,
+                f"{100 * verdict.get('ctr_model', 0):.2f}%",
+                f"{100 * verdict.get('ctr_holdout', 0):.2f}%",
+                sorted(r.freshness_seconds for r in total)[len(total) // 2],
+            ]
+        ],
+    )
+    out.print(f"report: {report}")
+    if not verdict["ok"]:
+        out.print(f"[bold red]demo FAILED: the loop is broken[/] ({verdict})")
         raise typer.Exit(1)
-    out.print("[green]demo OK[/]: every planted line is accounted for")
+    out.print(
+        f"[green]demo OK[/]: model lists {100 * verdict['ctr_model']:.2f}% CTR vs holdout "
+        f"{100 * verdict['ctr_holdout']:.2f}%; CTR rose from {100 * verdict['ctr_first_round']:.2f}% "
+        f"to {100 * verdict['ctr_later_rounds']:.2f}%"
+    )

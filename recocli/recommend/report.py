@@ -24,6 +24,7 @@ def served_feedback(warehouse: Warehouse) -> pa.Table:
         return pa.table(
             {
                 "variant": pa.array([], pa.string()),
+                "rec_id": pa.array([], pa.string()),
                 "item_id": pa.array([], pa.string()),
                 "action": pa.array([], pa.string()),
                 "day": pa.array([], pa.date32()),
@@ -46,6 +47,7 @@ def served_feedback(warehouse: Warehouse) -> pa.Table:
     return pa.table(
         {
             "variant": variant,
+            "rec_id": feedback["rec_id"],
             "item_id": feedback["item_id"],
             "action": feedback["action"],
             "day": feedback["event_date"],

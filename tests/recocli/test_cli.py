@@ -73,11 +73,29 @@ def test_status_lists_tables_and_files_not_yet_ingested(spark, tmp_path):
 
 
 def test_demo_at_a_small_size_passes(tmp_path):
-    done = run_reco("demo", "--dir", str(tmp_path / "demo"), "--events", "2000", "--files", "2")
+    args = (
+        "demo",
+        "--dir",
+        str(tmp_path / "demo"),
+        "--rounds",
+        "4",
+        "--events",
+        "1500",
+        "--users",
+        "150",
+        "--items",
+        "100",
+    )
+    done = run_reco(*args, env={"RECO_TRAIN_EPOCHS": "8"}, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "demo OK" in done.stdout
-    rerun = run_reco("demo", "--dir", str(tmp_path / "demo"), "--events", "2000", "--files", "2")
-    assert rerun.returncode == 0, "a demo folder is reset between runs"
+    result = json.loads((tmp_path / "demo" / "report" / "demo.json").read_text())
+    assert [r["round"] for r in result["rounds"]] == [0, 1, 2, 3]
+    assert [r["model_version"] for r in result["rounds"]] == [1, 2, 3, 4]
+    assert result["verdict"]["ctr_model"] > result["verdict"]["ctr_holdout"]
+    assert all(r["feedback"] > 0 for r in result["rounds"][1:])
+    for name in ("report.md", "ctr.png", "freshness.png"):
+        assert (tmp_path / "demo" / "report" / name).stat().st_size > 0
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "precious.txt").write_text("keep")
     refused = run_reco("demo", "--dir", str(tmp_path / "mine"))

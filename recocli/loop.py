@@ -1,0 +1,204 @@
+"""The closed loop, end to end, on the simulator: simulate → ingest (+ fine-tune) → recommend →
+simulated feedback on the served lists → ingest … — what `reco demo` runs and measures.
+
+Each round the simulated users answer the previous round's lists (impressions, clicks, likes,
+dismissals) and act on their own; ingest lands both in Delta and fine-tunes the model on the new
+rows (`reco ingest --train`); a new run is served, with a stable share of users held out on the
+popularity list. CTR is measured from the ingested feedback, per variant, exactly as `reco report`
+does; freshness is the wall time from a round's events landing to the new lists being committed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow.compute as pc
+
+from lakehouse.catalog import Warehouse
+from recocli.config import Settings
+from recocli.data.simulator import run_round
+from recocli.recommend.report import served_feedback
+from recocli.recommend.run import Request, publish, recommend
+from recocli.training.incremental import TrainAfterBatch
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class RoundResult:
+    round: int
+    events: int
+    feedback: int
+    quarantined: int
+    model_version: int | None
+    run_id: str
+    # CTR of the lists served in the previous round, as answered in this one.
+    ctr_model: float | None
+    ctr_holdout: float | None
+    impressions_model: int
+    impressions_holdout: int
+    train_seconds: float
+    freshness_seconds: float
+
+
+@dataclass
+class LoopResult:
+    rounds: list[RoundResult] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"rounds": [asdict(r) for r in self.rounds], "verdict": self.verdict()}
+
+    def verdict(self) -> dict:
+        """The loop works when model lists beat the holdout overall and their CTR rises:
+        the later half of rounds does better than the first answered round."""
+        answered = [r for r in self.rounds if r.ctr_model is not None and r.ctr_holdout is not None]
+        if len(answered) < 2:
+            return {"ok": False, "why": "fewer than two answered rounds"}
+        model = _pooled(answered, "model")
+        holdout = _pooled(answered, "holdout")
+        later = answered[len(answered) // 2 :]
+        first, late = answered[0].ctr_model, _pooled(later, "model")
+        ok = model > holdout and late > first
+        return {
+            "ok": ok,
+            "ctr_model": round(model, 4),
+            "ctr_holdout": round(holdout, 4),
+            "ctr_first_round": round(first, 4),
+            "ctr_later_rounds": round(late, 4),
+        }
+
+
+def _pooled(rounds: list[RoundResult], variant: str) -> float:
+    clicks = sum(getattr(r, f"ctr_{variant}") * getattr(r, f"impressions_{variant}") for r in rounds)
+    shown = sum(getattr(r, f"impressions_{variant}") for r in rounds)
+    return clicks / shown if shown else 0.0
+
+
+def run_loop(
+    settings: Settings, rounds: int, events_per_round: int, k: int, holdout: float, say: Say
+) -> LoopResult:
+    from spark_jobs.ingest import run_ingest  # starts a JVM
+
+    warehouse = Warehouse(settings.warehouse)
+    trainer = TrainAfterBatch(settings)
+    result = LoopResult()
+    for number in range(rounds):
+        landed = time.perf_counter()
+        sim = run_round(settings.simulate, settings.ingest.landing, events_per_round, warehouse=warehouse)
+        train_seconds = 0.0
+
+        def fine_tune(report) -> None:
+            nonlocal train_seconds
+            trained = trainer(report.tables_written)
+            if trained is not None:
+                train_seconds += trained.seconds
+
+        ingested = run_ingest(settings, once=True, on_batch=fine_tune).totals()
+        served = recommend(settings, Request(k=k, holdout=holdout))
+        publish(settings, served)
+        fresh = time.perf_counter() - landed
+        ctr = _ctr_of_run(warehouse, sim.answered_run)
+        row = RoundResult(
+            round=number,
+            events=ingested["events_written"],
+            feedback=ingested["feedback_written"],
+            quarantined=ingested["quarantined"],
+            model_version=served.model_version,
+            run_id=served.run_id,
+            ctr_model=ctr["model"][0],
+            ctr_holdout=ctr["holdout"][0],
+            impressions_model=ctr["model"][1],
+            impressions_holdout=ctr["holdout"][1],
+            train_seconds=round(train_seconds, 2),
+            freshness_seconds=round(fresh, 2),
+        )
+        result.rounds.append(row)
+        say(_describe(row))
+    return result
+
+
+def _ctr_of_run(warehouse: Warehouse, run_id: str | None) -> dict[str, tuple[float | None, int]]:
+    """CTR and impressions of one served run, split into model lists and the popular holdout."""
+    empty = {"model": (None, 0), "holdout": (None, 0)}
+    if run_id is None:
+        return empty
+    rows = served_feedback(warehouse)
+    rows = rows.filter(pc.starts_with(rows["rec_id"], f"{run_id}/"))
+    out = {}
+    for name, is_holdout in (("model", False), ("holdout", True)):
+        part = rows.filter(pc.equal(pc.equal(rows["variant"], "popular"), is_holdout))
+        shown = pc.sum(pc.equal(part["action"], "impression")).as_py() or 0
+        clicks = pc.sum(pc.equal(part["action"], "click")).as_py() or 0
+        out[name] = (clicks / shown if shown else None, shown)
+    return out
+
+
+def _describe(row: RoundResult) -> str:
+    def pct(value: float | None) -> str:
+        return "  -  " if value is None else f"{100 * value:5.2f}%"
+
+    return (
+        f"round {row.round:2d}: {row.events:5d} events, {row.feedback:5d} feedback → "
+        f"model v{row.model_version} (fine-tune {row.train_seconds:.1f}s) | CTR model {pct(row.ctr_model)} "
+        f"vs holdout {pct(row.ctr_holdout)} | events→new lists {row.freshness_seconds:.1f}s"
+    )
+
+
+def write_report(result: LoopResult, folder: Path) -> Path:
+    """report.md with the per-round table and two PNG charts (CTR per round, freshness)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    answered = [r for r in result.rounds if r.ctr_model is not None]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(
+        [r.round for r in answered], [100 * r.ctr_model for r in answered], marker="o", label="model lists"
+    )
+    ax.plot(
+        [r.round for r in answered],
+        [100 * (r.ctr_holdout or 0) for r in answered],
+        marker="s",
+        label="popularity holdout",
+    )
+    ax.set_xlabel("round")
+    ax.set_ylabel("CTR of the lists served the round before (%)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.savefig(folder / "ctr.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar([r.round for r in result.rounds], [r.freshness_seconds for r in result.rounds])
+    ax.set_xlabel("round")
+    ax.set_ylabel("events landed → new lists committed (s)")
+    fig.savefig(folder / "freshness.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    verdict = result.verdict()
+    lines = [
+        "# reco demo report",
+        "",
+        f"Verdict: **{'loop OK' if verdict['ok'] else 'loop BROKEN'}** — "
+        + ", ".join(f"{k} {v}" for k, v in verdict.items() if k != "ok"),
+        "",
+        "| round | events | feedback | model | fine-tune s | CTR model | CTR holdout | events→lists s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result.rounds:
+
+        def pct(value: float | None) -> str:
+            return "-" if value is None else f"{100 * value:.2f}%"
+
+        lines.append(
+            f"| {r.round} | {r.events} | {r.feedback} | v{r.model_version} | {r.train_seconds} | "
+            f"{pct(r.ctr_model)} | {pct(r.ctr_holdout)} | {r.freshness_seconds} |"
+        )
+    lines += ["", "![CTR per round](ctr.png)", "", "![freshness](freshness.png)", ""]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines))
+    return path

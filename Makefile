@@ -44,6 +44,7 @@ lint: install
 
 bench: install
 	$(PY) bench/ingest_throughput.py
+	$(PY) bench/train_throughput.py
 
 clean:
 	rm -rf $(VENV) demo warehouse landing bench/out .pytest_cache

@@ -14,6 +14,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.catalog import TableSpec
+from recocli.errors import RecoError
 
 # Change data feed lets downstream readers (training's cursor, Spark) ask "what was added since v".
 TABLE_CONFIG = {"delta.enableChangeDataFeed": "true"}
@@ -108,3 +109,56 @@ def upsert(uri: str, spec: TableSpec, data: pa.Table, key: str) -> None:
         .when_not_matched_insert_all()
         .execute()
     )
+
+
+def current_version(uri: str) -> int | None:
+    """The table's latest version, or None when there is no table."""
+    table = open_table(uri)
+    return None if table is None else table.version()
+
+
+def read_version(uri: str, version: int, columns: list[str] | None = None) -> pa.Table:
+    """The table as it was at `version` (a pinned snapshot)."""
+    return DeltaTable(uri, version=version).to_pyarrow_table(columns=columns)
+
+
+def read_changes(
+    uri: str, after_version: int, upto_version: int, columns: list[str] | None = None
+) -> pa.Table:
+    """Rows inserted by the commits after `after_version` up to `upto_version` (inclusive), from the
+    Delta log's change data feed: a cursor of table versions, never timestamps. A compaction adds
+    no rows here (its commits change no data). `after_version` -1 means from the table's creation."""
+    if upto_version <= after_version:
+        return _empty(uri, columns)
+    try:
+        reader = DeltaTable(uri).load_cdf(
+            starting_version=after_version + 1,
+            ending_version=upto_version,
+            columns=None if columns is None else [*columns, "_change_type"],
+        )
+        changes = pa.table(reader)
+        changes = changes.cast(_plain_schema(changes.schema))
+    except Exception as exc:  # delta-rs raises several types for a missing log or a CDF that is off
+        raise RecoError(
+            f"cannot read the changes of {uri} after version {after_version}: {str(exc).splitlines()[0]} "
+            "(log entries cleaned up, or change data feed off?): retrain with `reco train --full`"
+        ) from None
+    changes = changes.filter(pc.equal(changes["_change_type"], "insert"))
+    return changes.drop_columns([c for c in changes.column_names if c in _CDF_COLUMNS])
+
+
+_CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+
+
+def _plain_schema(schema: pa.Schema) -> pa.Schema:
+    """delta-rs hands out string_view; the rest of the code works with plain strings."""
+    plain = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary()}
+    return pa.schema([f.with_type(plain.get(f.type, f.type)) for f in schema])
+
+
+def _empty(uri: str, columns: list[str] | None) -> pa.Table:
+    table = open_table(uri)
+    if table is None:
+        return pa.table({})
+    empty = pa.schema(table.schema().to_arrow()).empty_table()
+    return empty if columns is None else empty.select(columns)

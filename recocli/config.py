@@ -139,8 +139,12 @@ class TrainSettings:
     val_users: int = 2000
     lr: float = 0.001
     # Incremental fine-tune: small learning rate, few passes over new rows + replay.
-    finetune_lr: float = 0.0005
-    finetune_epochs: int = 2
+    finetune_lr: float = 0.001
+    finetune_epochs: int = 3
+    # Small batches: more steps from the few rows of a micro-batch; a bigger micro-batch gets bigger
+    # batches so that one pass stays at most finetune_steps steps.
+    finetune_batch_size: int = 64
+    finetune_steps: int = 32
     # Rows new in a fine-tune's batch start at their company's mean and move this many times faster.
     new_row_lr_scale: float = 10.0
     batch_size: int = 256
@@ -159,8 +163,9 @@ class TrainSettings:
     devices: str = "auto"
     strategy: str = "auto"
     precision: str = "auto"
-    # CPU threads for PyTorch; 0 = its default (one per core). 1 is faster on a busy shared box.
-    threads: int = 0
+    # CPU threads for PyTorch (0: one per core). 1 by default: on a small box shared with Spark or a
+    # second job, threads fighting for cores made training several times slower (bench/README).
+    threads: int = 1
     weights: EventWeights = field(default_factory=EventWeights)
 
 
@@ -176,6 +181,30 @@ class RecommendSettings:
 
 
 @dataclass
+class EvaluateSettings:
+    # Cut-offs K of HR@K, NDCG@K, Recall@K and coverage (comma-separated).
+    k: str = "10,20"
+    # Spark MLlib ALS peer (implicit prefs): the grid tried on the validation item, and iterations.
+    als_ranks: str = "32,64"
+    als_regs: str = "0.01,0.1"
+    als_alphas: str = "1,10"
+    als_iters: int = 10
+    # Prequential: share of the events (in time) that bootstraps, window (event time such as 30d, or
+    # a number of events), full retrain every N windows.
+    bootstrap: float = 0.5
+    window: str = "30d"
+    retrain_every: int = 4
+    # The popular peer counts positives in this long before each window.
+    popular_window: str = "90d"
+    # Recency-popularity prior blended into model scores: the half-lives of its decayed counts and
+    # the blend weights (0 = the plain model) tried on the validation windows, the last this many
+    # windows before the bootstrap cut, run the way incremental runs.
+    prior_half_life: str = "30d,90d,180d"
+    prior_weights: str = "0,0.25,0.5,1,2"
+    validation_windows: int = 3
+
+
+@dataclass
 class Settings:
     warehouse: str = "./warehouse"
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -185,6 +214,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
+    evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
 
     @property
     def warehouse_path(self) -> Path:

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.schemas import TS
 from recocli.config import EventWeights
 from recocli.data.synthetic import World, generate_lines
-from recocli.models import Recommender
-from recocli.models.base import hit_and_ndcg
+from recocli.models.base import Recommender, hit_and_ndcg
 from recocli.models.vocab import Vocabs
 from recocli.training.interactions import from_bronze
 
@@ -80,3 +80,29 @@ def next_item_hr10(model: Recommender, vocabs: Vocabs, test: pa.Table, mask_seen
     seen = model.history(users_t) if mask_seen else None
     hit, _ = hit_and_ndcg(model.score(users_t), items_t, seen, k=10)
     return float(hit.mean())
+
+
+def to_bronze(rows: pa.Table, spec, batch_id: int) -> pa.Table:
+    """Generated events (or feedback) with the lineage columns ingest would add."""
+
+    n = rows.num_rows
+    data = {name: rows[name] for name in rows.column_names}
+    data["event_date"] = pc.cast(rows["ts"], pa.date32())
+    data["ingested_at"] = pa.array([datetime.now(UTC)] * n, TS)
+    data["batch_id"] = pa.array([batch_id] * n, pa.int64())
+    data["source_file"] = pa.array([f"gen-{batch_id}.jsonl"] * n)
+    for field in spec.schema:
+        if field.name not in data:
+            data[field.name] = pa.nulls(n, field.type)
+    return pa.table(data).select(spec.schema.names).cast(spec.schema)
+
+
+def commit_events(warehouse, rows: pa.Table, batch_id: int) -> int:
+    """Append generated events to bronze/events as one Delta commit (as one ingest batch would);
+    returns the table version it made."""
+    from lakehouse import catalog, delta
+    from lakehouse.catalog import Warehouse
+
+    uri = Warehouse(warehouse).uri(catalog.EVENTS)
+    delta.append_once(uri, catalog.EVENTS, to_bronze(rows, catalog.EVENTS, batch_id), "planted", batch_id)
+    return delta.current_version(uri)

@@ -32,6 +32,14 @@ def ingest(
         typer.Option(help="Spark checkpoint folder [default: <warehouse>/_checkpoints/<query name>]."),
     ] = None,
     master: Annotated[str | None, typer.Option(help="Spark master [default: local[*]].")] = None,
+    train: Annotated[
+        bool,
+        typer.Option(
+            "--train",
+            help="After each micro-batch that wrote events or feedback, fine-tune the model on it in this "
+            "process and publish a new version (as `reco train`; the first one trains a new model).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Stream landed JSON lines into bronze/events, bronze/feedback and bronze/quarantine (Delta).
@@ -55,6 +63,23 @@ def ingest(
         },
     )
 
+    trainer = None
+    if train:
+        from recocli.training.incremental import TrainAfterBatch  # imports torch: only with --train
+
+        trainer = TrainAfterBatch(settings)
+
+    def after_batch(report) -> None:
+        from recocli.commands.train import describe
+
+        result = trainer(report.tables_written)
+        if result is None:
+            return
+        if json_output:
+            print_json({"train": {"batch_id": report.batch_id, **result.as_dict()}})
+        else:
+            out.print(f"batch {report.batch_id}: fine-tune {result.seconds:.2f}s → {describe(result)}")
+
     def on_start(writer: str) -> None:
         if json_output:
             print_json(
@@ -68,6 +93,8 @@ def ingest(
     def on_batch(report) -> None:
         if json_output:
             print_json({"batch": report.as_dict()})
+            if trainer is not None:
+                after_batch(report)
             return
         lag = "-" if report.lag_s is None else f"{report.lag_s:.1f}s"
         replay = "" if report.committed_now else " (already committed before a restart)"
@@ -76,6 +103,8 @@ def ingest(
             f"feedback {report.feedback_written}, quarantined {report.quarantined}, "
             f"duplicates {report.duplicates} in {report.duration_s:.2f}s, lag {lag}{replay}"
         )
+        if trainer is not None:
+            after_batch(report)
 
     summary = run_ingest(settings, once=once, on_start=on_start, on_batch=on_batch)
     totals = summary.totals()

@@ -32,7 +32,41 @@ def warehouse_status(warehouse: Warehouse, landing: str) -> dict:
     metrics = delta.read_table(warehouse.uri(catalog.INGEST_METRICS), columns=["files"])
     ingested = pc.list_flatten(metrics["files"]).to_pylist() if metrics is not None else []
     pending = pending_files(landing, ingested)
-    return {"warehouse": str(warehouse.root), "tables": tables, "pending_files": [str(p) for p in pending]}
+    return {
+        "warehouse": str(warehouse.root),
+        "tables": tables,
+        "pending_files": [str(p) for p in pending],
+        "model": model_status(warehouse, tables),
+    }
+
+
+def model_status(warehouse: Warehouse, tables: dict) -> dict | None:
+    """The served model version and how far its cursor is behind each training table."""
+    from lakehouse.registry import ModelRegistry
+    from recocli.training.incremental import TRAIN_TABLES
+
+    registry = ModelRegistry(warehouse)
+    latest = registry.latest()
+    if latest is None:
+        return None
+    meta = registry.metadata(latest)
+    cursor = meta.get("cursor", {})
+    behind = {}
+    for spec, _ in TRAIN_TABLES:
+        table = tables.get(spec.name)
+        current = -1 if table is None else table["version"]
+        behind[spec.name] = {
+            "cursor": cursor.get(spec.name, -1),
+            "table_version": current,
+            "versions_behind": max(0, current - cursor.get(spec.name, -1)),
+        }
+    return {
+        "version": latest,
+        "kind": meta.get("kind"),
+        "created_at": meta.get("created_at"),
+        "versions": len(registry.versions()),
+        "cursor": behind,
+    }
 
 
 def status(
@@ -52,6 +86,15 @@ def status(
         for name, t in report["tables"].items()
     ]
     print_table(f"warehouse {report['warehouse']}", ["table", "version", "rows", "last commit"], rows)
+    model = report["model"]
+    if model is None:
+        out.print("model: none yet (`reco train`)")
+    else:
+        lag = ", ".join(
+            f"{name} cursor {c['cursor']} / table {c['table_version']} ({c['versions_behind']} behind)"
+            for name, c in model["cursor"].items()
+        )
+        out.print(f"model: v{model['version']} ({model['kind']}, {model['created_at']}): {lag}")
     pending = report["pending_files"]
     out.print(f"landing {settings.ingest.landing}: {len(pending)} file(s) not yet ingested")
     for path in pending[:10]:

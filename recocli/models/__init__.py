@@ -1,21 +1,29 @@
-"""Recommendation models (no pyspark here: they train on a GPU box without a JVM)."""
+"""Recommendation models, one readable file each (no pyspark: they train on a GPU box without a JVM).
+
+Importing this package is cheap; torch and Lightning load with the model modules themselves.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from recocli.config import ModelSettings
 from recocli.errors import RecoError
-from recocli.models.base import PAD, Recommender
-from recocli.models.mf import MF
-from recocli.models.sasrec import SASRec
 
-MODELS: dict[str, type[Recommender]] = {MF.kind: MF, SASRec.kind: SASRec}
+if TYPE_CHECKING:
+    from recocli.models.base import Recommender
+
+KINDS = ("mf", "sasrec")
 
 
 def build_model(kind: str, n_users: int, n_items: int, cfg: ModelSettings) -> Recommender:
     """A fresh model of `kind` with rows for `n_users` users and `n_items` items."""
-    if kind not in MODELS:
-        raise RecoError(f"model.kind must be one of {', '.join(sorted(MODELS))}, got {kind!r}")
-    return MODELS[kind](n_users, n_items, cfg)
+    if kind == "mf":
+        from recocli.models.mf import MF
 
+        return MF(n_users, n_items, cfg)
+    if kind == "sasrec":
+        from recocli.models.sasrec import SASRec
 
-__all__ = ["MF", "MODELS", "PAD", "Recommender", "SASRec", "build_model"]
+        return SASRec(n_users, n_items, cfg)
+    raise RecoError(f"model.kind must be one of {', '.join(KINDS)}, got {kind!r}")

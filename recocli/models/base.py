@@ -58,6 +58,29 @@ def hit_and_ndcg(scores: Tensor, targets: Tensor, seen: Tensor | None, k: int = 
     return hit, hit / torch.log2(rank.float() + 2)
 
 
+@torch.no_grad()
+def fold_in_rows(table: Tensor, users: np.ndarray, items: np.ndarray, first_new: int) -> None:
+    """Set each new row (≥ first_new) of an item table to the mean row of the older items that the
+    same users took, so a short fine-tune only has to refine it; rows with no such company stay.
+
+    Σ over the new item's users of (sum, count) of their older items' rows, then one division.
+    """
+    new = items >= first_new
+    if not new.any() or first_new == 0 or new.all():
+        return
+    ids, local = np.unique(users, return_inverse=True)
+    old_users, old_items = torch.from_numpy(local[~new]), torch.from_numpy(items[~new])
+    rows = table[:first_new].float().cpu()
+    user_sum = torch.zeros(len(ids), table.shape[1]).index_add_(0, old_users, rows[old_items])
+    user_count = torch.zeros(len(ids)).index_add_(0, old_users, torch.ones(len(old_users)))
+    new_items, new_users = torch.from_numpy(items[new] - first_new), torch.from_numpy(local[new])
+    n_new = table.shape[0] - first_new
+    item_sum = torch.zeros(n_new, table.shape[1]).index_add_(0, new_items, user_sum[new_users])
+    item_count = torch.zeros(n_new).index_add_(0, new_items, user_count[new_users])
+    has = item_count > 0
+    table[first_new:][has] = (item_sum[has] / item_count[has, None]).to(table.dtype).to(table.device)
+
+
 class Recommender(L.LightningModule):
     """Base LightningModule: subclasses define their tables, `_score`, `_grow_tables`, `training_step`."""
 
@@ -73,6 +96,10 @@ class Recommender(L.LightningModule):
         self.register_buffer("hist_items", torch.full(shape, PAD, dtype=torch.long))
         self.register_buffer("hist_ts", torch.zeros(shape, dtype=torch.long))
         self.register_buffer("hist_weight", torch.zeros(shape, dtype=torch.float32))
+        # Rows added by grow() since the last clear: {parameter name: its first new row}. A fine-tune
+        # moves them `fresh_lr_scale` times faster: they have nothing learned to forget.
+        self.fresh: dict[str, int] = {}
+        self.fresh_lr_scale = 1.0
 
     # ---- the interface ----
 
@@ -121,6 +148,21 @@ class Recommender(L.LightningModule):
     def _grow_tables(self, n_users: int, n_items: int) -> None:
         raise NotImplementedError
 
+    def _grow_param(self, name: str, rows: int) -> None:
+        old = getattr(self, name)
+        if rows > old.shape[0]:
+            self.fresh.setdefault(name, old.shape[0])
+            setattr(self, name, grown(old, rows))
+
+    def item_vectors(self) -> Tensor:
+        """The item embedding rows [n_items, d], vocabulary row r at index r (a view)."""
+        raise NotImplementedError
+
+    def fold_in(self, users: np.ndarray, items: np.ndarray, first_new_item: int) -> None:
+        """Start new items (rows ≥ first_new_item) where their users' other items are (fold_in_rows).
+        `users`/`items`: positive pairs, the users' remembered history included."""
+        fold_in_rows(self.item_vectors(), users, items, first_new_item)
+
     def history(self, user_rows: Tensor | np.ndarray) -> Tensor:
         """The remembered histories [B, max_len] of these users (item rows, PAD-left-padded)."""
         return self.hist_items[torch.as_tensor(user_rows, device=self.hist_items.device).long()]
@@ -165,8 +207,21 @@ class Recommender(L.LightningModule):
         users, histories, targets, seen = batch
         scores = self._score(users, histories).float()
         hr, ndcg = hit_and_ndcg(scores, targets, seen, k=10)
-        self.log("val_hr10", hr.mean(), prog_bar=True, batch_size=len(users))
-        self.log("val_ndcg10", ndcg.mean(), batch_size=len(users))
+        self.log("val_hr10", hr.mean(), prog_bar=True, batch_size=len(users), sync_dist=True)
+        self.log("val_ndcg10", ndcg.mean(), batch_size=len(users), sync_dist=True)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        """The optimizer's step, with the update of fresh rows scaled by `fresh_lr_scale`."""
+        if not self.fresh or self.fresh_lr_scale == 1.0:
+            optimizer.step(closure=optimizer_closure)
+            return
+        params = dict(self.named_parameters())
+        before = {name: params[name].detach()[start:].clone() for name, start in self.fresh.items()}
+        optimizer.step(closure=optimizer_closure)
+        with torch.no_grad():
+            for name, start in self.fresh.items():
+                rows = params[name][start:]
+                rows.copy_(before[name] + self.fresh_lr_scale * (rows - before[name]))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

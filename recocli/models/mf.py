@@ -7,12 +7,13 @@ sampled items per positive (label 0) standing in for everything the user did not
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recocli.config import ModelSettings
-from recocli.models.base import INIT_STD, Recommender, grown
+from recocli.models.base import INIT_STD, Recommender, fold_in_rows
 
 
 class MF(Recommender):
@@ -45,10 +46,35 @@ class MF(Recommender):
         return dot + self.item_bias[items] + ub + self.bias
 
     def _grow_tables(self, n_users: int, n_items: int) -> None:
-        self.user_vec = grown(self.user_vec, n_users)
-        self.user_bias = grown(self.user_bias, n_users)
-        self.item_vec = grown(self.item_vec, n_items)
-        self.item_bias = grown(self.item_bias, n_items)
+        for name in ("user_vec", "user_bias"):
+            self._grow_param(name, n_users)
+        for name in ("item_vec", "item_bias"):
+            self._grow_param(name, n_items)
+
+    def item_vectors(self) -> Tensor:
+        return self.item_vec.data
+
+    @torch.no_grad()
+    def fold_in(self, users: np.ndarray, items: np.ndarray, first_new_item: int) -> None:
+        """New items start where their users' other items are (vector and bias); new users (rows
+        added by the last grow) at the mean vector of their items, scaled to a typical user's length."""
+        both = torch.cat([self.item_vec.data, self.item_bias.data[:, None]], dim=1)
+        fold_in_rows(both, users, items, first_new_item)
+        self.item_vec.data.copy_(both[:, :-1])
+        self.item_bias.data.copy_(both[:, -1])
+        first_user = self.fresh.get("user_vec")
+        if not first_user:
+            return
+        fresh = users >= first_user
+        if not fresh.any():
+            return
+        sums = torch.zeros(self.n_users, self.cfg.dim).index_add_(
+            0, torch.from_numpy(users[fresh]), self.item_vec.data[torch.from_numpy(items[fresh])]
+        )
+        rows = torch.from_numpy(np.unique(users[fresh]))
+        mean = sums[rows]
+        typical = self.user_vec.data[:first_user].norm(dim=1).mean()
+        self.user_vec.data[rows] = mean * (typical / mean.norm(dim=1, keepdim=True).clamp_min(1e-8))
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         users, items, weights, labels = batch  # [B] each; labels 1 = positive, 0 = explicit negative

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recocli.config import ModelSettings
-from recocli.models.base import INIT_STD, Recommender, grown
+from recocli.models.base import INIT_STD, Recommender
 
 
 class CausalSelfAttention(nn.Module):
@@ -73,7 +73,7 @@ class SASRec(Recommender):
     def hidden(self, seq: Tensor) -> Tensor:
         """Hidden states [B, L, d] of item-row sequences [B, L] (PAD-left-padded, L ≤ max_len)."""
         seq = seq[:, -self.cfg.max_len :]
-        B, T = seq.shape
+        T = seq.shape[1]
         tokens = seq + 1  # PAD → 0
         x = F.embedding(tokens, self.item_vec, padding_idx=0) * self.cfg.dim**0.5
         x = self.drop(x + self.pos_vec[-T:])
@@ -94,7 +94,10 @@ class SASRec(Recommender):
         return h @ self.item_vec[1:].T  # [B, I]
 
     def _grow_tables(self, n_users: int, n_items: int) -> None:
-        self.item_vec = grown(self.item_vec, n_items + 1)
+        self._grow_param("item_vec", n_items + 1)
+
+    def item_vectors(self) -> Tensor:
+        return self.item_vec.data[1:]
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         inputs, targets, weights = batch  # [B, L] each; weight 0 = no target at that position
@@ -116,4 +119,3 @@ class SASRec(Recommender):
         loss = (ce * weights).sum() / weights.sum().clamp_min(1e-6)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(targets))
         return loss
-

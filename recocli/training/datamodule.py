@@ -111,10 +111,12 @@ def validation_examples(history: Encoded, targets: Encoded, max_len: int) -> Bat
     )
 
 
-def _loader(data: Batch, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def _loader(data: Batch, batch_size: int, shuffle: bool, seed: int, min_batches: int = 1) -> DataLoader:
     dataset = TensorDataset(*data)
     if shuffle:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+        # Small data: an epoch is several shuffled passes, so that it holds at least min_batches.
+        size = max(len(dataset), min(min_batches * batch_size, len(dataset) * 1000))
+        sampler = RandomSampler(dataset, num_samples=size, generator=torch.Generator().manual_seed(seed))
     else:
         sampler = SequentialSampler(dataset)
     # Whole batches are sliced out of the tensors at once (no per-row collate).
@@ -124,12 +126,15 @@ def _loader(data: Batch, batch_size: int, shuffle: bool, seed: int) -> DataLoade
 class InteractionDataModule(LightningDataModule):
     """In-memory tensors for one fit: training examples and optional validation rows."""
 
-    def __init__(self, train: Batch, val: Batch | None, batch_size: int, seed: int = 0) -> None:
+    def __init__(
+        self, train: Batch, val: Batch | None, batch_size: int, seed: int = 0, min_batches: int = 1
+    ) -> None:
         super().__init__()
         self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
+        self.min_batches = min_batches
 
     def train_dataloader(self) -> DataLoader:
-        return _loader(self.train, self.batch_size, shuffle=True, seed=self.seed)
+        return _loader(self.train, self.batch_size, True, self.seed, self.min_batches)
 
     def val_dataloader(self) -> DataLoader:
         if not self.val:

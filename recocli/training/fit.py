@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import sys
 import time
 import warnings
@@ -19,11 +20,13 @@ import lightning as L
 import numpy as np
 import pyarrow as pa
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 
 from recocli.config import Settings, TrainSettings
-from recocli.models import PAD, Recommender, build_model
-from recocli.models.base import hit_and_ndcg
+from recocli.errors import RecoError
+from recocli.models import build_model
+from recocli.models.base import PAD, Recommender, hit_and_ndcg, rank_from_end
 from recocli.models.vocab import Vocabs
 from recocli.training.datamodule import (
     Batch,
@@ -54,29 +57,70 @@ def _uses_gpu(train: TrainSettings) -> bool:
 
 
 def _devices(text: str) -> Any:
+    """Lightning's devices from the setting: "auto", a count (-1: all) or a list "0,1"."""
     text = str(text).strip()
-    if text == "auto" or text == "-1":
-        return text if text == "auto" else -1
+    if text == "auto":
+        return text
     if "," in text:
         return [int(part) for part in text.split(",") if part.strip()]
     return int(text)
 
 
+def _device_count(train: TrainSettings) -> int:
+    try:
+        devices = _devices(train.devices)
+    except ValueError:
+        return 1  # Lightning reports the bad value
+    if isinstance(devices, list):
+        return len(devices)
+    if devices in ("auto", -1):
+        return max(torch.cuda.device_count(), 1) if _uses_gpu(train) else 1
+    return int(devices)
+
+
 def make_trainer(
-    train: TrainSettings, max_epochs: int, callbacks: list[Callback] | None = None, progress: bool = False
+    train: TrainSettings,
+    max_epochs: int,
+    callbacks: list[Callback] | None = None,
+    progress: bool = False,
+    validate: bool = False,
 ) -> L.Trainer:
     """A Trainer with the configured accelerator/devices/strategy, bf16 mixed precision on GPU."""
     quiet_lightning()
+    torch.set_num_threads(train.threads if train.threads > 0 else os.cpu_count() or 1)
     precision = train.precision
     if precision == "auto":
         precision = "bf16-mixed" if _uses_gpu(train) else "32-true"
+    # Plain "ddp" (also what "auto" picks for several devices) re-runs the whole command once per
+    # device, which a job that holds the train lock and pins table versions cannot allow;
+    # "ddp_spawn" runs only the fit in the extra processes and hands rank 0's weights back.
+    several = _device_count(train) > 1
+    strategy = "ddp_spawn" if several and train.strategy in ("auto", "ddp") else train.strategy
     callbacks = list(callbacks or [])
     if progress:
         callbacks.append(RichProgressBar(leave=False))
+    try:
+        return _trainer(train, strategy, precision, max_epochs, callbacks, progress, validate)
+    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+        raise RecoError(
+            f"cannot train with accelerator={train.accelerator} devices={train.devices} "
+            f"strategy={train.strategy}: {str(exc).splitlines()[0]}"
+        ) from None
+
+
+def _trainer(
+    train: TrainSettings,
+    strategy: str,
+    precision: str,
+    max_epochs: int,
+    callbacks: list[Callback],
+    progress: bool,
+    validate: bool,
+) -> L.Trainer:
     return L.Trainer(
         accelerator=train.accelerator,
         devices=_devices(train.devices),
-        strategy=train.strategy,
+        strategy=strategy,
         precision=precision,
         max_epochs=max_epochs,
         callbacks=callbacks,
@@ -85,7 +129,7 @@ def make_trainer(
         enable_model_summary=False,
         enable_progress_bar=progress,
         num_sanity_val_steps=0,
-        deterministic=False,
+        limit_val_batches=None if validate else 0,
     )
 
 
@@ -188,14 +232,18 @@ def fit_full(
     model.lr, model.weight_decay = train.lr, train.weight_decay
     fit_part, targets = split_validation(enc, train.val_users if val else 0, seed)
     val_batch = validation_examples(fit_part, targets, settings.model.max_len) if len(targets) else None
-    data = InteractionDataModule(examples(model, fit_part), val_batch, train.batch_size, seed)
+    data = InteractionDataModule(
+        examples(model, fit_part), val_batch, train.batch_size, seed, train.min_epoch_steps
+    )
     callbacks: list[Callback] = []
     keep = KeepBest()
     if val_batch is not None:
         callbacks = [EarlyStopping("val_hr10", mode="max", patience=train.patience), keep]
-    trainer = make_trainer(train, train.epochs, callbacks, _show_progress() if progress is None else progress)
+    show = _show_progress() if progress is None else progress
+    trainer = make_trainer(train, train.epochs, callbacks, show, validate=val_batch is not None)
+    model.train()
     trainer.fit(model, datamodule=data)
-    model.cpu()
+    model.cpu().eval()
     positives = sort_by_user_time(enc.positives())
     model.remember(positives.users, positives.items, positives.ts, positives.weights)
     metrics: dict[str, Any] = {
@@ -204,12 +252,12 @@ def fit_full(
         "epochs": trainer.current_epoch,
         "train_loss": _float(trainer.callback_metrics.get("train_loss")),
         "device": device_name(trainer),
-        "rank": trainer.global_rank,
         "seconds": round(time.perf_counter() - started, 3),
     }
     if val_batch is not None:
-        metrics.update(val_users=len(targets), best_epoch=keep.best_epoch, val_hr10=keep.best)
-        metrics["val_ndcg10"] = evaluate_hits(model, val_batch)[1]
+        # Measured here, on the weights kept (also right when DDP trained in other processes).
+        hr, ndcg = evaluate_hits(model, val_batch)
+        metrics.update(val_users=len(targets), best_epoch=keep.best_epoch, val_hr10=hr, val_ndcg10=ndcg)
     return model, vocabs, metrics
 
 
@@ -241,8 +289,6 @@ def build_histories(interactions: pa.Table, vocabs: Vocabs, max_len: int) -> tor
     For scoring sasrec from interactions held elsewhere (e.g. `reco evaluate`): row u is user row u.
     """
     enc = sort_by_user_time(encode(interactions, vocabs).positives())
-    from recocli.models.base import rank_from_end
-
     out = torch.full((len(vocabs.users), max_len), PAD, dtype=torch.long)
     back = rank_from_end(enc.users)
     keep = back < max_len
@@ -258,21 +304,9 @@ def replay_from_memory(model: Recommender, rows: int, rng: np.random.Generator) 
     if rows <= 0:
         return Encoded.empty()
     lengths = (model.hist_items != PAD).sum(1).cpu().numpy()
-    users = np.flatnonzero(lengths)
-    if not len(users):
-        return Encoded.empty()
-    users = rng.permutation(users)
+    users = rng.permutation(np.flatnonzero(lengths))
     take = users[: int(np.searchsorted(np.cumsum(lengths[users]), rows)) + 1]
-    index = torch.from_numpy(np.sort(take))
-    items = model.hist_items[index].cpu().numpy()
-    u_idx, col = np.nonzero(items != PAD)
-    return Encoded(
-        users=index.numpy()[u_idx],
-        items=items[u_idx, col],
-        ts=model.hist_ts[index].cpu().numpy()[u_idx, col],
-        weights=model.hist_weight[index].cpu().numpy()[u_idx, col],
-        labels=np.ones(len(u_idx), dtype=np.int8),
-    )
+    return remembered(model, np.sort(take))
 
 
 def replay_sample(model: Recommender, vocabs: Vocabs, rows: int, seed: int = 0) -> pa.Table:
@@ -318,7 +352,12 @@ def fine_tune(
     L.seed_everything(seed, workers=False, verbose=False)
     rows_before = (len(vocabs.users), len(vocabs.items))
     new = encode(new_interactions, vocabs, min_count=train.min_count)
+    model.fresh = {}
     model.grow(len(vocabs.users), len(vocabs.items))
+    positives = new.positives()
+    context = remembered(model, np.unique(positives.users))
+    company = Encoded.concat([context, positives])
+    model.fold_in(company.users, company.items, rows_before[1])
     metrics: dict[str, Any] = {
         "new_rows": new_interactions.num_rows,
         "new_interactions": len(new),
@@ -332,22 +371,27 @@ def fine_tune(
     else:
         replay = encode(replay_interactions, vocabs)
     metrics["replay_interactions"] = len(replay)
-    parts = [_new_examples(model, new)]
+    parts = [_new_examples(model, new, context)]
     if len(replay):
         parts.append(examples(model, replay))
     data = concat_examples(parts)
     metrics["examples"] = len(data[0]) if data else 0
     if data:
         model.lr, model.weight_decay = train.finetune_lr, train.weight_decay
+        model.fresh_lr_scale = train.new_row_lr_scale
         trainer = make_trainer(train, train.finetune_epochs, progress=False)
-        trainer.fit(model, datamodule=InteractionDataModule(data, None, train.batch_size, seed))
-        model.cpu()
+        model.train()
+        try:
+            batch_size = max(train.finetune_batch_size, -(-len(data[0]) // max(train.finetune_steps, 1)))
+            trainer.fit(model, datamodule=InteractionDataModule(data, None, batch_size, seed))
+        finally:
+            model.fresh, model.fresh_lr_scale = {}, 1.0
+        model.cpu().eval()
         metrics.update(
             train_loss=_float(trainer.callback_metrics.get("train_loss")),
             device=device_name(trainer),
-            rank=trainer.global_rank,
         )
-    positives = sort_by_user_time(new.positives())
+    positives = sort_by_user_time(positives)
     model.remember(positives.users, positives.items, positives.ts, positives.weights)
     metrics["seconds"] = round(time.perf_counter() - started, 3)
     if report is not None:
@@ -355,26 +399,24 @@ def fine_tune(
     return model
 
 
-def _new_examples(model: Recommender, new: Encoded) -> Batch:
-    """sasrec: the batch users' remembered histories as context, targets on the new positives only.
-    mf: the new rows themselves (explicit negatives included)."""
+def _new_examples(model: Recommender, new: Encoded, context: Encoded) -> Batch:
+    """sasrec: the batch users' remembered histories (`context`) before their new positives, the
+    targets on the new positives only. mf: the new rows themselves (explicit negatives included)."""
     if model.kind != "sasrec" or not len(new):
         return examples(model, new)
     pos = new.positives()
-    users = np.unique(pos.users)
-    context = replay_context(model, users)
     merged = Encoded.concat([context, pos])
     is_target = np.r_[np.zeros(len(context), dtype=bool), np.ones(len(pos), dtype=bool)]
     return sasrec_examples(merged, model.cfg.max_len, is_target)
 
 
-def replay_context(model: Recommender, users: np.ndarray) -> Encoded:
-    """The remembered positives of `users` (their context for new items)."""
+def remembered(model: Recommender, users: np.ndarray) -> Encoded:
+    """The remembered positives of these user rows, as interactions."""
     index = torch.from_numpy(np.asarray(users, dtype=np.int64))
     items = model.hist_items[index].cpu().numpy()
     u_idx, col = np.nonzero(items != PAD)
     return Encoded(
-        users=np.asarray(users, dtype=np.int64)[u_idx],
+        users=index.numpy()[u_idx],
         items=items[u_idx, col],
         ts=model.hist_ts[index].cpu().numpy()[u_idx, col],
         weights=model.hist_weight[index].cpu().numpy()[u_idx, col],

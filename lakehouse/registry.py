@@ -1,0 +1,252 @@
+"""The model registry: the only writer of models and of the training cursor.
+
+    <warehouse>/models/
+      v000001/   weights.safetensors   parameters + remembered histories (tensors only, no pickle)
+                 users.arrow, items.arrow   vocabularies (Arrow IPC: raw id, row, count)
+                 metadata.json   version, parent, kind, config, cursor (Delta version read up to,
+                                 per table), rows, metrics, device, seconds, created_at, sha256 of
+                                 every file
+      latest     {"version": 3, "published": 5}: the served version and the highest ever published
+      .tmp-*     a publish that did not finish (ignored; removed by the next publish)
+
+Publishing is one atomic step: write a temp folder, rename it to its version, then replace
+`latest` (itself written to a temp file and renamed). A process killed at any point leaves the
+previous version served and its cursor in place. A version folder above `published` is a publish
+killed between its rename and the pointer: never served, it is removed by the next publish.
+Callers hold the warehouse's train lock around publish and rollback (one writer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.catalog import Warehouse
+from recocli.errors import RecoError
+
+if TYPE_CHECKING:
+    from recocli.models import Recommender
+    from recocli.models.vocab import Vocabs
+
+WEIGHTS, USERS, ITEMS, METADATA, POINTER = (
+    "weights.safetensors", "users.arrow", "items.arrow", "metadata.json", "latest",
+)  # fmt: skip
+VERSION_DIR = re.compile(r"^v(\d{6,})$")
+
+
+def version_name(version: int) -> str:
+    return f"v{version:06d}"
+
+
+@dataclass
+class ModelVersion:
+    """A loaded version: the model (CPU, eval mode), its vocabularies and its metadata."""
+
+    version: int
+    model: Recommender
+    vocabs: Vocabs
+    metadata: dict[str, Any]
+
+    @property
+    def cursor(self) -> dict[str, int]:
+        return dict(self.metadata.get("cursor", {}))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+class ModelRegistry:
+    """Versions of the warehouse's model under <warehouse>/models."""
+
+    def __init__(self, warehouse: Warehouse | str | Path) -> None:
+        self.warehouse = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
+        self.root = self.warehouse.models
+
+    # ---- reading (no torch needed) ----
+
+    def _pointer(self) -> dict[str, int]:
+        path = self.root / POINTER
+        if not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+            return {"version": int(data["version"]), "published": int(data["published"])}
+        except (ValueError, KeyError, TypeError):
+            raise RecoError(f"model pointer {path} is corrupted: fix or delete it") from None
+
+    def latest(self) -> int | None:
+        """The version served and trained on next, or None when there is none."""
+        return self._pointer().get("version")
+
+    def published(self) -> int:
+        return self._pointer().get("published", 0)
+
+    def versions(self) -> list[int]:
+        """Every published version still on disk, oldest first."""
+        if not self.root.is_dir():
+            return []
+        top = self.published()
+        found = []
+        for entry in self.root.iterdir():
+            match = VERSION_DIR.match(entry.name)
+            if match and int(match.group(1)) <= top and (entry / METADATA).exists():
+                found.append(int(match.group(1)))
+        return sorted(found)
+
+    def path(self, version: int) -> Path:
+        return self.root / version_name(version)
+
+    def metadata(self, version: int | None = None) -> dict[str, Any]:
+        version = self._resolve(version)
+        path = self.path(version) / METADATA
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RecoError(f"model version {version} has no {METADATA} ({path})") from None
+        except (ValueError, UnicodeDecodeError):
+            raise RecoError(f"model version {version} is corrupted: {path} is not valid JSON") from None
+
+    def _resolve(self, version: int | None) -> int:
+        if version is None:
+            latest = self.latest()
+            if latest is None:
+                raise RecoError(f"no model in {self.root}: train one with `reco train`")
+            return latest
+        if version not in self.versions():
+            known = ", ".join(map(str, self.versions())) or "none"
+            raise RecoError(f"no model version {version} in {self.root} (versions: {known})")
+        return version
+
+    def verify(self, version: int) -> dict[str, Any]:
+        """The metadata, after checking every file against its recorded sha256."""
+        meta = self.metadata(version)
+        folder = self.path(version)
+        files = meta.get("files")
+        if not isinstance(files, dict) or set(files) != {WEIGHTS, USERS, ITEMS}:
+            raise RecoError(f"model version {version} is corrupted: {METADATA} lists no valid checksums")
+        for name, expected in files.items():
+            path = folder / name
+            if not path.exists():
+                raise RecoError(f"model version {version} is incomplete: {name} is missing")
+            if _sha256(path) != expected:
+                raise RecoError(
+                    f"model version {version} is corrupted or was tampered with: {name} does not "
+                    f"match its checksum (roll back with `reco models rollback`, or retrain)"
+                )
+        return meta
+
+    # ---- loading (safetensors and Arrow: nothing is unpickled) ----
+
+    def load(self, version: int | None = None) -> ModelVersion:
+        """Load a version (default: latest) onto the CPU, checksums verified first."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from recocli.config import ModelSettings
+        from recocli.models import build_model
+        from recocli.models.vocab import Vocabs, Vocabulary
+
+        version = self._resolve(version)
+        meta = self.verify(version)
+        folder = self.path(version)
+        vocabs = Vocabs(Vocabulary.load(folder / USERS), Vocabulary.load(folder / ITEMS))
+        try:
+            tensors = load_file(folder / WEIGHTS, device="cpu")
+        except (SafetensorError, OSError) as exc:
+            raise RecoError(f"model version {version}: cannot read {WEIGHTS}: {exc}") from None
+        known = {f.name for f in dataclasses.fields(ModelSettings)}
+        cfg = ModelSettings(**{k: v for k, v in meta["config"]["model"].items() if k in known})
+        model = build_model(meta["kind"], len(vocabs.users), len(vocabs.items), cfg)
+        try:
+            model.load_state_dict(tensors, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise RecoError(f"model version {version} does not fit its metadata: {first}") from None
+        model.eval()
+        return ModelVersion(version, model, vocabs, meta)
+
+    # ---- writing ----
+
+    def publish(
+        self,
+        model: Recommender,
+        vocabs: Vocabs,
+        metadata: dict[str, Any],
+        parent: int | None,
+    ) -> int:
+        """Write a new version atomically and serve it; returns its number."""
+        from safetensors.torch import save_file
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._clean()
+        version = self.published() + 1
+        tmp = self.root / f".tmp-{version_name(version)}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        save_file(state, tmp / WEIGHTS, metadata={"kind": model.kind, "version": str(version)})
+        vocabs.users.save(tmp / USERS)
+        vocabs.items.save(tmp / ITEMS)
+        meta: dict[str, Any] = {
+            "version": version,
+            "parent": parent,
+            "kind": model.kind,
+            "n_users": model.n_users,
+            "n_items": model.n_items,
+        }
+        meta.update({k: v for k, v in metadata.items() if k not in meta and k not in ("created_at", "files")})
+        meta["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        meta["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS, USERS, ITEMS)}
+        (tmp / METADATA).write_text(json.dumps(meta, indent=2, default=str))
+        for name in (WEIGHTS, USERS, ITEMS, METADATA):
+            _fsync(tmp / name)
+        _fsync(tmp)
+        os.rename(tmp, self.path(version))
+        _fsync(self.root)
+        _write_atomic(self.root / POINTER, json.dumps({"version": version, "published": version}))
+        return version
+
+    def rollback(self, version: int) -> None:
+        """Serve `version` again; the next incremental run continues from its cursor."""
+        self.verify(self._resolve(version))
+        _write_atomic(self.root / POINTER, json.dumps({"version": version, "published": self.published()}))
+
+    def _clean(self) -> None:
+        """Remove unfinished publishes: temp folders and versions the pointer never reached."""
+        top = self.published()
+        for entry in self.root.iterdir():
+            match = VERSION_DIR.match(entry.name)
+            stale_pointer = entry.name.startswith(f".{POINTER}.") and entry.name.endswith(".tmp")
+            if entry.name.startswith(".tmp-") or stale_pointer or (match and int(match.group(1)) > top):
+                shutil.rmtree(entry, ignore_errors=True)

@@ -1,0 +1,142 @@
+"""`reco models list|show|rollback`: the versions in the warehouse's model registry."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from lakehouse.catalog import Warehouse
+from lakehouse.registry import ModelRegistry
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.console import out, print_json, print_table
+
+app = typer.Typer(
+    name="models",
+    help="List, inspect and roll back the model versions in the warehouse's registry.",
+    no_args_is_help=True,
+)
+
+VersionArgument = Annotated[int, typer.Argument(min=1, help="Model version number (see `reco models list`).")]
+
+
+def _registry(config, warehouse) -> ModelRegistry:
+    return ModelRegistry(Warehouse(settings_from(config, warehouse).warehouse))
+
+
+def _cursor(meta: dict) -> str:
+    return " ".join(f"{name.split('/')[-1]}@{v}" for name, v in meta.get("cursor", {}).items())
+
+
+def _quality(meta: dict) -> str:
+    metrics = meta.get("metrics", {})
+    for key in ("val_hr10", "prequential_hr10"):
+        if metrics.get(key) is not None:
+            return f"{key.split('_')[0]} {metrics[key]:.3f}"
+    return ""
+
+
+def summary(meta: dict[str, Any], latest: int | None) -> dict[str, Any]:
+    return {
+        "version": meta["version"],
+        "latest": meta["version"] == latest,
+        "parent": meta.get("parent"),
+        "kind": meta.get("kind"),
+        "mode": meta.get("mode"),
+        "created_at": meta.get("created_at"),
+        "cursor": meta.get("cursor", {}),
+        "rows": sum((meta.get("rows") or {}).values()),
+        "interactions": meta.get("interactions"),
+        "users": meta.get("n_users"),
+        "items": meta.get("n_items"),
+        "quality": _quality(meta),
+        "device": meta.get("device"),
+        "seconds": meta.get("seconds"),
+    }
+
+
+@app.command("list")
+def list_versions(
+    warehouse: WarehouseOption = None, config: ConfigOption = None, json_output: JsonOption = False
+) -> None:
+    """Every version, oldest first; `*` marks the one served (latest)."""
+    registry = _registry(config, warehouse)
+    latest = registry.latest()
+    rows = [summary(registry.metadata(v), latest) for v in registry.versions()]
+    if json_output:
+        print_json({"latest": latest, "versions": rows})
+        return
+    if not rows:
+        out.print(f"no model versions in {registry.root}: train one with `reco train`")
+        return
+    columns = ["version", "parent", "kind", "mode", "created", "cursor", "rows", "users", "items"]
+    print_table(f"models in {registry.root}", [*columns, "quality", "device", "seconds"], map(_row, rows))
+
+
+def _row(r: dict[str, Any]) -> list[Any]:
+    return [
+        f"{'*' if r['latest'] else ' '}v{r['version']}",
+        f"v{r['parent']}" if r["parent"] else "-",
+        r["kind"],
+        r["mode"],
+        r["created_at"],
+        _cursor(r),
+        r["rows"],
+        r["users"],
+        r["items"],
+        r["quality"],
+        r["device"],
+        r["seconds"],
+    ]
+
+
+@app.command("show")
+def show(
+    version: VersionArgument,
+    warehouse: WarehouseOption = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Everything a version's metadata.json records (checksums verified)."""
+    registry = _registry(config, warehouse)
+    meta = registry.verify(version)
+    if json_output:
+        print_json(meta)
+        return
+    flat = list(_flatten(meta))
+    print_table(
+        f"model v{version}" + (" (latest)" if registry.latest() == version else ""), ["field", "value"], flat
+    )
+
+
+def _flatten(data: dict[str, Any], prefix: str = ""):
+    """[dotted key, value] rows of nested metadata; lists and cursors stay JSON."""
+    for key, value in data.items():
+        if isinstance(value, dict) and value and key not in ("cursor", "consumed", "rows"):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield [f"{prefix}{key}", json.dumps(value) if isinstance(value, dict | list) else value]
+
+
+@app.command("rollback")
+def rollback(
+    version: VersionArgument,
+    warehouse: WarehouseOption = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Serve VERSION again: `latest` moves back, and the next incremental run continues from its cursor
+    (re-reading the rows committed after it). Later versions stay listed."""
+    from recocli.training.incremental import train_lock
+
+    settings = settings_from(config, warehouse)
+    registry = ModelRegistry(Warehouse(settings.warehouse))
+    with train_lock(Warehouse(settings.warehouse)):
+        before = registry.latest()
+        registry.rollback(version)
+    meta = registry.metadata(version)
+    if json_output:
+        print_json({"latest": version, "was": before, "cursor": meta.get("cursor", {})})
+        return
+    out.print(f"latest is now v{version} (was v{before}); next `reco train` continues from {_cursor(meta)}")

@@ -1,0 +1,262 @@
+"""Training on the warehouse: the cursor, the lock, the registry around the in-memory fits.
+
+Full: read bronze/events and bronze/feedback at pinned Delta versions, fit a new model, publish it
+with those versions as its cursor. Incremental (once a model exists): load the served version,
+read only the rows committed after its cursor (Delta change data feed between the recorded and
+the current versions, never timestamps), fine-tune on them with a replay sample of the model's
+remembered histories, publish with the versions just read as the new cursor. Nothing is
+published before the whole fit is done, so a killed run leaves the cursor where it was and the
+rerun trains on the same rows: none skipped, none consumed twice by published versions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from lakehouse import catalog, delta
+from lakehouse.catalog import TableSpec, Warehouse
+from lakehouse.locks import exclusive_lock
+from lakehouse.registry import ModelRegistry, ModelVersion
+from recocli.config import Settings
+from recocli.errors import RecoError
+from recocli.models import KINDS
+from recocli.training.interactions import EVENT_COLUMNS, FEEDBACK_COLUMNS, from_bronze
+
+TRAIN_TABLES: tuple[tuple[TableSpec, list[str]], ...] = (
+    (catalog.EVENTS, EVENT_COLUMNS),
+    (catalog.FEEDBACK, FEEDBACK_COLUMNS),
+)
+LOCK_NAME = "train"
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class TrainResult:
+    """What one `reco train` pass did. version None: nothing new, nothing published."""
+
+    mode: str  # "full", "incremental" or "none"
+    version: int | None
+    parent: int | None
+    cursor: dict[str, int]
+    rows: dict[str, int] = field(default_factory=dict)
+    interactions: int = 0
+    seconds: float = 0.0
+    device: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def table_versions(warehouse: Warehouse) -> dict[str, int]:
+    """Current Delta version of each training table (-1: not created yet)."""
+    out = {}
+    for spec, _ in TRAIN_TABLES:
+        version = delta.current_version(warehouse.uri(spec))
+        out[spec.name] = -1 if version is None else version
+    return out
+
+
+def train_lock(warehouse: Warehouse):
+    """One trainer at a time per warehouse (cron overlap, `reco ingest --train`, rollback)."""
+    return exclusive_lock(warehouse.lock(LOCK_NAME), "reco train")
+
+
+class WarehouseTrainer:
+    """Trains the warehouse's model; keeps the served version in memory between runs, so that
+    `reco ingest --train` does not reload it for every micro-batch."""
+
+    def __init__(self, settings: Settings, say: Say | None = None, progress: bool | None = None) -> None:
+        self.settings = settings
+        self.warehouse = Warehouse(settings.warehouse)
+        self.registry = ModelRegistry(self.warehouse)
+        self.say = say or (lambda _text: None)
+        self.progress = progress
+        self._current: ModelVersion | None = None
+
+    def run(self, full: bool = False) -> TrainResult:
+        """One training pass under the warehouse's train lock (BusyError when another holds it)."""
+        if self.settings.model.kind not in KINDS:
+            raise RecoError(f"model.kind must be one of {', '.join(KINDS)}, got {self.settings.model.kind!r}")
+        with train_lock(self.warehouse):
+            return self._run(full)
+
+    def _run(self, full: bool) -> TrainResult:
+        started = time.perf_counter()
+        latest = self.registry.latest()
+        pinned = table_versions(self.warehouse)
+        if full or latest is None:
+            result = self._full(pinned, latest, explicit=full)
+        else:
+            result = self._incremental(pinned, latest)
+        result.seconds = round(time.perf_counter() - started, 3)
+        return result
+
+    # ---- full ----
+
+    def _full(self, pinned: dict[str, int], latest: int | None, explicit: bool) -> TrainResult:
+        tables = {}
+        for spec, columns in TRAIN_TABLES:
+            version = pinned[spec.name]
+            tables[spec.name] = (
+                delta.read_version(self.warehouse.uri(spec), version, columns) if version >= 0 else None
+            )
+        rows = {name: (0 if t is None else t.num_rows) for name, t in tables.items()}
+        interactions = self._interactions(tables)
+        if interactions.num_rows == 0:
+            message = (
+                f"nothing to train on yet in {self.warehouse.root} (no usable events): run `reco ingest`"
+            )
+            if explicit:
+                raise RecoError(message)
+            return TrainResult("none", None, latest, pinned, rows, message=message)
+        from recocli.training.fit import fit_full  # torch and Lightning load only when there is work
+
+        kind = self.settings.model.kind
+        self.say(
+            f"full training of {kind} on {interactions.num_rows:,} interactions ({_versions_text(pinned)})"
+        )
+        model, vocabs, metrics = fit_full(kind, interactions, self.settings, progress=self.progress)
+        consumed = {name: [0, v] if v >= 0 else None for name, v in pinned.items()}
+        meta = self._metadata("full", pinned, consumed, rows, interactions, metrics)
+        meta["replaces"] = latest
+        version = self.registry.publish(model, vocabs, meta, parent=None)
+        self._current = ModelVersion(version, model, vocabs, {**meta, "version": version})
+        return TrainResult(
+            "full",
+            version,
+            None,
+            pinned,
+            rows,
+            interactions.num_rows,
+            device=metrics["device"],
+            metrics=metrics,
+        )
+
+    # ---- incremental ----
+
+    def _incremental(self, pinned: dict[str, int], latest: int) -> TrainResult:
+        recorded = self.registry.metadata(latest).get("cursor", {})
+        cursor = {name: int(recorded.get(name, -1)) for name in pinned}
+        for name, version in pinned.items():
+            if version < cursor[name]:
+                raise RecoError(
+                    f"{name} is at version {version}, behind model v{latest}'s cursor {cursor[name]}: "
+                    "the table was replaced; retrain with `reco train --full`"
+                )
+        consumed = {n: [cursor[n] + 1, pinned[n]] if pinned[n] > cursor[n] else None for n in pinned}
+        if not any(consumed.values()):
+            return TrainResult(
+                "none",
+                None,
+                latest,
+                cursor,
+                message=f"nothing new since v{latest} ({_versions_text(cursor)})",
+            )
+        tables = {}
+        for spec, columns in TRAIN_TABLES:
+            span = consumed[spec.name]
+            tables[spec.name] = (
+                None
+                if span is None
+                else delta.read_changes(self.warehouse.uri(spec), cursor[spec.name], span[1], columns)
+            )
+        rows = {name: (0 if t is None else t.num_rows) for name, t in tables.items()}
+        interactions = self._interactions(tables)
+        if interactions.num_rows == 0:
+            # Nothing to learn (e.g. only impressions): the cursor stays, the rows are read again next time.
+            message = f"{sum(rows.values()):,} rows since v{latest}, none usable for training: no new version"
+            return TrainResult("none", None, latest, cursor, rows, message=message)
+        from recocli.training.fit import fine_tune
+
+        current = self._load(latest)
+        self.say(f"fine-tuning v{latest} on {interactions.num_rows:,} new interactions")
+        report: dict[str, Any] = {}
+        try:
+            fine_tune(current.model, current.vocabs, interactions, None, self.settings, report=report)
+        except BaseException:
+            self._current = None  # half-trained in memory: reload from the registry next time
+            raise
+        meta = self._metadata("incremental", pinned, consumed, rows, interactions, report)
+        try:
+            version = self.registry.publish(current.model, current.vocabs, meta, parent=latest)
+        except BaseException:
+            self._current = None
+            raise
+        self._current = ModelVersion(version, current.model, current.vocabs, {**meta, "version": version})
+        return TrainResult(
+            "incremental", version, latest, pinned, rows, interactions.num_rows,
+            device=report.get("device", ""), metrics=report,
+        )  # fmt: skip
+
+    def _load(self, version: int) -> ModelVersion:
+        if self._current is None or self._current.version != version:
+            self._current = self.registry.load(version)
+        return self._current
+
+    # ---- helpers ----
+
+    def _interactions(self, tables: dict[str, pa.Table | None]) -> pa.Table:
+        train = self.settings.train
+        return from_bronze(
+            tables[catalog.EVENTS.name], tables[catalog.FEEDBACK.name], train.weights, train.rating_threshold
+        )
+
+    def _metadata(
+        self,
+        mode: str,
+        cursor: dict[str, int],
+        consumed: dict[str, list[int] | None],
+        rows: dict[str, int],
+        interactions: pa.Table,
+        metrics: dict[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "mode": mode,
+            "config": {
+                "model": dataclasses.asdict(self.settings.model),
+                "train": dataclasses.asdict(self.settings.train),
+            },
+            "cursor": cursor,
+            "consumed": consumed,
+            "rows": rows,
+            "interactions": interactions.num_rows,
+            "metrics": {k: v for k, v in metrics.items() if k not in ("device", "seconds")},
+            "device": metrics.get("device", ""),
+            "seconds": metrics.get("seconds"),
+        }
+
+
+def _versions_text(versions: dict[str, int]) -> str:
+    return ", ".join(f"{name}@{v}" for name, v in versions.items())
+
+
+class TrainAfterBatch:
+    """`reco ingest --train`: after a micro-batch that wrote events or feedback, one incremental
+    pass in the same process (the model stays in memory between batches). A busy lock (a cron
+    `reco train` running) skips the pass: the rows wait behind the cursor for the next one."""
+
+    def __init__(self, settings: Settings, say: Say | None = None) -> None:
+        self.trainer = WarehouseTrainer(settings, say=say, progress=False)
+
+    def wants(self, tables_written: list[str]) -> bool:
+        return any(spec.name in tables_written for spec, _ in TRAIN_TABLES)
+
+    def __call__(self, tables_written: list[str]) -> TrainResult | None:
+        """The pass's result; None when the batch wrote nothing to train on."""
+        from recocli.errors import BusyError
+
+        if not self.wants(tables_written):
+            return None
+        try:
+            return self.trainer.run()
+        except BusyError as exc:
+            return TrainResult("busy", None, None, {}, message=f"fine-tune skipped: {exc}")

@@ -1,0 +1,214 @@
+"""`reco train` on a real warehouse: the cursor, the lock, SIGKILL, the CLI and `reco ingest --train`.
+
+Real Delta tables, real processes, real Lightning fits (tiny models so the suite stays fast).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from helpers import Process, reco_cmd, run_reco
+from planted import commit_events, events
+
+from lakehouse import catalog, delta
+from lakehouse.catalog import Warehouse
+from lakehouse.registry import ModelRegistry
+from recocli.config import load_settings
+from recocli.data.synthetic import generate_lines
+from recocli.landing import write_landing_file
+from recocli.training.incremental import WarehouseTrainer, train_lock
+
+TINY = """
+[model]
+dim = 16
+max_len = 10
+blocks = 1
+[train]
+epochs = 2
+min_epoch_steps = 3
+"""
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """A warehouse folder, a tiny-model config file, and 900 generated events to commit."""
+    conf = tmp_path / "tiny.toml"
+    conf.write_text(TINY)
+    return tmp_path / "warehouse", conf, events(900, seed=11)
+
+
+def settings_for(warehouse: Path, conf: Path, **overrides):
+    return load_settings(conf, env={}, overrides={"warehouse": str(warehouse), **overrides})
+
+
+def consumed_ids(warehouse: Path, registry: ModelRegistry, version: int) -> list[str]:
+    """The event ids in the Delta versions a model version says it consumed."""
+    span = registry.metadata(version)["consumed"][catalog.EVENTS.name]
+    if span is None:
+        return []
+    uri = Warehouse(warehouse).uri(catalog.EVENTS)
+    return delta.read_changes(uri, span[0] - 1, span[1], ["event_id"])["event_id"].to_pylist()
+
+
+def lineage(registry: ModelRegistry) -> list[int]:
+    """The served version and its ancestors, oldest first."""
+    chain, version = [], registry.latest()
+    while version is not None:
+        chain.append(version)
+        version = registry.metadata(version)["parent"]
+    return chain[::-1]
+
+
+def assert_every_row_consumed_once(warehouse: Path) -> None:
+    registry = ModelRegistry(warehouse)
+    consumed: list[str] = []
+    for version in lineage(registry):
+        ids = consumed_ids(warehouse, registry, version)
+        assert registry.metadata(version)["rows"][catalog.EVENTS.name] == len(ids)
+        consumed += ids
+    table = delta.read_table(Warehouse(warehouse).uri(catalog.EVENTS), columns=["event_id"])
+    assert len(consumed) == len(set(consumed)), "a row was consumed twice"
+    assert sorted(consumed) == sorted(table["event_id"].to_pylist()), "a row was skipped"
+
+
+def test_full_then_incremental_then_nothing_new_through_the_cli(setup):
+    warehouse, conf, data = setup
+    w, c = ("-w", str(warehouse)), ("-c", str(conf))
+    empty = run_reco("train", *w, *c)
+    assert empty.returncode == 0 and "nothing to train on yet" in empty.stdout
+    refused = run_reco("train", "--full", *w, *c)
+    assert (
+        refused.returncode == 2
+        and "nothing to train on" in refused.stderr
+        and "Traceback" not in refused.stderr
+    )
+
+    commit_events(warehouse, data.slice(0, 300), 0)
+    commit_events(warehouse, data.slice(300, 300), 1)
+    first = run_reco("train", *w, *c)
+    assert first.returncode == 0, first.stderr
+    assert "device: cpu" in first.stdout and "model v1 (full)" in first.stdout
+    again = run_reco("train", *w, *c)
+    assert again.returncode == 0 and "nothing new since v1" in again.stdout
+    assert ModelRegistry(warehouse).versions() == [1]
+
+    commit_events(warehouse, data.slice(600, 300), 2)
+    second = run_reco("train", "--json", *w, *c)
+    assert second.returncode == 0, second.stderr
+    result = json.loads(second.stdout.strip().splitlines()[-1])
+    assert (result["mode"], result["version"], result["parent"]) == ("incremental", 2, 1)
+    assert result["rows"][catalog.EVENTS.name] == 300 and result["cursor"][catalog.EVENTS.name] == 3
+    assert_every_row_consumed_once(warehouse)
+
+    listed = json.loads(run_reco("models", "list", "--json", *w).stdout)
+    assert [v["version"] for v in listed["versions"]] == [1, 2] and listed["latest"] == 2
+    assert [v["mode"] for v in listed["versions"]] == ["full", "incremental"]
+    table = run_reco("models", "list", *w)
+    assert table.returncode == 0 and "*v2" in table.stdout
+    shown = json.loads(run_reco("models", "show", "2", "--json", *w).stdout)
+    assert shown["consumed"][catalog.EVENTS.name] == [3, 3] and shown["parent"] == 1
+    assert shown["metrics"]["new_rows"] == 300 and shown["config"]["model"]["dim"] == 16
+    missing = run_reco("models", "show", "9", *w)
+    assert missing.returncode == 2 and "no model version 9" in missing.stderr
+
+    # Roll back: the next run continues from v1's cursor, re-reading what v2 had read.
+    rolled = run_reco("models", "rollback", "1", *w)
+    assert rolled.returncode == 0 and "latest is now v1" in rolled.stdout
+    status = json.loads(run_reco("status", "--json", *w).stdout)
+    assert status["model"]["version"] == 1
+    assert status["model"]["cursor"][catalog.EVENTS.name]["versions_behind"] == 1
+    trainer = WarehouseTrainer(settings_for(warehouse, conf))
+    third = trainer.run()
+    assert (third.version, third.parent) == (3, 1) and third.rows[catalog.EVENTS.name] == 300
+    assert lineage(ModelRegistry(warehouse)) == [1, 3]
+    assert_every_row_consumed_once(warehouse)
+
+
+def test_a_second_trainer_exits_at_once(setup):
+    warehouse, conf, data = setup
+    commit_events(warehouse, data.slice(0, 100), 0)
+    with train_lock(Warehouse(warehouse)):
+        started = time.monotonic()
+        busy = run_reco("train", "-w", str(warehouse), "-c", str(conf))
+        skipped = run_reco("train", "--skip-if-busy", "-w", str(warehouse), "-c", str(conf))
+        elapsed = time.monotonic() - started
+    assert busy.returncode == 3 and "already running" in busy.stderr and "Traceback" not in busy.stderr
+    assert skipped.returncode == 0 and "skipped" in skipped.stderr
+    assert elapsed < 20  # no training was attempted
+    assert ModelRegistry(warehouse).latest() is None
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_leaves_the_previous_version_and_cursor(setup):
+    warehouse, conf, data = setup
+    commit_events(warehouse, data.slice(0, 300), 0)
+    WarehouseTrainer(settings_for(warehouse, conf)).run()
+    rng = random.Random(5)
+    for trial in range(2):
+        commit_events(warehouse, data.slice(300 + 200 * trial, 200), trial + 1)
+        before = ModelRegistry(warehouse)
+        latest, versions = before.latest(), before.versions()
+        cursor = before.metadata(latest)["cursor"]
+        # A fine-tune long enough to be killed in the middle, at a random moment.
+        proc = Process(
+            reco_cmd("train", "-w", str(warehouse), "-c", str(conf)),
+            env={"RECO_TRAIN_FINETUNE_EPOCHS": "400"},
+        )
+        proc.wait_for(lambda text: "fine-tuning" in text, timeout=120)
+        time.sleep(rng.uniform(0.2, 2.0))
+        proc.kill_group()
+        assert proc.proc.returncode == -signal.SIGKILL
+        after = ModelRegistry(warehouse)
+        assert (after.latest(), after.versions()) == (latest, versions)
+        assert after.metadata(latest)["cursor"] == cursor
+        after.load()  # still whole
+        # The rerun trains on exactly the rows the killed run had.
+        rerun = WarehouseTrainer(settings_for(warehouse, conf)).run()
+        assert rerun.version == latest + 1 and rerun.rows[catalog.EVENTS.name] == 200
+    assert_every_row_consumed_once(warehouse)
+
+
+def test_ingest_train_fine_tunes_after_each_batch_and_consumes_every_row_once(spark, setup, tmp_path):
+    """`reco ingest --once --train` (in-process, on the shared Spark session): k micro-batches
+    through real streaming ingest, a fine-tune after each, one line per batch with its time and
+    version; the union of the rows consumed by the published versions is every row, none twice."""
+    from typer.testing import CliRunner
+
+    from recocli.cli import app
+
+    warehouse, conf, _ = setup
+    landing = tmp_path / "landing"
+    lines, _ = generate_lines(800, seed=3, feedback_share=0.2)
+    for n in range(4):
+        write_landing_file(landing, "events", f"e{n}.jsonl", lines["events"][n * 160 : (n + 1) * 160])
+        write_landing_file(landing, "feedback", f"f{n}.jsonl", lines["feedback"][n * 40 : (n + 1) * 40])
+    args = [
+        "ingest",
+        "--once",
+        "--train",
+        "--max-files-per-batch",
+        "1",
+        "-w",
+        str(warehouse),
+        "-c",
+        str(conf),
+    ]
+    done = CliRunner().invoke(app, [*args, "--landing", str(landing)])
+    assert done.exit_code == 0, done.output
+    tuned = [text for text in done.output.splitlines() if "fine-tune" in text]
+    assert len(tuned) == 4, done.output
+    assert tuned[0].startswith("batch 0: fine-tune ") and "→ model v1 (full)" in tuned[0]
+    for n, text in enumerate(tuned[1:], start=1):
+        assert (
+            text.startswith(f"batch {n}: fine-tune ") and f"→ model v{n + 1} (incremental from v{n})" in text
+        )
+    assert_every_row_consumed_once(warehouse)
+    # Feedback rows were consumed too, each once.
+    registry = ModelRegistry(warehouse)
+    feedback_rows = sum(registry.metadata(v)["rows"][catalog.FEEDBACK.name] for v in lineage(registry))
+    assert feedback_rows == delta.read_table(Warehouse(warehouse).uri(catalog.FEEDBACK)).num_rows > 0

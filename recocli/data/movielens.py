@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv as pacsv
 
-from lakehouse.schemas import ITEMS, TS
+from lakehouse.schemas import EVENTS, ITEMS, TS
 from recocli.errors import RecoError
 
 LAYOUTS = {
@@ -36,15 +36,9 @@ GENRES_100K = (
 )  # fmt: skip
 NO_GENRE = ("unknown", "(no genres listed)")
 
+# The contract fields a rating event fills (bronze/events' own field definitions).
 EVENT_COLUMNS = pa.schema(
-    [
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("user_id", pa.string(), nullable=False),
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("event_type", pa.string(), nullable=False),
-        pa.field("value", pa.float64()),
-        pa.field("ts", TS, nullable=False),
-    ]
+    [EVENTS.field(name) for name in ("event_id", "user_id", "item_id", "event_type", "value", "ts")]
 )
 _YEAR = re.compile(r"\((\d{4})[^()]*\)\s*$")
 

@@ -52,7 +52,6 @@ class BatchProcessor:
         started, clock = datetime.now(UTC), time.perf_counter()
         lineage = {"ingested_at": started, "batch_id": batch_id}
         outputs: dict[str, pa.Table] = {}
-        kept_ids: dict[str, pa.ChunkedArray] = {}
         duplicates = 0
         for kind, spec in KIND_TABLES.items():
             rows = data.filter(pc.and_(pc.equal(data["kind"], kind), pc.is_null(data["reason"])))
@@ -61,7 +60,6 @@ class BatchProcessor:
             rows = rows.filter(fresh)
             rows = rows.append_column("event_date", pc.cast(rows["ts"], pa.date32()))
             outputs[spec.name] = _with_columns(rows, lineage)
-            kept_ids[kind] = rows["event_id"]
         rejected = data.filter(pc.is_valid(data["reason"]))
         outputs[catalog.QUARANTINE.name] = _with_columns(rejected, lineage)
 
@@ -72,8 +70,8 @@ class BatchProcessor:
             if table.num_rows:
                 committed_now |= self.writer.append_once(spec, table, batch_id)
                 written.append(spec.name)
-        for kind, ids in kept_ids.items():
-            self.seen[kind].add(ids)
+        for seen in self.seen.values():
+            seen.commit()
 
         report = BatchReport(
             batch_id=batch_id,

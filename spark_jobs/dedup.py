@@ -18,6 +18,7 @@ class SeenIds:
     def __init__(self, uri: str, app_id: str) -> None:
         self.uri, self.app_id = uri, app_id
         self._ids: set[str] | None = None
+        self._pending: list[str] = []
 
     def _load(self, batch_id: int) -> set[str]:
         done = delta.committed_version(self.uri, self.app_id)
@@ -36,9 +37,11 @@ class SeenIds:
             if fresh:
                 in_batch.add(event_id)
             mask.append(fresh)
+        self._pending = list(in_batch)
         return pa.array(mask, pa.bool_())
 
-    def add(self, event_ids: pa.ChunkedArray | pa.Array) -> None:
-        """Record ids once their rows are committed."""
+    def commit(self) -> None:
+        """Record the new ids of the last `first_sightings` once their rows are committed."""
         if self._ids is not None:
-            self._ids.update(event_ids.to_pylist())
+            self._ids.update(self._pending)
+        self._pending = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -117,16 +118,16 @@ def validate(lines: DataFrame, contract: Contract, bounds: Bounds) -> DataFrame:
     """(value, source_file) lines → kind, reason (null when valid), raw (rejected only), typed fields.
 
     Built in stages (parse, then fields, then reason) so that each line is parsed once: the checks
-    sit in CASE WHEN branches, where Spark would otherwise re-evaluate a shared from_json per branch.
+    sit in CASE WHEN branches, where Spark would otherwise re-evaluate a shared parse per branch.
     """
     names = [name for name, _, _ in contract.fields]
-    parsed = lines.select("value", "source_file", F.from_json("value", RAW_MAP).alias("_json"))
-    fields = parsed.select(
-        "value",
-        "source_file",
-        F.col("_json").isNull().alias("_unparsed"),
-        *(F.col("_json")[name].alias(f"_raw_{name}") for name in names),
+    parsed = lines.select(
+        "value", "source_file", F.json_tuple("value", *names).alias(*(f"_raw_{n}" for n in names))
     )
+    # json_tuple gives all nulls for text that is not a JSON object, and also for an object with
+    # none of the fields: only those few rows are parsed again to tell the two apart.
+    nothing = reduce(lambda a, b: a & b, (F.col(f"_raw_{n}").isNull() for n in names))
+    fields = parsed.select("*", (nothing & F.from_json("value", RAW_MAP).isNull()).alias("_unparsed"))
     raw = {name: F.col(f"_raw_{name}") for name in names}
     typed_fields = fields.select(
         "*", *(_typed(raw[name], kind).alias(f"_typed_{name}") for name, kind, _ in contract.fields)

@@ -91,11 +91,13 @@ class Bounds:
 
 
 def parse_timestamp(raw: Column) -> Column:
-    """ISO-8601 text, or epoch seconds / milliseconds (as number or text); null when unparseable."""
+    """ISO-8601 text, or epoch seconds / milliseconds (as number or text); null when unparseable.
+
+    Text with a '-' is read as a date-time only (the common case: no number parse is attempted)."""
     number = raw.try_cast("double")
     micros = F.when(F.abs(number) >= 1e11, number * 1_000).otherwise(number * 1_000_000)
     from_number = F.when(F.abs(number) < 1e14, F.timestamp_micros(micros.cast("long")))
-    return F.when(number.isNotNull(), from_number).otherwise(raw.try_cast("timestamp"))
+    return F.when(raw.contains("-"), raw.try_cast("timestamp")).otherwise(from_number)
 
 
 def _typed(raw: Column, kind: str) -> Column:
@@ -110,7 +112,8 @@ def _typed(raw: Column, kind: str) -> Column:
 
 def _bad_type(raw: Column, typed: Column, kind: str) -> Column:
     if kind == STRING:
-        return raw.rlike(r"^\s*[\[{]")
+        first = F.substring(F.ltrim(raw), 1, 1)
+        return (first == "{") | (first == "[")
     return raw.isNotNull() & typed.isNull()
 
 

@@ -13,15 +13,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.catalog import Warehouse
 from recocli.config import Settings
 from recocli.data.simulator import run_round
+from recocli.landing import write_landing_file
 from recocli.recommend.report import served_feedback
-from recocli.recommend.run import Request, publish, recommend
+from recocli.recommend.run import Request, RunResult, publish, recommend
 from recocli.training.incremental import TrainAfterBatch
 
 Say = Callable[[str], None]
@@ -80,27 +84,104 @@ def _pooled(rounds: list[RoundResult], variant: str) -> float:
 def run_loop(
     settings: Settings, rounds: int, events_per_round: int, k: int, holdout: float, say: Say
 ) -> LoopResult:
-    from spark_jobs.ingest import run_ingest  # starts a JVM
-
-    warehouse = Warehouse(settings.warehouse)
-    trainer = TrainAfterBatch(settings)
-    result = LoopResult()
+    """The loop on the simulator: each round it answers the newest run and acts on its own."""
+    loop = _Loop(settings, k, holdout, say)
     for number in range(rounds):
         landed = time.perf_counter()
-        sim = run_round(settings.simulate, settings.ingest.landing, events_per_round, warehouse=warehouse)
+        sim = run_round(
+            settings.simulate, settings.ingest.landing, events_per_round, warehouse=loop.warehouse
+        )
+        loop.finish_round(number, landed, sim.answered_run)
+    return loop.result
+
+
+def run_replay_loop(
+    settings: Settings, data: Path, rounds: int, k: int, holdout: float, say: Say
+) -> LoopResult:
+    """The loop on a MovieLens folder: the first half of its ratings (in time) bootstrap the model,
+    the rest arrive in `rounds` windows. A served list is answered by what its user really did in
+    the next window: an impression per shown item, a click where the user rated it at or above the
+    positive threshold — an offline stand-in for real feedback, through the same tables."""
+    from recocli.data.movielens import detect, json_lines, read_ratings
+
+    events = read_ratings(detect(data))
+    events = events.take(pc.sort_indices(events, [("ts", "ascending"), ("event_id", "ascending")]))
+    boot = events.num_rows // 2
+    bounds = [boot + (events.num_rows - boot) * n // rounds for n in range(rounds + 1)]
+    chunks = [events.slice(0, boot)] + [events.slice(a, b - a) for a, b in pairwise(bounds)]
+    loop = _Loop(settings, k, holdout, say)
+    served = None
+    for number, chunk in enumerate(chunks):
+        landed = time.perf_counter()
+        if served is not None:
+            answers = replay_feedback(served, chunk, settings.train.rating_threshold)
+            write_landing_file(settings.ingest.landing, "feedback", f"round-{number:03d}.jsonl", answers)
+        write_landing_file(
+            settings.ingest.landing, "events", f"round-{number:03d}.jsonl", json_lines(chunk).to_pylist()
+        )
+        served = loop.finish_round(number, landed, served.run_id if served is not None else None)
+    return loop.result
+
+
+def replay_feedback(served: RunResult, window: pa.Table, threshold: float) -> list[dict]:
+    """Feedback on `served` from the users' real ratings in the next window."""
+    active = set(window["user_id"].to_pylist())
+    liked = {
+        (u, i)
+        for u, i, v in zip(
+            window["user_id"].to_pylist(),
+            window["item_id"].to_pylist(),
+            window["value"].to_pylist(),
+            strict=True,
+        )
+        if v is not None and v >= threshold
+    }
+    now = datetime.now(UTC).isoformat()
+    answers = []
+    for row in served.rows.filter(
+        pc.is_in(served.rows["user_id"], pa.array(list(active), pa.string()))
+    ).to_pylist():
+        base = {
+            "rec_id": row["rec_id"],
+            "user_id": row["user_id"],
+            "item_id": row["item_id"],
+            "position": row["rank"],
+            "model_version": row["model_version"],
+            "ts": now,
+        }
+        answers.append(
+            {**base, "event_id": f"{row['rec_id']}/{row['item_id']}/impression", "action": "impression"}
+        )
+        if (row["user_id"], row["item_id"]) in liked:
+            answers.append({**base, "event_id": f"{row['rec_id']}/{row['item_id']}/click", "action": "click"})
+    return answers
+
+
+class _Loop:
+    """One round's second half, shared by both worlds: ingest (+ fine-tune), serve, measure."""
+
+    def __init__(self, settings: Settings, k: int, holdout: float, say: Say) -> None:
+        self.settings, self.k, self.holdout, self.say = settings, k, holdout, say
+        self.warehouse = Warehouse(settings.warehouse)
+        self.trainer = TrainAfterBatch(settings)
+        self.result = LoopResult()
+
+    def finish_round(self, number: int, landed: float, answered_run: str | None) -> RunResult:
+        from spark_jobs.ingest import run_ingest  # starts a JVM
+
         train_seconds = 0.0
 
         def fine_tune(report) -> None:
             nonlocal train_seconds
-            trained = trainer(report.tables_written)
+            trained = self.trainer(report.tables_written)
             if trained is not None:
                 train_seconds += trained.seconds
 
-        ingested = run_ingest(settings, once=True, on_batch=fine_tune).totals()
-        served = recommend(settings, Request(k=k, holdout=holdout))
-        publish(settings, served)
+        ingested = run_ingest(self.settings, once=True, on_batch=fine_tune).totals()
+        served = recommend(self.settings, Request(k=self.k, holdout=self.holdout))
+        publish(self.settings, served)
         fresh = time.perf_counter() - landed
-        ctr = _ctr_of_run(warehouse, sim.answered_run)
+        ctr = _ctr_of_run(self.warehouse, answered_run)
         row = RoundResult(
             round=number,
             events=ingested["events_written"],
@@ -115,9 +196,9 @@ def run_loop(
             train_seconds=round(train_seconds, 2),
             freshness_seconds=round(fresh, 2),
         )
-        result.rounds.append(row)
-        say(_describe(row))
-    return result
+        self.result.rounds.append(row)
+        self.say(_describe(row))
+        return served
 
 
 def _ctr_of_run(warehouse: Warehouse, run_id: str | None) -> dict[str, tuple[float | None, int]]:

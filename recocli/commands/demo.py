@@ -38,6 +38,13 @@ def demo(
     k: Annotated[int, typer.Option(min=1, help="List length served.")] = 10,
     holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Users served the popular list.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 7,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="A MovieLens folder: replay its ratings instead of simulating (half bootstrap, "
+            "the rest in --rounds windows; lists answered by what users really rated next)."
+        ),
+    ] = None,
 ) -> None:
     """Run the loop on a RecSim-style simulated world: simulate → ingest (+ fine-tune) → recommend →
     simulated feedback → ingest … and print per-round CTR of the model's lists against a popularity
@@ -46,7 +53,7 @@ def demo(
     Exits 1 when the loop is broken: model lists do not beat the holdout or their CTR does not rise.
     Writes <dir>/report/report.md with PNG charts.
     """
-    from recocli.loop import run_loop, write_report
+    from recocli.loop import run_loop, run_replay_loop, write_report
 
     prepare_demo_dir(folder)
     base = load_settings(
@@ -59,11 +66,17 @@ def demo(
     settings = dataclasses.replace(
         base, simulate=dataclasses.replace(base.simulate, users=users, items=items, seed=seed)
     )
-    out.print(
-        f"reco demo: {rounds} rounds × {events} events, {users} simulated users, {items}+ items, "
-        f"{int(holdout * 100)}% of users held out on the popular list → {folder}"
-    )
-    result = run_loop(settings, rounds=rounds, events_per_round=events, k=k, holdout=holdout, say=out.print)
+    if data is not None:
+        out.print(f"reco demo: replaying {data} in {rounds} windows after a bootstrap half → {folder}")
+        result = run_replay_loop(settings, data, rounds=rounds, k=k, holdout=holdout, say=out.print)
+    else:
+        out.print(
+            f"reco demo: {rounds} rounds × {events} events, {users} simulated users, {items}+ items, "
+            f"{int(holdout * 100)}% of users held out on the popular list → {folder}"
+        )
+        result = run_loop(
+            settings, rounds=rounds, events_per_round=events, k=k, holdout=holdout, say=out.print
+        )
     report = write_report(result, folder / "report")
     (folder / "report" / "demo.json").write_text(json.dumps(result.as_dict(), indent=2))
     verdict = result.verdict()

@@ -1,0 +1,62 @@
+"""The MovieLens replay loop's feedback: what users really did next answers the served lists."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from lakehouse import catalog
+from recocli.loop import LoopResult, RoundResult, replay_feedback
+from recocli.recommend.run import RunResult
+
+
+def _served() -> RunResult:
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "run_id": "r",
+            "rec_id": f"r/{u}",
+            "user_id": u,
+            "rank": rank,
+            "item_id": item,
+            "score": 1.0,
+            "model_version": 2,
+            "strategy": "model",
+            "generated_at": now,
+        }
+        for u, items in (("a", ["1", "2", "3"]), ("b", ["1", "4"]), ("idle", ["1"]))
+        for rank, item in enumerate(items, start=1)
+    ]
+    table = pa.Table.from_pylist(rows, schema=catalog.RECOMMENDATIONS.schema)
+    return RunResult("r", table, 2, 3, 3, 0, 0.0)
+
+
+def test_replay_feedback_impressions_for_active_users_clicks_for_liked_items():
+    window = pa.table(
+        {"user_id": ["a", "a", "b", "c"], "item_id": ["2", "3", "9", "1"], "value": [5.0, 2.0, 5.0, 5.0]}
+    )
+    answers = replay_feedback(_served(), window, threshold=3.5)
+    shown = sorted((f["user_id"], f["item_id"]) for f in answers if f["action"] == "impression")
+    assert shown == [("a", "1"), ("a", "2"), ("a", "3"), ("b", "1"), ("b", "4")]  # "idle" was not active
+    clicks = [(f["user_id"], f["item_id"], f["position"]) for f in answers if f["action"] == "click"]
+    assert clicks == [("a", "2", 2)]  # "3" was rated below the threshold
+    assert len({f["event_id"] for f in answers}) == len(answers)
+    assert all(f["rec_id"] == f"r/{f['user_id']}" and f["model_version"] == 2 for f in answers)
+
+
+def _round(n: int, model: float, holdout: float) -> RoundResult:
+    return RoundResult(n, 10, 10, 0, n + 1, f"r{n}", model, holdout, 100, 100, 1.0, 2.0)
+
+
+def test_verdict_needs_model_above_holdout_and_a_rising_ctr():
+    rising = LoopResult(
+        [_round(0, None, None), _round(1, 0.10, 0.05), _round(2, 0.12, 0.05), _round(3, 0.14, 0.06)]
+    )
+    assert rising.verdict()["ok"] is True
+    flat = LoopResult(
+        [_round(0, None, None), _round(1, 0.10, 0.05), _round(2, 0.09, 0.05), _round(3, 0.08, 0.05)]
+    )
+    assert flat.verdict()["ok"] is False
+    beaten = LoopResult([_round(0, None, None), _round(1, 0.05, 0.10), _round(2, 0.07, 0.10)])
+    assert beaten.verdict()["ok"] is False

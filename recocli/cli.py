@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from recocli import __version__
 from recocli.commands import data, demo, ingest, recommend, replay, report, simulate, status
+from recocli.commands import evaluate as evaluate_command
 from recocli.commands import models as models_command
 from recocli.commands import train as train_command
 from recocli.console import err
@@ -33,6 +34,7 @@ app.command("recommend")(recommend.recommend)
 app.command("report")(report.report)
 app.add_typer(data.app, name="data")
 app.command("replay")(replay.replay)
+app.command("evaluate")(evaluate_command.evaluate)
 app.command("simulate")(simulate.simulate)
 app.command("train")(train_command.train)
 app.add_typer(models_command.app, name="models")

@@ -110,6 +110,9 @@ class ModelSettings:
     sampled_negatives: int = 0
     # mf: random negatives per positive (binary cross-entropy with explicit negatives).
     mf_negatives: int = 8
+    # mf loss: "bce" (pointwise: positives, explicit and sampled negatives) or "softmax" (full softmax
+    # over the catalog on positives, as sasrec; stronger full-ranking results on MovieLens).
+    mf_loss: str = "bce"
 
 
 @dataclass
@@ -199,8 +202,8 @@ class EvaluateSettings:
     # Recency-popularity prior blended into model scores: the half-lives of its decayed counts and
     # the blend weights (0 = the plain model) tried on the validation windows, the last this many
     # windows before the bootstrap cut, run the way incremental runs.
-    prior_half_life: str = "30d,90d,180d"
-    prior_weights: str = "0,0.25,0.5,1,2"
+    prior_half_life: str = "30d,90d,180d,365d"
+    prior_weights: str = "0,0.5,1,2,4"
     validation_windows: int = 3
 
 

@@ -3,6 +3,8 @@
 Trained pointwise with binary cross-entropy: positives (label 1, weighted by event type), explicit
 negatives from dislike / dismiss / low ratings (label 0, weighted), and `mf_negatives` uniformly
 sampled items per positive (label 0) standing in for everything the user did not pick.
+With model.mf_loss = "softmax" it learns instead as sasrec does: each positive against the whole
+catalog (full softmax cross-entropy), explicit negatives unused.
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ class MF(Recommender):
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         users, items, weights, labels = batch  # [B] each; labels 1 = positive, 0 = explicit negative
+        if self.cfg.mf_loss == "softmax":  # each positive against the whole catalog, as sasrec
+            pos = labels > 0
+            logits = self.user_vec[users[pos]] @ self.item_vec.T + self.item_bias  # [P, I]
+            ce = F.cross_entropy(logits, items[pos], reduction="none")
+            loss = (ce * weights[pos]).sum() / weights[pos].sum().clamp_min(1e-6)
+            self.log("train_loss", loss, prog_bar=True, batch_size=len(users))
+            return loss
         logits = self.pair_logits(users, items)
         observed = F.binary_cross_entropy_with_logits(logits, labels.float(), weight=weights, reduction="sum")
         loss = observed / weights.sum().clamp_min(1e-6)

@@ -1,0 +1,228 @@
+"""Leave-last-out evaluation with full ranking: every peer on the same split, catalog and metrics.
+
+Per user the last positive is the test item and the one before it the validation item; the rest
+trains (recocli.evaluate.split.loo_split). Each model ranks the whole catalog — every item seen in
+training — with the user's own items left out (no sampled negatives), and the same metric code
+scores every list. The validation item chooses ALS's grid point and is read, not learned, as the
+newest history item when the test item is scored (SASRec reads it; MF and ALS cannot).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch import Tensor
+
+from recocli.config import Settings
+from recocli.errors import RecoError
+from recocli.evaluate import metrics, parse_list
+from recocli.evaluate.peers import catalog_ids, model_scores, popularity, to_catalog
+from recocli.evaluate.source import Source, rating_values
+from recocli.evaluate.split import LooSplit, loo_split
+from recocli.models import KINDS
+from recocli.models.vocab import Vocabulary
+from recocli.recommend.history import seen_items
+from recocli.training.fit import fit_full
+
+PEERS = ("pop", "als")
+BATCH_USERS = 1024
+Scorer = Callable[[list[str], pa.Table], Tensor]  # (users, history) → scores [B, catalog]
+Log = Callable[[str], None]
+
+
+@dataclass
+class Stage:
+    """Who is scored against which item, with what history and what left out."""
+
+    users: list[str]
+    relevant: Tensor  # [B, 1] catalog rows (PAD: not in the catalog, a miss)
+    history: pa.Table  # what the models may read
+    exclude: Tensor  # [B, S] catalog rows the user already had
+
+
+@dataclass
+class LooResult:
+    protocol: str
+    dataset: str
+    seed: int
+    ks: tuple[int, ...]
+    data: dict
+    models: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    validation: dict[str, float | None] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "protocol": self.protocol,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "ks": list(self.ks),
+            "data": self.data,
+            "models": self.models,
+            "validation_ndcg@10": self.validation,
+            "seconds": self.seconds,
+            **self.details,
+        }
+
+
+def _stage(rows: pa.Table, history: pa.Table, catalog: Vocabulary) -> Stage:
+    users = rows["user_id"].to_pylist()
+    relevant = torch.from_numpy(catalog.rows(rows["item_id"])[:, None])
+    return Stage(users, relevant, history, seen_items(history, users, catalog))
+
+
+def score_stage(scorer: Scorer, stage: Stage, ks: tuple[int, ...], n_items: int) -> dict[str, float | None]:
+    """Mean metrics over the stage's users, and catalog coverage of their top-K lists."""
+    parts, tops = [], []
+    for a in range(0, len(stage.users), BATCH_USERS):
+        b = a + BATCH_USERS
+        scores = scorer(stage.users[a:b], stage.history)
+        per_user, top = metrics.evaluate_scores(scores, stage.relevant[a:b], stage.exclude[a:b], ks)
+        parts.append(per_user)
+        tops.append(top)
+    out: dict[str, float | None] = {}
+    if not parts:
+        return out
+    for name in parts[0]:
+        out[name] = metrics.mean(np.concatenate([p[name] for p in parts]))
+    top = np.concatenate(tops)
+    for k in ks:
+        out[f"coverage@{k}"] = metrics.coverage(top[:, :k], n_items)
+    return out
+
+
+def _constant(vector: Tensor) -> Scorer:
+    return lambda users, history: vector[None, :].expand(len(users), -1)
+
+
+def run_loo(
+    source: Source,
+    settings: Settings,
+    models: list[str],
+    ks: tuple[int, ...],
+    seed: int,
+    log: Log = lambda message: None,
+) -> LooResult:
+    """Train and score each of `models` (sasrec, mf, als, pop) on one leave-last-out split."""
+    started = time.perf_counter()
+    split = loo_split(source.interactions)
+    if split.test.num_rows == 0:
+        raise RecoError("no user has 3 positive interactions: nothing to leave out for a test")
+    catalog = Vocabulary()
+    catalog.add(split.train["item_id"])
+    val_stage = _stage(split.val, split.train, catalog)
+    test_stage = _stage(split.test, pa.concat_tables([split.train, split.val]), catalog)
+    result = LooResult(
+        "loo",
+        source.name,
+        seed,
+        ks,
+        {
+            "interactions": source.interactions.num_rows,
+            "train_interactions": split.train.num_rows,
+            "users": len(set(source.interactions["user_id"].to_pylist())),
+            "tested_users": split.test.num_rows,
+            "catalog": len(catalog),
+            "test_items_outside_catalog": int((test_stage.relevant < 0).sum()),
+        },
+    )
+    n_items = len(catalog)
+    for name in models:
+        log(f"{name}: training on {split.train.num_rows} interactions")
+        clock = time.perf_counter()
+        if name == "pop":
+            scorer = _constant(popularity(split.train, catalog))
+        elif name in KINDS:
+            model, vocabs, fit_metrics = fit_full(name, split.train, settings, seed=seed, progress=False)
+            index = vocabs.items.rows(catalog_ids(catalog))
+
+            def scorer(users, history, model=model, vocabs=vocabs, index=index):
+                return to_catalog(model_scores(model, vocabs, users, history)[0], index)
+
+            result.details.setdefault("training", {})[name] = fit_metrics
+        elif name == "als":
+            scorer = _als_scorer(split, source.ratings, catalog, val_stage, settings, seed, result, log)
+        else:
+            raise RecoError(f"unknown model {name!r}: choose from {', '.join([*KINDS, *PEERS])}")
+        result.seconds[name] = round(time.perf_counter() - clock, 3)
+        result.validation[name] = score_stage(scorer, val_stage, (10,), n_items).get("ndcg@10")
+        result.models[name] = score_stage(scorer, test_stage, ks, n_items)
+        log(f"{name}: test NDCG@10 {result.models[name].get('ndcg@10')}")
+    result.seconds["total"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _als_scorer(
+    split: LooSplit,
+    ratings: pa.Table | None,
+    catalog: Vocabulary,
+    val_stage: Stage,
+    settings: Settings,
+    seed: int,
+    result: LooResult,
+    log: Log,
+) -> Scorer:
+    """Implicit ALS in Spark on the training positives (weights as confidences), the grid point
+    with the best validation NDCG@10; scores U·Vᵀ. Also an explicit ALS for RMSE/MAE on ratings."""
+    from spark_jobs import als  # a JVM: only when ALS is asked for
+    from spark_jobs.session import build_session
+
+    cfg = settings.evaluate
+    spark = build_session(settings.spark)
+    users = Vocabulary()
+    users.add(split.train["user_id"])
+    pos = split.train.filter(pc.equal(split.train["label"], 1))
+    u_rows, i_rows = users.rows(pos["user_id"]), catalog.rows(pos["item_id"])
+    weights = pos["weight"].to_numpy().astype(np.float64)
+
+    def scorer_of(factors) -> Scorer:
+        def score(batch: list[str], history: pa.Table) -> Tensor:
+            rows = users.rows(pa.array(batch, pa.string()))
+            u = torch.from_numpy(factors.users[np.maximum(rows, 0)])
+            out = u @ torch.from_numpy(factors.items).T
+            out[:, torch.from_numpy(~factors.item_known)] = float("-inf")
+            return out
+
+        return score
+
+    def quality(factors) -> float:
+        return score_stage(scorer_of(factors), val_stage, (10,), len(catalog)).get("ndcg@10") or 0.0
+
+    best, grid = als.grid_search(
+        spark, u_rows, i_rows, weights, len(users), len(catalog), quality,
+        ranks=parse_list(cfg.als_ranks, int), regs=parse_list(cfg.als_regs, float),
+        alphas=parse_list(cfg.als_alphas, float),
+        iters=cfg.als_iters, seed=seed,
+        on_fit=lambda params, value: log(f"als {params}: validation NDCG@10 {value:.4f}"),
+    )  # fmt: skip
+    result.details["als_grid"] = grid
+    result.details["als_params"] = best.params
+    train_values = rating_values(split.train, ratings)
+    held = split.heldout
+    held_values = rating_values(held, ratings)
+    if np.isfinite(train_values).any() and np.isfinite(held_values).any():
+        rated = np.isfinite(train_values)
+        explicit = als.fit_als(
+            spark, users.rows(split.train["user_id"])[rated], catalog.rows(split.train["item_id"])[rated],
+            train_values[rated], len(users), len(catalog), rank=best.params["rank"], reg=0.1,
+            iters=cfg.als_iters, implicit=False, seed=seed,
+        )  # fmt: skip
+        hu, hi = users.rows(held["user_id"]), catalog.rows(held["item_id"])
+        ok = np.isfinite(held_values) & (hu >= 0) & (hi >= 0)
+        predicted = explicit.predict(np.maximum(hu, 0), np.maximum(hi, 0))
+        ok &= np.isfinite(predicted)
+        result.details["ratings"] = {
+            "model": f"als explicit (rank {best.params['rank']}, reg 0.1)",
+            "heldout_ratings": int(np.isfinite(held_values).sum()),
+            "predicted": int(ok.sum()),
+            "rmse": metrics.rmse(predicted[ok], held_values[ok]),
+            "mae": metrics.mae(predicted[ok], held_values[ok]),
+        }
+    return scorer_of(best)

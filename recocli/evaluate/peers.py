@@ -1,0 +1,68 @@
+"""The simple peers every model must beat, and the glue that puts any scorer on one catalog.
+
+Popularity ranks items by summed positive weight (all history, or a trailing window of event
+time, as `reco recommend`'s fallback does); it has no user state, so every user gets the same
+scores. Model scores come in a model's own vocabulary rows and are moved onto the evaluation's
+common catalog, items the model does not know getting -inf (no candidate for it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch import Tensor
+
+from recocli.models.base import PAD, Recommender
+from recocli.models.vocab import Vocabs, Vocabulary
+from recocli.recommend.history import latest_histories
+from recocli.recommend.popular import popular_items
+
+
+def catalog_ids(catalog: Vocabulary) -> pa.Array:
+    return pa.array(catalog.ids(range(len(catalog))), pa.string())
+
+
+def popularity(interactions: pa.Table, catalog: Vocabulary, window_s: float | None = None) -> Tensor:
+    """[len(catalog)] summed positive weight per item (in the trailing `window_s` of event time
+    before the newest interaction, or all of it); items without any get 0 (they tie)."""
+    if interactions.num_rows == 0:
+        return torch.zeros(len(catalog))
+    span_s = float(window_s) if window_s is not None else None
+    if span_s is None:
+        ts = interactions["ts"].cast(pa.int64())
+        span_s = (pc.max(ts).as_py() - pc.min(ts).as_py()) / 1e6 + 1.0
+    ids, weights = popular_items(interactions, span_s)
+    out = torch.zeros(len(catalog), dtype=torch.float64)
+    rows = catalog.rows(pa.array(ids, pa.string()))
+    known = rows >= 0
+    out[torch.from_numpy(rows[known])] = torch.from_numpy(np.asarray(weights, dtype=np.float64)[known])
+    return out.float()
+
+
+def to_catalog(scores: Tensor, index: np.ndarray) -> Tensor:
+    """Scores in a model's rows [B, I_model] → the catalog's rows [B, I_cat]; `index[c]` is the model
+    row of catalog item c (-1: unknown to the model → -inf)."""
+    index_t = torch.from_numpy(np.asarray(index, dtype=np.int64))
+    out = scores[:, index_t.clamp_min(0)].float()
+    if bool((index_t < 0).any()):
+        out[:, index_t < 0] = float("-inf")
+    return out
+
+
+def model_scores(
+    model: Recommender, vocabs: Vocabs, users: list[str], history: pa.Table
+) -> tuple[Tensor, Tensor]:
+    """Scores [B, model items] for these users and whether the model has anything on each.
+
+    sasrec reads each user's latest positives in `history` (as `reco recommend` does, so a model
+    serves fresh histories even when its weights are old); mf needs the user's learned row.
+    """
+    if model.kind == "sasrec":
+        histories = latest_histories(history, users, vocabs.items, model.cfg.max_len)
+        has = (histories != PAD).any(dim=1)
+        return model.score(histories=histories), has
+    rows = vocabs.users.rows(pa.array(users, pa.string()))
+    has = torch.from_numpy(rows >= 0)
+    return model.score(user_rows=torch.from_numpy(np.where(rows >= 0, rows, 0))), has

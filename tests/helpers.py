@@ -127,13 +127,3 @@ class Process:
 
     def stderr(self) -> str:
         return self.proc.stderr.read() if self.proc.poll() is not None else ""
-
-
-def json_lines(texts: list[str]) -> list[dict]:
-    out = []
-    for text in texts:
-        try:
-            out.append(json.loads(text))
-        except json.JSONDecodeError:
-            continue
-    return out

@@ -69,13 +69,17 @@ def validated_stream(spark: SparkSession, settings: Settings) -> DataFrame:
 
 
 def _refuse_lost_checkpoint(warehouse: Warehouse, app_id: str, checkpoint: Path) -> None:
-    """A fresh checkpoint over tables this query already wrote would restart at batch 0, and every
-    batch would be skipped as already committed: refuse instead of losing data."""
+    """A checkpoint behind the tables (lost, or restored from an older copy) would replan batches
+    the tables already hold under new files, and they would be skipped as committed: refuse
+    instead of losing data. Spark plans a batch in `offsets/` before running it, so a healthy
+    checkpoint has planned every batch the tables hold, even when the kill landed between the
+    Delta commit and Spark's own `commits/` entry."""
     done = delta.committed_version(warehouse.uri(catalog.INGEST_METRICS), app_id)
-    if done is not None and not any((checkpoint / "commits").glob("[0-9]*")):
+    planned = [int(p.name) for p in (checkpoint / "offsets").glob("[0-9]*") if p.name.isdigit()]
+    if done is not None and max(planned, default=-1) < done:
         raise RecoError(
             f"the tables hold batches 0..{done} of query '{app_id}' but its checkpoint {checkpoint} is "
-            "empty or missing: restore the checkpoint, or ingest under a new ingest.query_name"
+            "missing or behind them: restore the checkpoint, or ingest under a new ingest.query_name"
         )
 
 

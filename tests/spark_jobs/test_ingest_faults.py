@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,7 +132,7 @@ def test_runs_unchanged_under_spark_submit(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        env={**__import__("os").environ, "PYSPARK_PYTHON": sys.executable},
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "writer: delta-rs" in done.stdout
@@ -142,14 +144,27 @@ def test_emptied_checkpoint_is_refused_instead_of_skipping_batches(tmp_path):
     warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
     write_landing_file(landing, "events", "a.jsonl", [event(1)])
     assert run_reco("ingest", "--once", "-w", str(warehouse), "--landing", str(landing)).returncode == 0
-    import shutil
-
     shutil.rmtree(warehouse / "_checkpoints")
     write_landing_file(landing, "events", "b.jsonl", [event(2)])
     again = run_reco("ingest", "--once", "-w", str(warehouse), "--landing", str(landing))
     assert again.returncode == 2
     assert "checkpoint" in again.stderr and "Traceback" not in again.stderr
     assert ids(warehouse) == ["e1"]
+
+
+def test_kill_between_delta_commit_and_spark_commit_is_resumed(tmp_path):
+    """The Delta commit landed but Spark's `commits/0` did not (the kill fell in between): the rerun
+    replays batch 0, skips it as committed, then ingests the new file."""
+    warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    write_landing_file(landing, "events", "a.jsonl", [event(1), event(2)])
+    assert run_reco("ingest", "--once", "-w", str(warehouse), "--landing", str(landing)).returncode == 0
+    checkpoint = warehouse / "_checkpoints" / "reco_ingest"
+    for name in ("0", ".0.crc"):
+        (checkpoint / "commits" / name).unlink(missing_ok=True)
+    write_landing_file(landing, "events", "b.jsonl", [event(3)])
+    again = run_reco("ingest", "--once", "-w", str(warehouse), "--landing", str(landing))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert ids(warehouse) == ["e1", "e2", "e3"]
 
 
 def _version(warehouse: Path, spec) -> int:

@@ -64,6 +64,15 @@ def evaluate(
     report: Annotated[
         Path | None, typer.Option(help="Write metrics.json, summary.md and PNG plots to this folder.")
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="A setting for one model only, MODEL.SECTION.KEY=VALUE (repeatable), e.g. "
+            "mf.train.lr=0.003 or sasrec.model.dropout=0.5: each model trains with its own config.",
+            show_default=False,
+        ),
+    ] = None,
     sample_users: Annotated[
         int | None, typer.Option(min=1, help="Keep only this many users, drawn with the seed (quick runs).")
     ] = None,
@@ -80,17 +89,15 @@ def evaluate(
     retrain (full retrain every N windows), popular — plus the same models without the
     recency-popularity blend, warm and cold users apart, and the compute seconds of each.
     """
-    settings = settings_from(
-        config,
-        warehouse,
-        **{
-            "evaluate.k": k,
-            "evaluate.bootstrap": bootstrap,
-            "evaluate.window": window,
-            "evaluate.retrain_every": retrain_every,
-            "train.seed": seed,
-        },
-    )
+    flags = {
+        "evaluate.k": k,
+        "evaluate.bootstrap": bootstrap,
+        "evaluate.window": window,
+        "evaluate.retrain_every": retrain_every,
+        "train.seed": seed,
+    }
+    settings = settings_from(config, warehouse, **flags)
+    per_model = model_overrides(set_ or [])
     if protocol not in PROTOCOLS:
         raise RecoError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if data is not None and not data.exists():
@@ -108,6 +115,15 @@ def evaluate(
     if not chosen:
         raise RecoError("--models is empty")
     run_seed = settings.train.seed
+    unused = sorted(set(per_model) - set(chosen))
+    if unused:
+        raise RecoError(f"--set names {unused[0]!r}, which is not among --models")
+    model_settings = {}
+    for name, values in per_model.items():
+        try:
+            model_settings[name] = settings_from(config, warehouse, **{**flags, **values})
+        except (AttributeError, KeyError):
+            raise RecoError(f"--set {name}.…: unknown setting among {', '.join(values)}") from None
 
     def log(message: str) -> None:
         if not json_output:
@@ -118,7 +134,7 @@ def evaluate(
     if protocol == "loo":
         from recocli.evaluate.loo import run_loo
 
-        result = run_loo(source, settings, chosen, ks, run_seed, log).as_dict()
+        result = run_loo(source, settings, chosen, ks, run_seed, log, model_settings).as_dict()
     else:
         from recocli.evaluate.prequential import run_prequential
 
@@ -129,7 +145,11 @@ def evaluate(
                     bar.set_total(total)
                 bar.advance(1)
 
-            result = run_prequential(source, settings, chosen, ks, run_seed, log, on_window).as_dict()
+            result = run_prequential(
+                source, settings, chosen, ks, run_seed, log, on_window, model_settings
+            ).as_dict()
+    if per_model:
+        result["model_settings"] = per_model
     written = write_report(result, report) if report is not None else []
     if json_output:
         print_json({**result, "report": [str(p) for p in written]})
@@ -143,3 +163,15 @@ def evaluate(
         )
     if written:
         out.print(f"report: {', '.join(str(p) for p in written)}")
+
+
+def model_overrides(items: list[str]) -> dict[str, dict[str, str]]:
+    """['mf.train.lr=0.003'] → {'mf': {'train.lr': '0.003'}}."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        model, _, path = key.strip().partition(".")
+        if not sep or not model or "." not in path:
+            raise RecoError(f"--set expects MODEL.SECTION.KEY=VALUE (e.g. mf.train.lr=0.003), got {item!r}")
+        out.setdefault(model.lower(), {})[path] = value.strip()
+    return out

@@ -109,8 +109,11 @@ def run_loo(
     ks: tuple[int, ...],
     seed: int,
     log: Log = lambda message: None,
+    model_settings: dict[str, Settings] | None = None,
 ) -> LooResult:
-    """Train and score each of `models` (sasrec, mf, als, pop) on one leave-last-out split."""
+    """Train and score each of `models` (sasrec, mf, als, pop) on one leave-last-out split.
+
+    `model_settings`: settings for some models (their own training config), else `settings`."""
     started = time.perf_counter()
     split = loo_split(source.interactions)
     if split.test.num_rows == 0:
@@ -140,7 +143,8 @@ def run_loo(
         if name == "pop":
             scorer = _constant(popularity(split.train, catalog))
         elif name in KINDS:
-            model, vocabs, fit_metrics = fit_full(name, split.train, settings, seed=seed, progress=False)
+            own = (model_settings or {}).get(name, settings)
+            model, vocabs, fit_metrics = fit_full(name, split.train, own, seed=seed, progress=False)
             index = vocabs.items.rows(catalog_ids(catalog))
 
             def scorer(users, history, model=model, vocabs=vocabs, index=index):

@@ -271,8 +271,10 @@ def run_prequential(
     seed: int,
     log: Log = lambda message: None,
     on_window: Callable[[int, int], None] | None = None,
+    model_settings: dict[str, Settings] | None = None,
 ) -> PrequentialResult:
-    """Every strategy over the same windows (see the module docstring)."""
+    """Every strategy over the same windows (see the module docstring). `model_settings`: settings
+    for some model kinds (their own training config), else `settings`."""
     started = time.perf_counter()
     cfg = settings.evaluate
     kinds = [m for m in models if m in KINDS]
@@ -307,9 +309,10 @@ def run_prequential(
     weights: dict[str, float] = {}
     compute: dict[str, float] = {}
     half_lives: dict[str, float] = {}
+    own = {kind: (model_settings or {}).get(kind, settings) for kind in kinds}
     for kind in kinds:
         log(f"{kind}: bootstrap on {cut} interactions")
-        boot = _bootstrap(kind, data, ts, cut, settings, seed)
+        boot = _bootstrap(kind, data, ts, cut, own[kind], seed)
         log(f"{kind}: prior half-life {boot.half_life_s / 86400:g}d, blend weight {boot.weight}")
         result.blend[kind] = {
             "weight": boot.weight,
@@ -388,11 +391,11 @@ def run_prequential(
             strategy = name.split(":")[-1]
             clock = time.perf_counter()
             if strategy == "incremental":
-                fine_tune(state.model, state.vocabs, rows, None, settings, seed=seed + n + 1)
+                fine_tune(state.model, state.vocabs, rows, None, own[kind], seed=seed + n + 1)
                 update_prior(state.prior, rows, state.vocabs)
             elif strategy == "retrain" and (n + 1) % cfg.retrain_every == 0 and n + 1 < len(windows):
                 seen = data.slice(0, window.hi)
-                model, vocabs, _ = fit_full(kind, seen, settings, seed=seed, progress=False)
+                model, vocabs, _ = fit_full(kind, seen, own[kind], seed=seed, progress=False)
                 states[name] = ModelState(model, vocabs, build_prior(seen, vocabs, half_lives[kind]))
                 log(f"{name}: retrained on {seen.num_rows} interactions after window {n}")
             compute[name] += time.perf_counter() - clock

@@ -104,6 +104,9 @@ def summary_markdown(result: dict, plots: list[str]) -> str:
                 f"(NDCG@10 by half-life/weight: {tried})."
             )
         lines.append("")
+    for name, values in result.get("model_settings", {}).items():
+        lines.append(f"{name} trained with " + ", ".join(f"{k} = {v}" for k, v in values.items()) + ".")
+        lines.append("")
     seconds = result.get("seconds", {})
     if seconds:
         lines.append("Seconds: " + ", ".join(f"{k} {v}" for k, v in seconds.items()) + ".")

@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import UTC, datetime
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from evaluate_fixtures import write_planted_movielens
 from helpers import reco_cmd
 
+from lakehouse import catalog, delta
+from lakehouse.catalog import Warehouse
 from recocli.config import load_settings
+from recocli.data import movielens as ml
+from recocli.errors import RecoError
 from recocli.evaluate.loo import run_loo
 from recocli.evaluate.source import load
 
@@ -38,12 +45,13 @@ def test_loo_report(movielens, tmp_path):
     report = tmp_path / "report"
     done = reco(
         "evaluate", "--protocol", "loo", "--data", str(movielens), "--models", "pop,mf,sasrec",
-        "--k", "5,10", "--seed", "3", "--report", str(report),
+        "--k", "5,10", "--seed", "3", "--report", str(report), "--set", "mf.model.mf_loss=softmax",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads((report / "metrics.json").read_text())
     assert result["protocol"] == "loo" and result["dataset"] == "ml-planted"
     assert list(result["models"]) == ["pop", "mf", "sasrec"]
+    assert result["model_settings"] == {"mf": {"model.mf_loss": "softmax"}}
     assert result["data"]["tested_users"] == 90
     for name, values in result["models"].items():
         for metric in ("hr@5", "ndcg@5", "recall@5", "hr@10", "ndcg@10", "recall@10", "mrr", "coverage@10"):
@@ -88,6 +96,9 @@ def test_user_mistakes_are_one_line_errors(movielens, tmp_path):
         (("--data", str(movielens), "--models", "pop,knn", "--sample-users", "5"), "unknown model"),
         (("--data", str(movielens), "--protocol", "prequential", "--models", "als"), "loo only"),
         (("--data", str(movielens), "--k", "ten"), "comma-separated"),
+        (("--data", str(movielens), "--models", "mf", "--set", "als.train.lr=1"), "not among --models"),
+        (("--data", str(movielens), "--models", "mf", "--set", "mf.train.nope=1"), "unknown setting"),
+        (("--data", str(movielens), "--models", "mf", "--set", "mf.lr"), "MODEL.SECTION.KEY=VALUE"),
     ]:
         done = reco("evaluate", *args)
         assert done.returncode == 2, (args, done.stderr)
@@ -100,3 +111,26 @@ def test_same_seed_same_numbers(movielens):
     first = run_loo(source, settings, ["sasrec", "mf"], (10,), seed=5).models
     second = run_loo(source, settings, ["sasrec", "mf"], (10,), seed=5).models
     assert first == second
+
+
+def test_bronze_tables_give_the_same_numbers_as_the_folder(movielens, tmp_path):
+    settings = load_settings(env={**FAST, "RECO_WAREHOUSE": str(tmp_path / "wh")})
+    with pytest.raises(RecoError, match="no bronze tables"):
+        load(settings)
+    events = ml.read_ratings(ml.detect(movielens))
+    n = events.num_rows
+    lineage = {
+        "session_id": pa.nulls(n, pa.string()),
+        "context": pa.nulls(n, pa.map_(pa.string(), pa.string())),
+        "event_date": pc.cast(events["ts"], pa.date32()),
+        "ingested_at": pa.array([datetime.now(UTC)] * n, pa.timestamp("us", tz="UTC")),
+        "batch_id": pa.array([0] * n, pa.int64()),
+        "source_file": pa.array(["test"] * n),
+    }
+    for name, column in lineage.items():
+        events = events.append_column(name, column)
+    delta.append_once(Warehouse(settings.warehouse).uri(catalog.EVENTS), catalog.EVENTS, events, "test", 0)
+    from_bronze = run_loo(load(settings), settings, ["pop"], (10,), seed=0).as_dict()
+    from_folder = run_loo(load(settings, movielens), settings, ["pop"], (10,), seed=0).as_dict()
+    assert from_bronze["models"] == from_folder["models"]
+    assert from_bronze["data"] == from_folder["data"]

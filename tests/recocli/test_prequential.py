@@ -137,3 +137,13 @@ def test_a_model_that_saw_the_window_would_stand_out(shuffled):
     )
     leaky = metrics.mean(evaluate_window(scores, targets, (10,))["ndcg@10"])
     assert leaky > 2 * shuffled["models"]["chance"]["ndcg@10"]
+
+
+def test_same_seed_same_numbers(ordered):
+    again = run(shuffle_time=False)
+
+    def numbers(result: dict) -> dict:
+        return {name: {k: v for k, v in m.items() if k != "seconds"} for name, m in result["models"].items()}
+
+    assert numbers(again) == numbers(ordered)
+    assert again["strategies"]["blend"] == ordered["strategies"]["blend"]

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from recocli.config import IngestSettings, KafkaSettings
 from recocli.errors import RecoError
 from recocli.landing import landing_dirs
+from spark_jobs.validate import is_blank
 
 # Files older than this (relative to the newest) would be skipped by Spark's default of 7 days:
 # landed files must never be ignored, whatever their modification time.
@@ -67,4 +68,4 @@ def source_streams(spark: SparkSession, ingest: IngestSettings) -> dict[str, Dat
         streams = kafka_streams(spark, ingest.kafka)
     else:
         raise RecoError(f"ingest.source must be 'files' or 'kafka', got {ingest.source!r}")
-    return {kind: df.where(F.trim("value") != "") for kind, df in streams.items()}
+    return {kind: df.where(~is_blank(F.col("value"))) for kind, df in streams.items()}

@@ -21,6 +21,7 @@ from recocli.errors import RecoError
 
 STRING, DOUBLE, INT, LONG, MAP, TIMESTAMP = "string", "double", "int", "long", "map", "timestamp"
 RAW_MAP = T.MapType(T.StringType(), T.StringType())
+CORRUPT = "_corrupt_line"
 
 
 @dataclass(frozen=True)
@@ -104,33 +105,56 @@ def _typed(raw: Column, kind: str) -> Column:
     if kind == STRING:
         return raw
     if kind == MAP:
-        return F.when(F.ltrim(raw).startswith("{"), F.from_json(raw, RAW_MAP))
+        return F.when(_starts_with(raw, "{"), F.from_json(raw, RAW_MAP))
     if kind == TIMESTAMP:
         return parse_timestamp(raw)
     return raw.try_cast(kind)
 
 
+def _starts_with(raw: Column, *prefixes: str) -> Column:
+    """`ltrim(raw)` starts with one of `prefixes`; the trim (a copy) only for text that starts with
+    a space."""
+    plain = reduce(lambda a, b: a | b, (raw.startswith(p) for p in prefixes))
+    trimmed = F.ltrim(raw)
+    return plain | (
+        raw.startswith(" ") & reduce(lambda a, b: a | b, (trimmed.startswith(p) for p in prefixes))
+    )
+
+
+def is_blank(text: Column) -> Column:
+    """Empty or only spaces (`trim(text) == ""`, with the trim only for text that starts with one)."""
+    return (text == "") | (text.startswith(" ") & (F.trim(text) == ""))
+
+
 def _bad_type(raw: Column, typed: Column, kind: str) -> Column:
     if kind == STRING:
-        first = F.substring(F.ltrim(raw), 1, 1)
-        return (first == "{") | (first == "[")
+        return _starts_with(raw, "{", "[")
     return raw.isNotNull() & typed.isNull()
+
+
+def _normalized(raw: Column, allowed: tuple[str, ...]) -> Column:
+    """lower(trim(raw)), skipped for the common case of a value already in `allowed`."""
+    return F.when(raw.isin(*allowed), raw).otherwise(F.lower(F.trim(raw)))
 
 
 def validate(lines: DataFrame, contract: Contract, bounds: Bounds) -> DataFrame:
     """(value, source_file) lines → kind, reason (null when valid), raw (rejected only), typed fields.
 
-    Built in stages (parse, then fields, then reason) so that each line is parsed once: the checks
-    sit in CASE WHEN branches, where Spark would otherwise re-evaluate a shared parse per branch.
+    One `from_json` with every field read as text (a number keeps its text, an object or array its
+    JSON) parses each line once, inside Spark's generated code; text that is not JSON fills the
+    corrupt-record column. The checks sit in CASE WHEN branches over that parse, and the costly
+    string copies (trim, lower) only run on the rare lines that need them.
     """
     names = [name for name, _, _ in contract.fields]
-    parsed = lines.select(
-        "value", "source_file", F.json_tuple("value", *names).alias(*(f"_raw_{n}" for n in names))
+    schema = T.StructType([T.StructField(n, T.StringType()) for n in [*names, CORRUPT]])
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    parsed = lines.select("value", "source_file", F.from_json("value", schema, options).alias("_json"))
+    fields = parsed.select(
+        "value",
+        "source_file",
+        (F.col("_json").isNull() | F.col(f"_json.{CORRUPT}").isNotNull()).alias("_unparsed"),
+        *(F.col(f"_json.{n}").alias(f"_raw_{n}") for n in names),
     )
-    # json_tuple gives all nulls for text that is not a JSON object, and also for an object with
-    # none of the fields: only those few rows are parsed again to tell the two apart.
-    nothing = reduce(lambda a, b: a & b, (F.col(f"_raw_{n}").isNull() for n in names))
-    fields = parsed.select("*", (nothing & F.from_json("value", RAW_MAP).isNull()).alias("_unparsed"))
     raw = {name: F.col(f"_raw_{name}") for name in names}
     typed_fields = fields.select(
         "*", *(_typed(raw[name], kind).alias(f"_typed_{name}") for name, kind, _ in contract.fields)
@@ -138,16 +162,17 @@ def validate(lines: DataFrame, contract: Contract, bounds: Bounds) -> DataFrame:
     typed = {name: F.col(f"_typed_{name}") for name in names}
 
     line = F.col("value")
+    ends_object = line.endswith("}") | F.rtrim(line).endswith("}")
     reason = F.when(F.octet_length(line) > bounds.max_line_bytes, "oversize").when(
-        F.col("_unparsed") | ~F.rtrim(line).endswith("}"), "malformed_json"
+        F.col("_unparsed") | ~ends_object, "malformed_json"
     )
     for name, _, required in contract.fields:
         if required:
-            reason = reason.when(raw[name].isNull() | (F.trim(raw[name]) == ""), f"missing_field:{name}")
+            reason = reason.when(raw[name].isNull() | is_blank(raw[name]), f"missing_field:{name}")
     for name, kind, _ in contract.fields:
         if kind != TIMESTAMP:
             reason = reason.when(_bad_type(raw[name], typed[name], kind), f"bad_type:{name}")
-    event_type = F.lower(F.trim(raw[contract.type_field]))
+    event_type = _normalized(raw[contract.type_field], contract.allowed_types)
     reason = reason.when(~event_type.isin(*contract.allowed_types), "unknown_event_type")
     ts = typed["ts"]
     reason = reason.when(ts.isNull() | (ts < F.lit(bounds.min_ts)) | (ts > bounds.max_ts()), "bad_timestamp")

@@ -250,7 +250,9 @@ class SimWorld:
             return []
         affinity = self._pair_affinity(users, items)
         ranks = np.array([r["rank"] for r in rows])
-        rng = self._rng(RESPOND_PURPOSE, *sorted({r["run_id"] for r in rows}))
+        # Keyed by round, not by the (time-stamped) run id: the same lists get the same answers,
+        # so a demo with a fixed seed is reproducible.
+        rng = self._rng(RESPOND_PURPOSE)
         examined = rng.random(len(rows)) < self._examined(ranks)
         clicked = examined & (rng.random(len(rows)) < affinity)
         liked = clicked & (rng.random(len(rows)) < affinity)

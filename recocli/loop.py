@@ -56,29 +56,37 @@ class LoopResult:
         return {"rounds": [asdict(r) for r in self.rounds], "verdict": self.verdict()}
 
     def verdict(self) -> dict:
-        """The loop works when model lists beat the holdout overall and their CTR rises:
-        the later half of rounds does better than the first answered round."""
+        """The loop works when model lists beat the holdout and their CTR does not fall from the
+        first answered round to the later half of rounds. Both beyond chance: a gap counts when it
+        exceeds two standard errors (binomial, from the impressions), so a working loop does not
+        fail on the noise of a few thousand impressions, and a broken one still does."""
         answered = [r for r in self.rounds if r.ctr_model is not None and r.ctr_holdout is not None]
         if len(answered) < 2:
             return {"ok": False, "why": "fewer than two answered rounds"}
-        model = _pooled(answered, "model")
-        holdout = _pooled(answered, "holdout")
         later = answered[len(answered) // 2 :]
-        first, late = answered[0].ctr_model, _pooled(later, "model")
-        ok = model > holdout and late > first
+        model, holdout = _pooled(answered, "model"), _pooled(answered, "holdout")
+        first, late = (answered[0].ctr_model, answered[0].impressions_model), _pooled(later, "model")
+        beats = model[0] - holdout[0] > 2 * _standard_error(model, holdout)
+        falls = first[0] - late[0] > 2 * _standard_error(first, late)
         return {
-            "ok": ok,
-            "ctr_model": round(model, 4),
-            "ctr_holdout": round(holdout, 4),
-            "ctr_first_round": round(first, 4),
-            "ctr_later_rounds": round(late, 4),
+            "ok": beats and not falls,
+            "ctr_model": round(model[0], 4),
+            "ctr_holdout": round(holdout[0], 4),
+            "ctr_first_round": round(first[0], 4),
+            "ctr_later_rounds": round(late[0], 4),
         }
 
 
-def _pooled(rounds: list[RoundResult], variant: str) -> float:
+def _pooled(rounds: list[RoundResult], variant: str) -> tuple[float, int]:
+    """(CTR, impressions) over `rounds`."""
     clicks = sum(getattr(r, f"ctr_{variant}") * getattr(r, f"impressions_{variant}") for r in rounds)
     shown = sum(getattr(r, f"impressions_{variant}") for r in rounds)
-    return clicks / shown if shown else 0.0
+    return (clicks / shown if shown else 0.0), shown
+
+
+def _standard_error(a: tuple[float, int], b: tuple[float, int]) -> float:
+    """Standard error of the difference of two click-through rates (CTR, impressions)."""
+    return sum(p * (1 - p) / n for p, n in (a, b) if n) ** 0.5
 
 
 def run_loop(

@@ -110,6 +110,6 @@ def demo(
         raise typer.Exit(1)
     out.print(
         f"[green]demo OK[/]: model lists {100 * verdict['ctr_model']:.2f}% CTR vs holdout "
-        f"{100 * verdict['ctr_holdout']:.2f}%; CTR rose from {100 * verdict['ctr_first_round']:.2f}% "
-        f"to {100 * verdict['ctr_later_rounds']:.2f}%"
+        f"{100 * verdict['ctr_holdout']:.2f}%; CTR {100 * verdict['ctr_first_round']:.2f}% in the first "
+        f"answered round, {100 * verdict['ctr_later_rounds']:.2f}% in the later ones"
     )

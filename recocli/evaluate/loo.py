@@ -5,6 +5,11 @@ trains (recocli.evaluate.split.loo_split). Each model ranks the whole catalog �
 training — with the user's own items left out (no sampled negatives), and the same metric code
 scores every list. The validation item chooses ALS's grid point and is read, not learned, as the
 newest history item when the test item is scored (SASRec reads it; MF and ALS cannot).
+
+Our models (sasrec, mf) are blended with a time-local recency-popularity prior — what was popular
+at the user's own "now" (recocli.evaluate.timeprior) — as a product of experts, the half-life and
+weight chosen on the validation stage only (`result.blend`); the plain model's test row stays as
+`<model>-noblend` and the prior alone as `prior`, so the report shows what the blend adds.
 """
 
 from __future__ import annotations
@@ -19,19 +24,22 @@ import pyarrow.compute as pc
 import torch
 from torch import Tensor
 
-from recocli.config import Settings
+from recocli.config import Settings, parse_duration
 from recocli.errors import RecoError
 from recocli.evaluate import metrics, parse_list
 from recocli.evaluate.peers import catalog_ids, model_scores, popularity, to_catalog
 from recocli.evaluate.source import Source, rating_values
 from recocli.evaluate.split import LooSplit, loo_split
+from recocli.evaluate.timeprior import Positives, reference_times, time_local_log_prior
 from recocli.models import KINDS
+from recocli.models.prior import blend, choose_blend
 from recocli.models.vocab import Vocabulary
 from recocli.recommend.history import seen_items
 from recocli.training.fit import fit_full
 
-PEERS = ("pop", "als")
+PEERS = ("pop", "als", "prior")
 BATCH_USERS = 1024
+PRIOR_CACHE_FLOATS = 100_000_000  # per stage: 400 MB of cached priors at most
 Scorer = Callable[[list[str], pa.Table], Tensor]  # (users, history) → scores [B, catalog]
 Log = Callable[[str], None]
 
@@ -44,6 +52,9 @@ class Stage:
     relevant: Tensor  # [B, 1] catalog rows (PAD: not in the catalog, a miss)
     history: pa.Table  # what the models may read
     exclude: Tensor  # [B, S] catalog rows the user already had
+    ref_us: np.ndarray  # [B] each user's "now": their newest event in `history` (µs)
+    positives: Positives  # the positives of `history`, for the time-local prior
+    priors: dict = field(default_factory=dict)  # (half-life, batch start) → [b, catalog] log prior
 
 
 @dataclass
@@ -56,6 +67,7 @@ class LooResult:
     models: dict[str, dict[str, float | None]] = field(default_factory=dict)
     validation: dict[str, float | None] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    blend: dict[str, dict] = field(default_factory=dict)
     details: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -68,6 +80,7 @@ class LooResult:
             "models": self.models,
             "validation_ndcg@10": self.validation,
             "seconds": self.seconds,
+            "blend": self.blend,
             **self.details,
         }
 
@@ -75,18 +88,57 @@ class LooResult:
 def _stage(rows: pa.Table, history: pa.Table, catalog: Vocabulary) -> Stage:
     users = rows["user_id"].to_pylist()
     relevant = torch.from_numpy(catalog.rows(rows["item_id"])[:, None])
-    return Stage(users, relevant, history, seen_items(history, users, catalog))
+    return Stage(
+        users, relevant, history, seen_items(history, users, catalog),
+        reference_times(history, users), Positives.of(history, catalog),
+    )  # fmt: skip
+
+
+def stage_prior(stage: Stage, a: int, b: int, n_items: int, half_life_s: float) -> Tensor:
+    """The time-local log prior [b - a, n_items] of the stage's users a..b-1, kept for reuse by
+    the next model while the stage's cache stays small."""
+    key = (float(half_life_s), a)
+    if key in stage.priors:
+        return stage.priors[key]
+    out = time_local_log_prior(stage.positives, stage.ref_us[a:b], n_items, half_life_s)
+    if sum(t.numel() for t in stage.priors.values()) + out.numel() <= PRIOR_CACHE_FLOATS:
+        stage.priors[key] = out
+    return out
 
 
 def score_stage(scorer: Scorer, stage: Stage, ks: tuple[int, ...], n_items: int) -> dict[str, float | None]:
     """Mean metrics over the stage's users, and catalog coverage of their top-K lists."""
-    parts, tops = [], []
+    return score_blends(scorer, stage, ks, n_items, [(None, 0.0)])[(None, 0.0)]
+
+
+Pair = tuple[float | None, float]  # (prior half-life in seconds, blend weight); (None, 0): as is
+
+
+def score_blends(
+    scorer: Scorer, stage: Stage, ks: tuple[int, ...], n_items: int, pairs: list[Pair]
+) -> dict[Pair, dict[str, float | None]]:
+    """score_stage for each (half-life, weight) blend of the scorer with the time-local prior —
+    the model scores each batch once. Weight 0 is the model as is; weight inf the prior alone."""
+    parts: dict[Pair, list] = {p: [] for p in pairs}
+    tops: dict[Pair, list] = {p: [] for p in pairs}
     for a in range(0, len(stage.users), BATCH_USERS):
-        b = a + BATCH_USERS
-        scores = scorer(stage.users[a:b], stage.history)
-        per_user, top = metrics.evaluate_scores(scores, stage.relevant[a:b], stage.exclude[a:b], ks)
-        parts.append(per_user)
-        tops.append(top)
+        b = min(a + BATCH_USERS, len(stage.users))
+        raw = scorer(stage.users[a:b], stage.history) if any(w != float("inf") for _, w in pairs) else None
+        for pair in pairs:
+            half_life, weight = pair
+            if half_life is None or weight == 0:
+                scores = raw
+            elif weight == float("inf"):
+                scores = stage_prior(stage, a, b, n_items, half_life)
+            else:
+                scores = blend(raw, stage_prior(stage, a, b, n_items, half_life), weight)
+            per_user, top = metrics.evaluate_scores(scores, stage.relevant[a:b], stage.exclude[a:b], ks)
+            parts[pair].append(per_user)
+            tops[pair].append(top)
+    return {p: _summary(parts[p], tops[p], ks, n_items) for p in pairs}
+
+
+def _summary(parts: list, tops: list, ks: tuple[int, ...], n_items: int) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     if not parts:
         return out
@@ -137,13 +189,19 @@ def run_loo(
         },
     )
     n_items = len(catalog)
+    blended = [m for m in models if m in KINDS]
+    if blended and "prior" not in models:
+        models = [*models, "prior"]  # the prior alone rides along: what the blend adds to it
     for name in models:
+        own = (model_settings or {}).get(name, settings)
+        if name == "prior":
+            _prior_row(val_stage, test_stage, ks, n_items, own, result, log)
+            continue
         log(f"{name}: training on {split.train.num_rows} interactions")
         clock = time.perf_counter()
         if name == "pop":
             scorer = _constant(popularity(split.train, catalog))
         elif name in KINDS:
-            own = (model_settings or {}).get(name, settings)
             model, vocabs, fit_metrics = fit_full(name, split.train, own, seed=seed, progress=False)
             index = vocabs.items.rows(catalog_ids(catalog))
 
@@ -156,11 +214,91 @@ def run_loo(
         else:
             raise RecoError(f"unknown model {name!r}: choose from {', '.join([*KINDS, *PEERS])}")
         result.seconds[name] = round(time.perf_counter() - clock, 3)
-        result.validation[name] = score_stage(scorer, val_stage, (10,), n_items).get("ndcg@10")
-        result.models[name] = score_stage(scorer, test_stage, ks, n_items)
+        if name in KINDS:
+            _blended_rows(name, scorer, val_stage, test_stage, ks, n_items, own, result, log)
+        else:
+            result.validation[name] = score_stage(scorer, val_stage, (10,), n_items).get("ndcg@10")
+            result.models[name] = score_stage(scorer, test_stage, ks, n_items)
         log(f"{name}: test NDCG@10 {result.models[name].get('ndcg@10')}")
     result.seconds["total"] = round(time.perf_counter() - started, 3)
     return result
+
+
+def blend_grid(settings: Settings) -> tuple[list[float], list[float]]:
+    """The prior half-lives (seconds) and blend weights to try (0, the plain model, always)."""
+    cfg = settings.evaluate
+    half_lives = [parse_duration(t) for t in cfg.prior_half_life.split(",") if t.strip()]
+    weights = parse_list(cfg.prior_weights, float)
+    if not half_lives or any(h <= 0 for h in half_lives) or any(w < 0 for w in weights):
+        raise RecoError(
+            f"evaluate.prior_half_life must list positive durations and evaluate.prior_weights weights ≥ 0, "
+            f"got {cfg.prior_half_life!r} and {cfg.prior_weights!r}"
+        )
+    return half_lives, sorted({0.0, *weights})
+
+
+def _blended_rows(
+    name: str,
+    scorer: Scorer,
+    val_stage: Stage,
+    test_stage: Stage,
+    ks: tuple[int, ...],
+    n_items: int,
+    settings: Settings,
+    result: LooResult,
+    log: Log,
+) -> None:
+    """`name` blended with the time-local prior at the (half-life, weight) best on the validation
+    stage, and `name-noblend`, the model as is, on the test stage."""
+    clock = time.perf_counter()
+    half_lives, weights = blend_grid(settings)
+    grid = [(h, w) for h in half_lives for w in weights]
+    val = score_blends(scorer, val_stage, (10,), n_items, grid)
+    half_life, weight, tried = choose_blend(
+        lambda h, w: val[(h, w)].get("ndcg@10") or 0.0, half_lives, weights
+    )
+    log(f"{name}: prior half-life {half_life / 86400:g}d, blend weight {weight:g} (validation)")
+    plain, chosen = (half_lives[0], 0.0), (half_life, weight)
+    test = score_blends(scorer, test_stage, ks, n_items, list(dict.fromkeys([chosen, plain])))
+    result.validation[name] = val[chosen].get("ndcg@10")
+    result.validation[f"{name}-noblend"] = val[plain].get("ndcg@10")
+    result.models[name] = test[chosen]
+    result.models[f"{name}-noblend"] = test[plain]
+    result.blend[name] = {
+        "half_life_days": half_life / 86400,
+        "weight": weight,
+        "validation_ndcg@10": tried,
+        "seconds": round(time.perf_counter() - clock, 3),
+    }
+
+
+def _prior_row(
+    val_stage: Stage,
+    test_stage: Stage,
+    ks: tuple[int, ...],
+    n_items: int,
+    settings: Settings,
+    result: LooResult,
+    log: Log,
+) -> None:
+    """The time-local prior alone, its half-life chosen on the validation stage."""
+    clock = time.perf_counter()
+    half_lives, _ = blend_grid(settings)
+    inf = float("inf")
+    val = score_blends(
+        _constant(torch.zeros(n_items)), val_stage, (10,), n_items, [(h, inf) for h in half_lives]
+    )
+    best = max(half_lives, key=lambda h: (val[(h, inf)].get("ndcg@10") or 0.0, -h))
+    test = score_blends(_constant(torch.zeros(n_items)), test_stage, ks, n_items, [(best, inf)])
+    result.validation["prior"] = val[(best, inf)].get("ndcg@10")
+    result.models["prior"] = test[(best, inf)]
+    result.blend["prior"] = {
+        "half_life_days": best / 86400,
+        "weight": None,  # the prior alone
+        "validation_ndcg@10": {f"{h / 86400:g}d": val[(h, inf)].get("ndcg@10") for h in half_lives},
+    }
+    result.seconds["prior"] = round(time.perf_counter() - clock, 3)
+    log(f"prior: half-life {best / 86400:g}d, test NDCG@10 {result.models['prior'].get('ndcg@10')}")
 
 
 def _als_scorer(

@@ -95,6 +95,20 @@ def summary_markdown(result: dict, plots: list[str]) -> str:
         if result.get("als_params"):
             lines.append(f"ALS grid point chosen on the validation item: {result['als_params']}.")
             lines.append("")
+        for name, info in result.get("blend", {}).items():
+            tried = ", ".join(f"{pair} {_fmt(q)}" for pair, q in info["validation_ndcg@10"].items())
+            if info.get("weight") is None:
+                lines.append(
+                    f"{name}: the time-local recency prior alone, half-life {info['half_life_days']:g} days "
+                    f"chosen on the validation item (NDCG@10 by half-life: {tried})."
+                )
+            else:
+                lines.append(
+                    f"{name}: blended with the time-local recency prior (half-life "
+                    f"{info['half_life_days']:g} days, weight {info['weight']:g}; {name}-noblend is the "
+                    f"model alone), chosen on the validation item (NDCG@10 by half-life/weight: {tried})."
+                )
+            lines.append("")
     else:
         for kind, info in result.get("strategies", {}).get("blend", {}).items():
             tried = ", ".join(f"{pair} {_fmt(q)}" for pair, q in info["validation_ndcg@10"].items())

@@ -50,14 +50,16 @@ def test_loo_report(movielens, tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads((report / "metrics.json").read_text())
     assert result["protocol"] == "loo" and result["dataset"] == "ml-planted"
-    assert list(result["models"]) == ["pop", "mf", "sasrec"]
+    # Our models blended with the time-local prior, each alone (-noblend), and the prior alone.
+    assert list(result["models"]) == ["pop", "mf", "mf-noblend", "sasrec", "sasrec-noblend", "prior"]
+    assert set(result["blend"]) == {"mf", "sasrec", "prior"}
     assert result["model_settings"] == {"mf": {"model.mf_loss": "softmax"}}
     assert result["data"]["tested_users"] == 90
     for name, values in result["models"].items():
         for metric in ("hr@5", "ndcg@5", "recall@5", "hr@10", "ndcg@10", "recall@10", "mrr", "coverage@10"):
             assert 0.0 <= values[metric] <= 1.0, (name, metric)
         assert values["ndcg@10"] <= values["hr@10"] and values["hr@5"] <= values["hr@10"]
-        assert result["seconds"][name] >= 0
+        assert result["seconds"][name.removesuffix("-noblend")] >= 0
     # Planted tastes: the models find them, popularity cannot (its list is the same for everyone).
     assert result["models"]["mf"]["hr@10"] > result["models"]["pop"]["hr@10"]
     assert result["models"]["pop"]["coverage@10"] < result["models"]["mf"]["coverage@10"]

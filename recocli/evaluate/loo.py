@@ -58,6 +58,16 @@ class Stage:
 
 
 @dataclass
+class Stages:
+    """The validation and test stages of one split, scored at `ks` over `n_items` catalog rows."""
+
+    val: Stage
+    test: Stage
+    ks: tuple[int, ...]
+    n_items: int
+
+
+@dataclass
 class LooResult:
     protocol: str
     dataset: str
@@ -189,13 +199,14 @@ def run_loo(
         },
     )
     n_items = len(catalog)
+    stages = Stages(val_stage, test_stage, ks, n_items)
     blended = [m for m in models if m in KINDS]
     if blended and "prior" not in models:
         models = [*models, "prior"]  # the prior alone rides along: what the blend adds to it
     for name in models:
         own = (model_settings or {}).get(name, settings)
         if name == "prior":
-            _prior_row(val_stage, test_stage, ks, n_items, own, result, log)
+            _prior_row(stages, own, result, log)
             continue
         log(f"{name}: training on {split.train.num_rows} interactions")
         clock = time.perf_counter()
@@ -215,7 +226,7 @@ def run_loo(
             raise RecoError(f"unknown model {name!r}: choose from {', '.join([*KINDS, *PEERS])}")
         result.seconds[name] = round(time.perf_counter() - clock, 3)
         if name in KINDS:
-            _blended_rows(name, scorer, val_stage, test_stage, ks, n_items, own, result, log)
+            _blended_rows(name, scorer, stages, own, result, log)
         else:
             result.validation[name] = score_stage(scorer, val_stage, (10,), n_items).get("ndcg@10")
             result.models[name] = score_stage(scorer, test_stage, ks, n_items)
@@ -238,28 +249,20 @@ def blend_grid(settings: Settings) -> tuple[list[float], list[float]]:
 
 
 def _blended_rows(
-    name: str,
-    scorer: Scorer,
-    val_stage: Stage,
-    test_stage: Stage,
-    ks: tuple[int, ...],
-    n_items: int,
-    settings: Settings,
-    result: LooResult,
-    log: Log,
+    name: str, scorer: Scorer, stages: Stages, settings: Settings, result: LooResult, log: Log
 ) -> None:
     """`name` blended with the time-local prior at the (half-life, weight) best on the validation
     stage, and `name-noblend`, the model as is, on the test stage."""
     clock = time.perf_counter()
     half_lives, weights = blend_grid(settings)
     grid = [(h, w) for h in half_lives for w in weights]
-    val = score_blends(scorer, val_stage, (10,), n_items, grid)
+    val = score_blends(scorer, stages.val, (10,), stages.n_items, grid)
     half_life, weight, tried = choose_blend(
         lambda h, w: val[(h, w)].get("ndcg@10") or 0.0, half_lives, weights
     )
     log(f"{name}: prior half-life {half_life / 86400:g}d, blend weight {weight:g} (validation)")
     plain, chosen = (half_lives[0], 0.0), (half_life, weight)
-    test = score_blends(scorer, test_stage, ks, n_items, list(dict.fromkeys([chosen, plain])))
+    test = score_blends(scorer, stages.test, stages.ks, stages.n_items, list(dict.fromkeys([chosen, plain])))
     result.validation[name] = val[chosen].get("ndcg@10")
     result.validation[f"{name}-noblend"] = val[plain].get("ndcg@10")
     result.models[name] = test[chosen]
@@ -272,24 +275,15 @@ def _blended_rows(
     }
 
 
-def _prior_row(
-    val_stage: Stage,
-    test_stage: Stage,
-    ks: tuple[int, ...],
-    n_items: int,
-    settings: Settings,
-    result: LooResult,
-    log: Log,
-) -> None:
+def _prior_row(stages: Stages, settings: Settings, result: LooResult, log: Log) -> None:
     """The time-local prior alone, its half-life chosen on the validation stage."""
     clock = time.perf_counter()
     half_lives, _ = blend_grid(settings)
     inf = float("inf")
-    val = score_blends(
-        _constant(torch.zeros(n_items)), val_stage, (10,), n_items, [(h, inf) for h in half_lives]
-    )
+    prior_only = _constant(torch.zeros(stages.n_items))
+    val = score_blends(prior_only, stages.val, (10,), stages.n_items, [(h, inf) for h in half_lives])
     best = max(half_lives, key=lambda h: (val[(h, inf)].get("ndcg@10") or 0.0, -h))
-    test = score_blends(_constant(torch.zeros(n_items)), test_stage, ks, n_items, [(best, inf)])
+    test = score_blends(prior_only, stages.test, stages.ks, stages.n_items, [(best, inf)])
     result.validation["prior"] = val[(best, inf)].get("ndcg@10")
     result.models["prior"] = test[(best, inf)]
     result.blend["prior"] = {

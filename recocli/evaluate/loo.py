@@ -24,9 +24,9 @@ import pyarrow.compute as pc
 import torch
 from torch import Tensor
 
-from recocli.config import Settings, parse_duration
+from recocli.config import Settings
 from recocli.errors import RecoError
-from recocli.evaluate import metrics, parse_list
+from recocli.evaluate import metrics, parse_list, prior_grid
 from recocli.evaluate.peers import catalog_ids, model_scores, popularity, to_catalog
 from recocli.evaluate.source import Source, rating_values
 from recocli.evaluate.split import LooSplit, loo_split
@@ -134,15 +134,21 @@ def score_blends(
     for a in range(0, len(stage.users), BATCH_USERS):
         b = min(a + BATCH_USERS, len(stage.users))
         raw = scorer(stage.users[a:b], stage.history) if any(w != float("inf") for _, w in pairs) else None
+        plain = None  # the model as is scores the same under every half-life: evaluated once
         for pair in pairs:
             half_life, weight = pair
-            if half_life is None or weight == 0:
-                scores = raw
-            elif weight == float("inf"):
-                scores = stage_prior(stage, a, b, n_items, half_life)
+            if (half_life is None or weight == 0) and plain is not None:
+                per_user, top = plain
             else:
-                scores = blend(raw, stage_prior(stage, a, b, n_items, half_life), weight)
-            per_user, top = metrics.evaluate_scores(scores, stage.relevant[a:b], stage.exclude[a:b], ks)
+                if half_life is None or weight == 0:
+                    scores = raw
+                elif weight == float("inf"):
+                    scores = stage_prior(stage, a, b, n_items, half_life)
+                else:
+                    scores = blend(raw, stage_prior(stage, a, b, n_items, half_life), weight)
+                per_user, top = metrics.evaluate_scores(scores, stage.relevant[a:b], stage.exclude[a:b], ks)
+                if half_life is None or weight == 0:
+                    plain = per_user, top
             parts[pair].append(per_user)
             tops[pair].append(top)
     return {p: _summary(parts[p], tops[p], ks, n_items) for p in pairs}
@@ -236,15 +242,8 @@ def run_loo(
 
 
 def blend_grid(settings: Settings) -> tuple[list[float], list[float]]:
-    """The prior half-lives (seconds) and blend weights to try (0, the plain model, always)."""
-    cfg = settings.evaluate
-    half_lives = [parse_duration(t) for t in cfg.prior_half_life.split(",") if t.strip()]
-    weights = parse_list(cfg.prior_weights, float)
-    if not half_lives or any(h <= 0 for h in half_lives) or any(w < 0 for w in weights):
-        raise RecoError(
-            f"evaluate.prior_half_life must list positive durations and evaluate.prior_weights weights ≥ 0, "
-            f"got {cfg.prior_half_life!r} and {cfg.prior_weights!r}"
-        )
+    """The configured prior grid, with weight 0 (the plain model) always among the weights."""
+    half_lives, weights = prior_grid(settings.evaluate)
     return half_lives, sorted({0.0, *weights})
 
 

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from recocli.config import Settings, parse_duration
 from recocli.errors import RecoError
-from recocli.evaluate import metrics, parse_list
+from recocli.evaluate import metrics, prior_grid
 from recocli.evaluate.peers import catalog_ids, model_scores, popularity, to_catalog
 from recocli.evaluate.source import Source
 from recocli.evaluate.split import bootstrap_cut, prequential_windows, validation_windows
@@ -226,8 +226,8 @@ def _bootstrap(
     then seen everything up to the cut."""
     clock = time.perf_counter()
     cfg = settings.evaluate
-    weights = parse_list(cfg.prior_weights, float) or [0.0]
-    half_lives = [parse_duration(t) for t in cfg.prior_half_life.split(",") if t.strip()] or [30 * 86400.0]
+    half_lives, weights = prior_grid(cfg)
+    weights = weights or [0.0]
     vals = validation_windows(ts, cut, cfg.window, cfg.validation_windows)
     first = data.slice(0, vals[0].lo if vals else cut)
     model, vocabs, _ = fit_full(kind, first, settings, seed=seed, progress=False)
@@ -324,7 +324,7 @@ def run_prequential(
         for strategy in ("stale", "incremental", "retrain"):
             states[_name(kind, strategy, kinds)] = boot.state.copy()
             compute[_name(kind, strategy, kinds)] = 0.0
-    prior_half_life = half_lives[kinds[0]] if kinds else parse_duration(cfg.prior_half_life.split(",")[0])
+    prior_half_life = half_lives[kinds[0]] if kinds else prior_grid(cfg)[0][0]
     prior_only = RecencyPrior(0, prior_half_life)
     prior_vocabs = Vocabs()
     prior_vocabs.items.add(data.slice(0, cut)["item_id"])

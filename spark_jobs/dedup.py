@@ -18,7 +18,7 @@ class SeenIds:
     def __init__(self, uri: str, app_id: str) -> None:
         self.uri, self.app_id = uri, app_id
         self._ids: set[str] | None = None
-        self._pending: list[str] = []
+        self._pending: set[str] = set()
 
     def _load(self, batch_id: int) -> set[str]:
         done = delta.committed_version(self.uri, self.app_id)
@@ -37,11 +37,11 @@ class SeenIds:
             if fresh:
                 in_batch.add(event_id)
             mask.append(fresh)
-        self._pending = list(in_batch)
+        self._pending = in_batch
         return pa.array(mask, pa.bool_())
 
     def commit(self) -> None:
         """Record the new ids of the last `first_sightings` once their rows are committed."""
         if self._ids is not None:
             self._ids.update(self._pending)
-        self._pending = []
+        self._pending = set()

@@ -137,17 +137,18 @@ def score_blends(
         plain = None  # the model as is scores the same under every half-life: evaluated once
         for pair in pairs:
             half_life, weight = pair
-            if (half_life is None or weight == 0) and plain is not None:
+            as_is = half_life is None or weight == 0
+            if as_is and plain is not None:
                 per_user, top = plain
             else:
-                if half_life is None or weight == 0:
+                if as_is:
                     scores = raw
                 elif weight == float("inf"):
                     scores = stage_prior(stage, a, b, n_items, half_life)
                 else:
                     scores = blend(raw, stage_prior(stage, a, b, n_items, half_life), weight)
                 per_user, top = metrics.evaluate_scores(scores, stage.relevant[a:b], stage.exclude[a:b], ks)
-                if half_life is None or weight == 0:
+                if as_is:
                     plain = per_user, top
             parts[pair].append(per_user)
             tops[pair].append(top)

@@ -73,6 +73,11 @@ def write_report(result: dict, folder: Path) -> list[Path]:
     return written
 
 
+def _tried(info: dict) -> str:
+    """The validation NDCG@10 of each blend setting tried, as one line of text."""
+    return ", ".join(f"{pair} {_fmt(q)}" for pair, q in info["validation_ndcg@10"].items())
+
+
 def summary_markdown(result: dict, plots: list[str]) -> str:
     columns = table_columns(result)
     lines = [f"# reco evaluate — {result['protocol']} on {result['dataset']}", ""]
@@ -96,7 +101,7 @@ def summary_markdown(result: dict, plots: list[str]) -> str:
             lines.append(f"ALS grid point chosen on the validation item: {result['als_params']}.")
             lines.append("")
         for name, info in result.get("blend", {}).items():
-            tried = ", ".join(f"{pair} {_fmt(q)}" for pair, q in info["validation_ndcg@10"].items())
+            tried = _tried(info)
             if info.get("weight") is None:
                 lines.append(
                     f"{name}: the time-local recency prior alone, half-life {info['half_life_days']:g} days "
@@ -111,7 +116,7 @@ def summary_markdown(result: dict, plots: list[str]) -> str:
             lines.append("")
     else:
         for kind, info in result.get("strategies", {}).get("blend", {}).items():
-            tried = ", ".join(f"{pair} {_fmt(q)}" for pair, q in info["validation_ndcg@10"].items())
+            tried = _tried(info)
             lines.append(
                 f"{kind}: recency prior with half-life {info['half_life_days']:g} days, blend weight "
                 f"{info['weight']:g}, chosen on the validation windows "

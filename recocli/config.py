@@ -113,6 +113,9 @@ class ModelSettings:
     # mf loss: "bce" (pointwise: positives, explicit and sampled negatives) or "softmax" (full softmax
     # over the catalog on positives, as sasrec; stronger full-ranking results on MovieLens).
     mf_loss: str = "bce"
+    # mf: 0 = classic MF; N = the user's vector also adds the mean of their N latest positives'
+    # context vectors (SVD++ style), so mf reads a fresh history at serving time as sasrec does.
+    mf_history: int = 0
 
 
 @dataclass

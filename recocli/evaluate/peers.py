@@ -57,12 +57,13 @@ def model_scores(
     """Scores [B, model items] for these users and whether the model has anything on each.
 
     sasrec reads each user's latest positives in `history` (as `reco recommend` does, so a model
-    serves fresh histories even when its weights are old); mf needs the user's learned row.
+    serves fresh histories even when its weights are old); mf needs the user's learned row, and
+    reads `history` too when it has a history term (model.mf_history).
     """
+    histories = latest_histories(history, users, vocabs.items, model.cfg.max_len)
     if model.kind == "sasrec":
-        histories = latest_histories(history, users, vocabs.items, model.cfg.max_len)
         has = (histories != PAD).any(dim=1)
         return model.score(histories=histories), has
     rows = vocabs.users.rows(pa.array(users, pa.string()))
     has = torch.from_numpy(rows >= 0)
-    return model.score(user_rows=torch.from_numpy(np.where(rows >= 0, rows, 0))), has
+    return model.score(user_rows=torch.from_numpy(np.where(rows >= 0, rows, 0)), histories=histories), has

@@ -144,13 +144,14 @@ def publish(settings: Settings, result: RunResult) -> None:
 
 def _score(model, vocabs, interactions: pa.Table, batch: list[str]) -> tuple[torch.Tensor, np.ndarray]:
     """Scores [B, items] and whether the model has anything to go on for each user."""
+    histories = latest_histories(interactions, batch, vocabs.items, model.cfg.max_len)
     if model.kind == "sasrec":
-        histories = latest_histories(interactions, batch, vocabs.items, model.cfg.max_len)
         has_signal = (histories != PAD).any(dim=1).numpy()
         return model.score(histories=histories), has_signal
     user_rows = vocabs.users.rows(batch)
     has_signal = user_rows >= 0
-    return model.score(user_rows=torch.from_numpy(np.where(has_signal, user_rows, 0))), has_signal
+    rows = torch.from_numpy(np.where(has_signal, user_rows, 0))
+    return model.score(user_rows=rows, histories=histories), has_signal
 
 
 def _model_rows(parts: list[dict[str, np.ndarray]], item_ids: pa.Array, version: int) -> pa.Table:

@@ -25,13 +25,37 @@ def sort_by_user_time(enc: Encoded) -> Encoded:
     return enc.take(np.lexsort((np.arange(len(enc)), enc.ts, enc.users)))
 
 
-def mf_examples(enc: Encoded) -> Batch:
-    return (
-        torch.from_numpy(enc.users.astype(np.int64)),
-        torch.from_numpy(enc.items.astype(np.int64)),
-        torch.from_numpy(enc.weights.astype(np.float32)),
-        torch.from_numpy(enc.labels.astype(np.int64)),
+def mf_examples(enc: Encoded, history_len: int = 0, is_target: np.ndarray | None = None) -> Batch:
+    """(user, item, weight, label) per row where `is_target` (every row when None); with
+    `history_len`, also the user's latest positives before that row [N, history_len]."""
+    rows = enc if is_target is None else enc.take(is_target)
+    columns = (
+        torch.from_numpy(rows.users.astype(np.int64)),
+        torch.from_numpy(rows.items.astype(np.int64)),
+        torch.from_numpy(rows.weights.astype(np.float32)),
+        torch.from_numpy(rows.labels.astype(np.int64)),
     )
+    if not history_len:
+        return columns
+    histories = preceding_positives(enc, history_len)
+    return (*columns, torch.from_numpy(histories if is_target is None else histories[is_target]))
+
+
+def preceding_positives(enc: Encoded, length: int) -> np.ndarray:
+    """[len(enc), length]: per row, the item rows of its user's latest positives strictly before it
+    in (ts, given) order, oldest first, PAD-left-padded."""
+    order = np.lexsort((np.arange(len(enc)), enc.ts, enc.users))
+    users, items, positive = enc.users[order], enc.items[order], enc.labels[order] > 0
+    before = np.cumsum(positive) - positive  # positives before each sorted row (all users)
+    first = np.r_[True, users[1:] != users[:-1]]
+    user_start = np.maximum.accumulate(np.where(first, before, 0))  # positives before the user's rows
+    positive_items = items[positive]
+    out = np.full((len(enc), length), PAD, dtype=np.int64)
+    for back in range(length):
+        index = before - 1 - back
+        has = index >= user_start
+        out[order[has], length - 1 - back] = positive_items[index[has]]
+    return out
 
 
 def sequence_windows(

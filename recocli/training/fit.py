@@ -204,7 +204,7 @@ def examples(model: Recommender, enc: Encoded, is_target: np.ndarray | None = No
     """Training examples for this model kind (sasrec: windows; mf: rows, explicit negatives too)."""
     if model.kind == "sasrec":
         return sasrec_examples(enc, model.cfg.max_len, is_target)
-    return mf_examples(enc if is_target is None else enc.take(is_target))
+    return mf_examples(enc, model.history_len, is_target)
 
 
 def fit_full(
@@ -355,7 +355,7 @@ def fine_tune(
     model.fresh = {}
     model.grow(len(vocabs.users), len(vocabs.items))
     positives = new.positives()
-    context = remembered(model, np.unique(positives.users))
+    context = remembered(model, np.unique(new.users))
     company = Encoded.concat([context, positives])
     model.fold_in(company.users, company.items, rows_before[1])
     metrics: dict[str, Any] = {
@@ -401,13 +401,17 @@ def fine_tune(
 
 def _new_examples(model: Recommender, new: Encoded, context: Encoded) -> Batch:
     """sasrec: the batch users' remembered histories (`context`) before their new positives, the
-    targets on the new positives only. mf: the new rows themselves (explicit negatives included)."""
-    if model.kind != "sasrec" or not len(new):
+    targets on the new positives only. mf: the new rows themselves (explicit negatives included),
+    read after the remembered histories when it uses them (model.mf_history)."""
+    if not len(new):
         return examples(model, new)
-    pos = new.positives()
-    merged = Encoded.concat([context, pos])
-    is_target = np.r_[np.zeros(len(context), dtype=bool), np.ones(len(pos), dtype=bool)]
-    return sasrec_examples(merged, model.cfg.max_len, is_target)
+    if model.kind == "sasrec":
+        new = new.positives()
+    elif not model.history_len:
+        return examples(model, new)
+    merged = Encoded.concat([context, new])
+    is_target = np.r_[np.zeros(len(context), dtype=bool), np.ones(len(new), dtype=bool)]
+    return examples(model, merged, is_target)
 
 
 def remembered(model: Recommender, users: np.ndarray) -> Encoded:

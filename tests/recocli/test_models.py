@@ -123,3 +123,22 @@ def test_rank_from_end_and_hits():
     # A seen target is never masked out.
     hit, _ = hit_and_ndcg(scores[:1], torch.tensor([0]), torch.tensor([[0, 1]]), k=1)
     assert hit.tolist() == [1.0]
+
+
+def test_mf_history_term_reads_the_given_histories_and_grows():
+    torch.manual_seed(3)
+    cfg = ModelSettings(dim=8, max_len=6, mf_history=2)
+    model = build_model("mf", 2, 5, cfg)
+    user = torch.tensor([0])
+    # p_u + mean(context of the latest 2 items), PAD ignored: [.., 1, 3] and [PAD, 4].
+    for history, latest in (([PAD, PAD, PAD, 0, 1, 3], [1, 3]), ([PAD] * 5 + [4], [4])):
+        vector = model.user_vec[0] + model.context_vec[latest].mean(0)
+        expected = vector @ model.item_vec.T + model.item_bias + model.user_bias[0] + model.bias
+        got = model.score(user_rows=user, histories=torch.tensor([history]))
+        assert torch.allclose(got[0], expected, atol=1e-6)
+    # Without histories it reads the remembered ones; with none remembered, p_u alone.
+    plain = model.user_vec[0] @ model.item_vec.T + model.item_bias + model.user_bias[0] + model.bias
+    assert torch.allclose(model.score(user_rows=user)[0], plain, atol=1e-6)
+    old = model.context_vec.detach().clone()
+    model.grow(3, 7)
+    assert model.context_vec.shape == (7, 8) and torch.equal(model.context_vec[:5], old)

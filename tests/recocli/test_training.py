@@ -18,8 +18,17 @@ from planted import START, BlockWorld, events, interactions, next_item_hr10
 
 from recocli.config import EventWeights, Settings
 from recocli.data.synthetic import World
-from recocli.training.datamodule import sequence_windows, sort_by_user_time
-from recocli.training.fit import build_histories, copy_model, fine_tune, fit_full, replay_sample
+from recocli.models.vocab import Vocabs
+from recocli.training.datamodule import preceding_positives, sequence_windows, sort_by_user_time
+from recocli.training.fit import (
+    _new_examples,
+    build_histories,
+    copy_model,
+    fine_tune,
+    fit_full,
+    remembered,
+    replay_sample,
+)
 from recocli.training.interactions import SCHEMA, encode, from_bronze, make_interactions
 
 RANDOM_HR = 10 / World().items
@@ -205,3 +214,56 @@ def test_events_helper_is_in_time_order():
     table = events(50, seed=1)
     ts = table["ts"].cast(pa.int64()).to_numpy()
     assert (np.diff(ts) >= 0).all()
+
+
+def test_preceding_positives_are_the_users_latest_earlier_positives():
+    # user 0: a(1) b(2) neg c(3) tie: d and e at ts 4; user 1 starts fresh.
+    enc = encode(
+        make_interactions(
+            ["u0", "u1", "u0", "u0", "u0", "u0", "u0", "u1"],
+            ["a", "x", "b", "n", "c", "d", "e", "y"],
+            ts=[1, 1, 2, 3, 3, 4, 4, 2],
+            label=[1, 1, 1, 0, 1, 1, 1, 1],
+        ),
+        Vocabs(),
+        min_count=1,
+    )
+    histories = preceding_positives(enc, 2)
+    name = {row: item for item, row in zip(["a", "x", "b", "n", "c", "d", "e", "y"], enc.items, strict=True)}
+    got = [[name.get(int(r), "-") for r in row] for row in histories]
+    assert got == [
+        ["-", "-"], ["-", "-"], ["-", "a"], ["a", "b"], ["a", "b"], ["b", "c"], ["c", "d"], ["-", "x"]
+    ]  # fmt: skip
+
+
+def _pairs(users: int, pairs: int, items: int, seed: int) -> pa.Table:
+    """Each user takes a random item x, then always successor[x]: only the last item tells the next."""
+    rng = np.random.default_rng(seed)
+    successor = rng.permutation(items)
+    firsts = rng.integers(0, items, size=(users, pairs))
+    chain = np.stack([firsts, successor[firsts]], axis=2).reshape(users, -1)  # [U, 2 * pairs]
+    user_ids = np.repeat([f"u{u}" for u in range(users)], 2 * pairs)
+    ts = np.tile(np.arange(2 * pairs), users)
+    return make_interactions(user_ids, [f"i{i}" for i in chain.ravel()], ts=ts)
+
+
+def test_mf_history_term_learns_what_the_last_item_says():
+    """Classic mf cannot tell the next item of a user whose items are random pairs; with
+    model.mf_history it reads the last item and learns the successor."""
+    data = _pairs(users=300, pairs=8, items=60, seed=3)
+    settings = small_settings()
+    settings.model.mf_loss = "softmax"
+    settings.train.epochs, settings.train.patience, settings.train.val_users = 6, 6, 200
+    hr = {}
+    for history in (0, 1):
+        settings.model.mf_history = history
+        model, vocabs, metrics = fit_full("mf", data, settings, progress=False)
+        hr[history] = metrics["val_hr10"]
+    assert hr[0] < 0.4 and hr[1] > 0.9, hr
+    # A fine-tune reads each new row after the user's remembered positives.
+    last = int(model.hist_items[0, -1])
+    new = make_interactions(["u0"], ["i7"], ts=[10**6])
+    batch = _new_examples(model, encode(new, vocabs), remembered(model, np.array([0])))
+    assert len(batch) == 5 and batch[4].tolist() == [[last]]
+    fine_tune(model, vocabs, new, None, settings)
+    assert vocabs.items.ids(model.hist_items[0, -1:].numpy()) == ["i7"]

@@ -190,6 +190,32 @@ def test_clicks_change_sasrec_lists_before_any_retraining(trained, tmp_path):
     assert {r["model_version"] for r in after["newcomer"]} == {1}
 
 
+def test_clicks_move_mf_with_a_history_term_before_any_retraining(trained, tmp_path):
+    """mf with model.mf_history, saved and loaded through the registry, reads the fresh clicks."""
+    root, _ = _copy(trained, tmp_path)
+    mf = {"model.kind": "mf", "model.mf_loss": "softmax", "model.mf_history": 5, "train.epochs": 8}
+    settings = _settings(root, **{"ingest.query_name": "after_copy", **mf})
+    assert WarehouseTrainer(settings, progress=False).run(full=True).version == 2
+    in_cluster_3 = lambda rows: sum(int(r["item_id"][1:]) % 6 == 3 for r in rows)  # noqa: E731
+    before = _lists(recommend(settings, Request(k=10, users=["u0"])).rows)["u0"]
+    now = datetime.now(UTC)
+    clicks = [
+        event(
+            f"probe{n}",
+            user_id="u0",
+            item_id=f"i{3 + 6 * n}",
+            ts=(now - timedelta(minutes=5 - n)).isoformat(),
+        )
+        for n in range(5)
+    ]
+    write_landing_file(root / "landing", "events", "clicks.jsonl", clicks)
+    run_ingest(settings, once=True)
+    after = _lists(recommend(settings, Request(k=10, users=["u0"])).rows)["u0"]
+    assert ModelRegistry(Warehouse(root / "warehouse")).latest() == 2, "no retraining happened"
+    assert {r["model_version"] for r in after} == {2}
+    assert in_cluster_3(after) > in_cluster_3(before), (before, after)
+
+
 def test_a_new_item_from_the_last_batch_can_be_recommended(trained, tmp_path):
     root, settings = _copy(trained, tmp_path)
     settings.train.finetune_epochs = 5

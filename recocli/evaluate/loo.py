@@ -4,7 +4,8 @@ Per user the last positive is the test item and the one before it the validation
 trains (recocli.evaluate.split.loo_split). Each model ranks the whole catalog — every item seen in
 training — with the user's own items left out (no sampled negatives), and the same metric code
 scores every list. The validation item chooses ALS's grid point and is read, not learned, as the
-newest history item when the test item is scored (SASRec reads it; MF and ALS cannot).
+newest history item when the test item is scored (sasrec reads it, and so does mf with a history
+term, model.mf_history; ALS cannot).
 
 Our models (sasrec, mf) are blended with a time-local recency-popularity prior — what was popular
 at the user's own "now" (recocli.evaluate.timeprior) — as a product of experts, the half-life and

@@ -70,7 +70,7 @@ class MF(Recommender):
     def _grow_tables(self, n_users: int, n_items: int) -> None:
         for name in ("user_vec", "user_bias"):
             self._grow_param(name, n_users)
-        for name in ("item_vec", "item_bias", "context_vec")[: 3 if self.history_len else 2]:
+        for name in ["item_vec", "item_bias"] + (["context_vec"] if self.history_len else []):
             self._grow_param(name, n_items)
 
     def item_vectors(self) -> Tensor:

@@ -161,14 +161,9 @@ def _copy(trained, tmp_path):
     return copy, _settings(copy, **{"ingest.query_name": "after_copy"})
 
 
-def test_clicks_change_sasrec_lists_before_any_retraining(trained, tmp_path):
-    root, settings = _copy(trained, tmp_path)
-    before = _lists(recommend(settings, Request(k=10, users=["u0", "newcomer"])).rows)
-    assert {r["strategy"] for r in before["newcomer"]} == {"popular"}
-
-    # u0 (cluster 0) clicks five items of cluster 3, and a user never seen before clicks three.
-    now = datetime.now(UTC)
-    clicks = [
+def _u0_clicks_cluster_3(now: datetime) -> list[dict]:
+    """u0 (cluster 0) clicks five items of cluster 3, a minute apart, the last a minute before `now`."""
+    return [
         event(
             f"probe{n}",
             user_id="u0",
@@ -176,7 +171,21 @@ def test_clicks_change_sasrec_lists_before_any_retraining(trained, tmp_path):
             ts=(now - timedelta(minutes=5 - n)).isoformat(),
         )
         for n in range(5)
-    ] + [
+    ]
+
+
+def _in_cluster_3(rows: list[dict]) -> int:
+    return sum(int(r["item_id"][1:]) % 6 == 3 for r in rows)
+
+
+def test_clicks_change_sasrec_lists_before_any_retraining(trained, tmp_path):
+    root, settings = _copy(trained, tmp_path)
+    before = _lists(recommend(settings, Request(k=10, users=["u0", "newcomer"])).rows)
+    assert {r["strategy"] for r in before["newcomer"]} == {"popular"}
+
+    # u0 (cluster 0) clicks five items of cluster 3, and a user never seen before clicks three.
+    now = datetime.now(UTC)
+    clicks = _u0_clicks_cluster_3(now) + [
         event(f"newcomer{n}", user_id="newcomer", item_id=f"i{4 + 6 * n}", ts=now.isoformat())
         for n in range(3)
     ]
@@ -196,24 +205,13 @@ def test_clicks_move_mf_with_a_history_term_before_any_retraining(trained, tmp_p
     mf = {"model.kind": "mf", "model.mf_loss": "softmax", "model.mf_history": 5, "train.epochs": 8}
     settings = _settings(root, **{"ingest.query_name": "after_copy", **mf})
     assert WarehouseTrainer(settings, progress=False).run(full=True).version == 2
-    in_cluster_3 = lambda rows: sum(int(r["item_id"][1:]) % 6 == 3 for r in rows)  # noqa: E731
     before = _lists(recommend(settings, Request(k=10, users=["u0"])).rows)["u0"]
-    now = datetime.now(UTC)
-    clicks = [
-        event(
-            f"probe{n}",
-            user_id="u0",
-            item_id=f"i{3 + 6 * n}",
-            ts=(now - timedelta(minutes=5 - n)).isoformat(),
-        )
-        for n in range(5)
-    ]
-    write_landing_file(root / "landing", "events", "clicks.jsonl", clicks)
+    write_landing_file(root / "landing", "events", "clicks.jsonl", _u0_clicks_cluster_3(datetime.now(UTC)))
     run_ingest(settings, once=True)
     after = _lists(recommend(settings, Request(k=10, users=["u0"])).rows)["u0"]
     assert ModelRegistry(Warehouse(root / "warehouse")).latest() == 2, "no retraining happened"
     assert {r["model_version"] for r in after} == {2}
-    assert in_cluster_3(after) > in_cluster_3(before), (before, after)
+    assert _in_cluster_3(after) > _in_cluster_3(before), (before, after)
 
 
 def test_a_new_item_from_the_last_batch_can_be_recommended(trained, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from helpers import event, feedback, ids, line, table
 from lakehouse import catalog
 from recocli.config import load_settings
 from recocli.landing import write_landing_file
-from spark_jobs.ingest import run_ingest
+from spark_jobs.ingest import run_ingest, validated_stream
 
 
 def ingest_once(warehouse, landing, **overrides):
@@ -215,3 +216,32 @@ def test_tables_are_readable_by_deltalake_duckdb_and_polars(spark, dirs):
         30,
         30,
     )
+
+
+def test_compiled_checks_never_hold_the_batch_time(spark, dirs):
+    """The batch's time (the future bound) reaches the checks as a column, not as a literal that
+    would make Spark compile the whole check stage anew for every micro-batch."""
+    warehouse, landing = dirs
+    for n in range(2):
+        write_landing_file(landing, "events", f"{n}.jsonl", [event(n)])
+    settings = load_settings(
+        env={},
+        overrides={
+            "warehouse": str(warehouse),
+            "ingest.landing": str(landing),
+            "ingest.max_files_per_batch": 1,
+        },
+    )
+    query = (
+        validated_stream(spark, settings)
+        .writeStream.format("noop")
+        .option("checkpointLocation", str(warehouse / "noop_checkpoint"))
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    assert query.lastProgress["batchId"] == 1
+    plan = query._jsq.streamingQuery().lastExecution().executedPlan().toString()
+    checks = next(row for row in plan.splitlines() if "bad_timestamp" in row)
+    assert "_now" in checks
+    assert re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", checks) == ["1995-01-01 00:00:00"]

@@ -101,8 +101,8 @@ def _with_columns(table: pa.Table, values: dict) -> pa.Table:
 
 
 def _lag_seconds(data: pa.Table, now: datetime) -> float | None:
-    valid = data.filter(pc.is_null(data["reason"]))
-    oldest = pc.min(valid["ts"]).as_py() if valid.num_rows else None
+    """Now minus the batch's oldest valid event time (filters the ts column only, not the batch)."""
+    oldest = pc.min(data["ts"].filter(pc.is_null(data["reason"]))).as_py()
     return None if oldest is None else round((now - oldest).total_seconds(), 3)
 
 

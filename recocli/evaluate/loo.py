@@ -28,14 +28,14 @@ from torch import Tensor
 from recocli.config import Settings
 from recocli.errors import RecoError
 from recocli.evaluate import metrics, parse_list, prior_grid
-from recocli.evaluate.peers import catalog_ids, model_scores, popularity, to_catalog
+from recocli.evaluate.peers import catalog_ids, popularity, to_catalog
 from recocli.evaluate.source import Source, rating_values
 from recocli.evaluate.split import LooSplit, loo_split
 from recocli.evaluate.timeprior import Positives, reference_times, time_local_log_prior
 from recocli.models import KINDS
 from recocli.models.prior import blend, choose_blend
 from recocli.models.vocab import Vocabulary
-from recocli.recommend.history import seen_items
+from recocli.recommend.history import score_users, seen_items
 from recocli.training.fit import fit_full
 
 PEERS = ("pop", "als", "prior")
@@ -225,7 +225,7 @@ def run_loo(
             index = vocabs.items.rows(catalog_ids(catalog))
 
             def scorer(users, history, model=model, vocabs=vocabs, index=index):
-                return to_catalog(model_scores(model, vocabs, users, history)[0], index)
+                return to_catalog(score_users(model, vocabs, history, users)[0], index)
 
             result.details.setdefault("training", {})[name] = fit_metrics
         elif name == "als":

@@ -14,9 +14,7 @@ import pyarrow.compute as pc
 import torch
 from torch import Tensor
 
-from recocli.models.base import PAD, Recommender
-from recocli.models.vocab import Vocabs, Vocabulary
-from recocli.recommend.history import latest_histories
+from recocli.models.vocab import Vocabulary
 from recocli.recommend.popular import popular_items
 
 
@@ -49,21 +47,3 @@ def to_catalog(scores: Tensor, index: np.ndarray) -> Tensor:
     if bool((index_t < 0).any()):
         out[:, index_t < 0] = float("-inf")
     return out
-
-
-def model_scores(
-    model: Recommender, vocabs: Vocabs, users: list[str], history: pa.Table
-) -> tuple[Tensor, Tensor]:
-    """Scores [B, model items] for these users and whether the model has anything on each.
-
-    sasrec reads each user's latest positives in `history` (as `reco recommend` does, so a model
-    serves fresh histories even when its weights are old); mf needs the user's learned row, and
-    reads `history` too when it has a history term (model.mf_history).
-    """
-    histories = latest_histories(history, users, vocabs.items, model.cfg.max_len)
-    if model.kind == "sasrec":
-        has = (histories != PAD).any(dim=1)
-        return model.score(histories=histories), has
-    rows = vocabs.users.rows(pa.array(users, pa.string()))
-    has = torch.from_numpy(rows >= 0)
-    return model.score(user_rows=torch.from_numpy(np.where(rows >= 0, rows, 0)), histories=histories), has

@@ -39,14 +39,14 @@ from torch import Tensor
 from recocli.config import Settings, parse_duration
 from recocli.errors import RecoError
 from recocli.evaluate import metrics, prior_grid
-from recocli.evaluate.peers import catalog_ids, model_scores, popularity, to_catalog
+from recocli.evaluate.peers import catalog_ids, popularity, to_catalog
 from recocli.evaluate.source import Source
 from recocli.evaluate.split import bootstrap_cut, prequential_windows, validation_windows
 from recocli.models import KINDS
 from recocli.models.base import Recommender
 from recocli.models.prior import RecencyPrior, blend, choose_blend
 from recocli.models.vocab import Vocabs, Vocabulary
-from recocli.recommend.history import seen_items
+from recocli.recommend.history import score_users, seen_items
 from recocli.training.fit import fine_tune, fit_full
 
 STRATEGIES = ("stale", "incremental", "retrain", "popular")
@@ -95,7 +95,7 @@ class ModelState:
 
     def scores(self, users: list[str], history: pa.Table, weights: list[float]) -> dict[float, Tensor]:
         """Blended scores [B, model items] per blend weight (cold users: the prior alone)."""
-        raw, has = model_scores(self.model, self.vocabs, users, history)
+        raw, has = score_users(self.model, self.vocabs, history, users)
         log_prior = self.prior.log_prob(raw.shape[1])
         return {w: blend(raw, log_prior, w, has) for w in weights}
 
@@ -240,7 +240,7 @@ def _bootstrap(
         history, rows = data.slice(0, val.lo), data.slice(val.lo, val.rows)
         targets = window_targets(rows, history, catalog, known)
         if targets.users and len(per_pair) > 1:
-            raw, has = model_scores(model, vocabs, targets.users, history)
+            raw, has = score_users(model, vocabs, history, targets.users)
             index = vocabs.items.rows(catalog_ids(catalog))
             for h, prior in priors.items():
                 log_prior = prior.log_prob(raw.shape[1])

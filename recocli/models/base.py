@@ -111,6 +111,11 @@ class Recommender(L.LightningModule):
     def n_items(self) -> int:
         raise NotImplementedError
 
+    @property
+    def reads_histories(self) -> bool:
+        """Whether scoring reads the users' latest positives (fresh at serving time)."""
+        raise NotImplementedError
+
     @torch.no_grad()
     def score(self, user_rows: Tensor | None = None, histories: Tensor | None = None) -> Tensor:
         """Scores [B, n_items] over the whole catalog (higher is better), in eval mode.

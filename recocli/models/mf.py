@@ -42,6 +42,10 @@ class MF(Recommender):
     def n_items(self) -> int:
         return self.item_vec.shape[0]
 
+    @property
+    def reads_histories(self) -> bool:
+        return self.history_len > 0
+
     def user_vectors(self, users: Tensor, histories: Tensor | None = None) -> Tensor:
         """[B, d]: p_u, plus the mean context vector of the latest `history_len` items of
         `histories` [B, L] (PAD-left-padded; the remembered histories when None)."""

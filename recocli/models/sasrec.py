@@ -70,6 +70,10 @@ class SASRec(Recommender):
     def n_items(self) -> int:
         return self.item_vec.shape[0] - 1
 
+    @property
+    def reads_histories(self) -> bool:
+        return True
+
     def hidden(self, seq: Tensor) -> Tensor:
         """Hidden states [B, L, d] of item-row sequences [B, L] (PAD-left-padded, L ≤ max_len)."""
         seq = seq[:, -self.cfg.max_len :]

@@ -1,4 +1,5 @@
-"""Per-user item rows from interactions: latest histories (for sasrec) and everything seen (to exclude).
+"""Per-user item rows from interactions: latest histories (for sasrec, and mf with a history term)
+and everything seen (to exclude); and the model scores that read them, for recommend and evaluate.
 
 Read at recommend time from the bronze tables, so events committed after the model's cursor count:
 a user's new clicks change their sasrec list before any retraining, and new users with a few clicks
@@ -12,8 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from recocli.models.base import PAD, rank_from_end
-from recocli.models.vocab import Vocabulary
+from recocli.models.base import PAD, Recommender, rank_from_end
+from recocli.models.vocab import Vocabs, Vocabulary
 
 
 def _grouped(interactions: pa.Table, users: list[str], items: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
@@ -54,3 +55,23 @@ def seen_items(interactions: pa.Table, users: list[str], items: Vocabulary) -> t
     col = np.arange(len(slot)) - starts[slot]
     out[slot, col] = item_rows
     return torch.from_numpy(out)
+
+
+def score_users(
+    model: Recommender, vocabs: Vocabs, interactions: pa.Table, users: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores [B, model items] for these users and whether the model has anything on each.
+
+    A model that reads histories (sasrec; mf with model.mf_history) gets each user's latest
+    positives in `interactions`, so a model serves fresh histories even when its weights are old;
+    mf needs the user's learned row.
+    """
+    histories = None
+    if model.reads_histories:
+        histories = latest_histories(interactions, users, vocabs.items, model.cfg.max_len)
+    if model.kind == "sasrec":
+        return model.score(histories=histories), (histories != PAD).any(dim=1)
+    rows = vocabs.users.rows(users)
+    known = rows >= 0
+    scores = model.score(user_rows=torch.from_numpy(np.where(known, rows, 0)), histories=histories)
+    return scores, torch.from_numpy(known)

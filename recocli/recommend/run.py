@@ -19,8 +19,7 @@ from lakehouse.registry import ModelRegistry
 from lakehouse.schemas import RECOMMENDATIONS
 from recocli.config import Settings, parse_duration
 from recocli.errors import RecoError
-from recocli.models.base import PAD
-from recocli.recommend.history import latest_histories, seen_items
+from recocli.recommend.history import score_users, seen_items
 from recocli.recommend.popular import popular_items
 from recocli.recommend.topk import masked_topk
 from recocli.training.interactions import EVENT_COLUMNS, FEEDBACK_COLUMNS, from_bronze
@@ -101,7 +100,8 @@ def recommend(settings: Settings, request: Request) -> RunResult:
     cold: list[str] = list(held_out)
     for start in range(0, len(users), cfg.batch_users):
         batch = users[start : start + cfg.batch_users]
-        scores, has_signal = _score(model, vocabs, interactions, batch)
+        scores, has_signal = score_users(model, vocabs, interactions, batch)
+        has_signal = has_signal.numpy()
         exclude = seen_items(interactions, batch, vocabs.items) if cfg.exclude_seen else None
         values, rows = masked_topk(scores, request.k, exclude, blocked)
         values, rows = values.cpu().numpy(), rows.cpu().numpy()
@@ -140,18 +140,6 @@ def recommend(settings: Settings, request: Request) -> RunResult:
 def publish(settings: Settings, result: RunResult) -> None:
     """One commit: readers see the whole run or none of it."""
     write_run(Warehouse(settings.warehouse), result.rows)
-
-
-def _score(model, vocabs, interactions: pa.Table, batch: list[str]) -> tuple[torch.Tensor, np.ndarray]:
-    """Scores [B, items] and whether the model has anything to go on for each user."""
-    histories = latest_histories(interactions, batch, vocabs.items, model.cfg.max_len)
-    if model.kind == "sasrec":
-        has_signal = (histories != PAD).any(dim=1).numpy()
-        return model.score(histories=histories), has_signal
-    user_rows = vocabs.users.rows(batch)
-    has_signal = user_rows >= 0
-    rows = torch.from_numpy(np.where(has_signal, user_rows, 0))
-    return model.score(user_rows=rows, histories=histories), has_signal
 
 
 def _model_rows(parts: list[dict[str, np.ndarray]], item_ids: pa.Array, version: int) -> pa.Table:

@@ -407,7 +407,7 @@ def _new_examples(model: Recommender, new: Encoded, context: Encoded) -> Batch:
         return examples(model, new)
     if model.kind == "sasrec":
         new = new.positives()
-    elif not model.history_len:
+    elif not model.reads_histories:
         return examples(model, new)
     merged = Encoded.concat([context, new])
     is_target = np.r_[np.zeros(len(context), dtype=bool), np.ones(len(new), dtype=bool)]

@@ -1,0 +1,44 @@
+"""The duplicate mask against a real Delta table: ids already there, repeats within a batch, chunks."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pyarrow as pa
+
+from lakehouse import catalog, delta
+from spark_jobs.dedup import SeenIds
+
+
+def _events(ids: list[str], batch_id: int) -> pa.Table:
+    now = datetime.now(UTC)
+    row = {"user_id": "u", "item_id": "i", "event_type": "view", "ts": now, "event_date": date.today()}
+    lineage = {"ingested_at": now, "batch_id": batch_id, "source_file": "f"}
+    rows = [{"event_id": event_id, **row, **lineage} for event_id in ids]
+    return pa.Table.from_pylist(rows, schema=catalog.EVENTS.schema)
+
+
+def test_first_sightings_drops_known_ids_and_later_repeats(tmp_path):
+    uri = str(tmp_path / "events")
+    delta.append_once(uri, catalog.EVENTS, _events(["a", "b"], 0), "q", 0)
+    seen = SeenIds(uri, "q")
+    batch = pa.chunked_array([["a", "c", "d", "c"], ["e", "b", "d", "f", "a"]])
+    mask = seen.first_sightings(batch, 1).to_pylist()
+    assert mask == [False, True, True, False, True, False, False, True, False]
+    seen.commit()
+    # the new ids count as known from the next batch on
+    assert seen.first_sightings(pa.chunked_array([["c", "g", "g", "f", "h"]]), 2).to_pylist() == [
+        False,
+        True,
+        False,
+        False,
+        True,
+    ]
+
+
+def test_ids_of_a_batch_that_was_never_committed_are_not_known(tmp_path):
+    uri = str(tmp_path / "events")
+    seen = SeenIds(uri, "q")
+    assert seen.first_sightings(pa.chunked_array([["x", "y"]]), 0).to_pylist() == [True, True]
+    # no commit(): the batch failed before its rows were written, so Spark runs it again
+    assert seen.first_sightings(pa.chunked_array([["x", "y", "x"]]), 0).to_pylist() == [True, True, False]

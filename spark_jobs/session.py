@@ -21,6 +21,10 @@ REQUIRED_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.mapKeyDedupPolicy": "LAST_WIN",
 }
+# Defaults a cluster's conf may override. PySpark records the Python call site of every Column
+# call for error messages, four JVM round trips each; the ingest job builds its hundreds of fixed
+# validation expressions at every start (0.5 s of a `reco ingest --once` here, 0.3 s without).
+DEFAULT_CONF = {"spark.python.sql.dataFrameDebugging.enabled": "false"}
 LOG4J = Path(__file__).with_name("log4j2.properties")
 LOCAL_CONF = {
     "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J.as_uri()}",
@@ -74,7 +78,7 @@ def build_session(settings: SparkSettings) -> SparkSession:
         builder = builder.master(settings.master)
         for key, value in LOCAL_CONF.items():
             builder = builder.config(key, value)
-    for key, value in {**settings.conf, **REQUIRED_CONF}.items():
+    for key, value in {**DEFAULT_CONF, **settings.conf, **REQUIRED_CONF}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.log_level)

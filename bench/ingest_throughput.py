@@ -1,7 +1,8 @@
 """Ingest throughput: `reco ingest --once` against a plain Spark job over the same landing files.
 
-The peer reads the same JSON lines with the same streaming file source and writes them with Spark's
-built-in parquet sink: no validation, no dedup, no Delta, no exactly-once. Both run in this process
+The peer reads the same JSON lines with the same streaming file source, parses every field of each
+kind's contract into its Spark type, and writes them with Spark's built-in parquet sink: no
+validation, no dedup, no Delta, no exactly-once. Both run in this process
 on one Spark session, after a small warm-up of each. Prints a table, then one JSON line.
 
     .venv/bin/python bench/ingest_throughput.py --events 2000000
@@ -26,13 +27,24 @@ from recocli.data.synthetic import generate_lines
 from recocli.landing import landing_dirs, write_landing_file
 from spark_jobs.ingest import run_ingest
 from spark_jobs.session import build_session
+from spark_jobs.validate import CONTRACTS
 
 TARGET_EVENTS_PER_S = 100_000
 TARGET_RATIO = 0.8
-PEER_SCHEMA = T.StructType(
-    [T.StructField(name, T.StringType()) for name in ("event_id", "user_id", "item_id", "event_type", "ts")]
-    + [T.StructField("value", T.DoubleType())]
-)
+SPARK_TYPES = {
+    "string": T.StringType(),
+    "double": T.DoubleType(),
+    "int": T.IntegerType(),
+    "long": T.LongType(),
+    "timestamp": T.TimestampType(),
+    "map": T.MapType(T.StringType(), T.StringType()),
+}
+
+
+def peer_schema(kind: str) -> T.StructType:
+    """The contract's fields in their Spark types, as a plain job would declare them."""
+    fields = CONTRACTS[kind].fields
+    return T.StructType([T.StructField(name, SPARK_TYPES[type_]) for name, type_, _ in fields])
 
 
 def land(root: Path, events: int, files: int, seed: int) -> int:
@@ -62,11 +74,14 @@ def run_reco(root: Path, landing: Path, files_per_batch: int) -> float:
 
 def run_plain(spark, root: Path, landing: Path, files_per_batch: int) -> float:
     streams = [
-        spark.readStream.format("text").option("maxFilesPerTrigger", files_per_batch).load(str(folder))
-        for folder in landing_dirs(landing).values()
+        spark.readStream.format("text")
+        .option("maxFilesPerTrigger", files_per_batch)
+        .load(str(folder))
+        .select(F.from_json("value", peer_schema(kind)).alias("e"))
+        .select("e.*")
+        for kind, folder in landing_dirs(landing).items()
     ]
-    lines = streams[0].unionByName(streams[1])
-    parsed = lines.select(F.from_json("value", PEER_SCHEMA).alias("e")).select("e.*")
+    parsed = streams[0].unionByName(streams[1], allowMissingColumns=True)
     start = time.perf_counter()
     query = (
         parsed.writeStream.format("parquet")

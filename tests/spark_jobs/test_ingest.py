@@ -245,3 +245,8 @@ def test_compiled_checks_never_hold_the_batch_time(spark, dirs):
     checks = next(row for row in plan.splitlines() if "bad_timestamp" in row)
     assert "_now" in checks
     assert re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", checks) == ["1995-01-01 00:00:00"]
+
+
+def test_sessions_skip_pyspark_call_site_capture(spark):
+    """Four JVM round trips per Column call otherwise, paid by every ingest start."""
+    assert spark.conf.get("spark.python.sql.dataFrameDebugging.enabled") == "false"

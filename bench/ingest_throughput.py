@@ -2,8 +2,8 @@
 
 The peer reads the same JSON lines with the same streaming file source, parses every field of each
 kind's contract into its Spark type, and writes them with Spark's built-in parquet sink: no
-validation, no dedup, no Delta, no exactly-once. Both run in this process
-on one Spark session, after a small warm-up of each. Prints a table, then one JSON line.
+validation, no dedup, no Delta, no exactly-once. Both run in this process on one Spark session,
+after a small warm-up of each. Prints a table, then one JSON line.
 
     .venv/bin/python bench/ingest_throughput.py --events 2000000
 """

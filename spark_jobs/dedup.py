@@ -41,7 +41,7 @@ class SeenIds:
         known = batch & self._ids
         self._pending = batch - known if known else batch
         fresh = np.ones(len(values), dtype=bool)
-        suspects = known | _repeated(event_ids) if len(batch) < len(values) else known
+        suspects = (known | _repeated(event_ids)) if len(batch) < len(values) else known
         if suspects:
             firsts: set[str] = set()
             marked = pc.is_in(event_ids, value_set=pa.array(list(suspects), event_ids.type))

@@ -20,9 +20,13 @@ from recocli.training.interactions import Encoded
 Batch = tuple[Tensor, ...]
 
 
+def user_time_order(enc: Encoded) -> np.ndarray:
+    """Row order by (user, ts), stable: ties keep the order given."""
+    return np.lexsort((np.arange(len(enc)), enc.ts, enc.users))
+
+
 def sort_by_user_time(enc: Encoded) -> Encoded:
-    """Stable order by (user, ts): ties keep the order given."""
-    return enc.take(np.lexsort((np.arange(len(enc)), enc.ts, enc.users)))
+    return enc.take(user_time_order(enc))
 
 
 def mf_examples(enc: Encoded, history_len: int = 0, is_target: np.ndarray | None = None) -> Batch:
@@ -44,7 +48,7 @@ def mf_examples(enc: Encoded, history_len: int = 0, is_target: np.ndarray | None
 def preceding_positives(enc: Encoded, length: int) -> np.ndarray:
     """[len(enc), length]: per row, the item rows of its user's latest positives strictly before it
     in (ts, given) order, oldest first, PAD-left-padded."""
-    order = np.lexsort((np.arange(len(enc)), enc.ts, enc.users))
+    order = user_time_order(enc)
     users, items, positive = enc.users[order], enc.items[order], enc.labels[order] > 0
     before = np.cumsum(positive) - positive  # positives before each sorted row (all users)
     first = np.r_[True, users[1:] != users[:-1]]
@@ -94,7 +98,7 @@ def sasrec_examples(enc: Encoded, max_len: int, is_target: np.ndarray | None = N
     keep = enc.labels > 0
     pos = enc.take(keep)
     flags = np.ones(len(pos), dtype=bool) if is_target is None else is_target[keep]
-    order = np.lexsort((np.arange(len(pos)), pos.ts, pos.users))
+    order = user_time_order(pos)
     pos, flags = pos.take(order), flags[order]
     return sequence_windows(pos.users, pos.items, pos.weights, flags, max_len)
 

@@ -35,6 +35,7 @@ from recocli.training.datamodule import (
     mf_examples,
     sasrec_examples,
     sort_by_user_time,
+    user_time_order,
     validation_examples,
 )
 from recocli.training.interactions import Encoded, decode, encode
@@ -181,7 +182,7 @@ def split_validation(enc: Encoded, n_users: int, seed: int) -> tuple[Encoded, En
     if n_users <= 0 or len(pos_index) == 0:
         return enc, Encoded.empty()
     pos = enc.take(pos_index)
-    order = np.lexsort((np.arange(len(pos)), pos.ts, pos.users))
+    order = user_time_order(pos)
     users, items = pos.users[order], pos.items[order]
     last = np.flatnonzero(np.r_[users[1:] != users[:-1], True])
     first = np.r_[0, last[:-1] + 1]

@@ -177,9 +177,7 @@ def validate(lines: DataFrame, contract: Contract, bounds: Bounds) -> DataFrame:
 
     line = F.col("value")
     ends_object = line.endswith("}") | F.rtrim(line).endswith("}")
-    reason = F.when(F.octet_length(line) > bounds.max_line_bytes, "oversize").when(
-        F.col("_unparsed") | ~ends_object, "malformed_json"
-    )
+    reason = F.when(~fits, "oversize").when(F.col("_unparsed") | ~ends_object, "malformed_json")
     for name, _, required in contract.fields:
         if required:
             reason = reason.when(raw[name].isNull() | is_blank(raw[name]), f"missing_field:{name}")

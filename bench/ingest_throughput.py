@@ -5,7 +5,11 @@ kind's contract into its Spark type, and writes them with Spark's built-in parqu
 validation, no dedup, no Delta, no exactly-once. Both run in this process on one Spark session,
 after a small warm-up of each. Prints a table, then one JSON line.
 
-    .venv/bin/python bench/ingest_throughput.py --events 2000000
+The first pass is the cron case: the JVM has seen only the warm-up, and both jobs pay for compiling
+their code on the first big batch. `--passes 2` runs both again over the same files (fresh outputs,
+warm JVM): the steady state of a long-running `reco ingest`. The target is checked on every pass.
+
+    .venv/bin/python bench/ingest_throughput.py --events 2000000 [--passes 2]
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from spark_jobs.validate import CONTRACTS
 
 TARGET_EVENTS_PER_S = 100_000
 TARGET_RATIO = 0.8
+RECO_JOB = "reco ingest --once (validate, dedup, Delta exactly-once)"
+PLAIN_JOB = "plain Spark (JSON → parquet sink)"
 SPARK_TYPES = {
     "string": T.StringType(),
     "double": T.DoubleType(),
@@ -102,7 +108,12 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--files-per-batch", type=int, default=10)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
+    parser.add_argument(
+        "--passes", type=int, default=1, help="runs of both jobs over the same files (default 1)"
+    )
     args = parser.parse_args()
+    if args.passes < 1:
+        parser.error("--passes must be at least 1")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="reco-bench-"))
     shutil.rmtree(work, ignore_errors=True)
 
@@ -114,32 +125,37 @@ def main() -> int:
     run_plain(spark, work / "warm", work / "warm" / "landing", args.files_per_batch)
     run_reco(work / "warm", work / "warm" / "landing", args.files_per_batch)
 
-    plain_s = run_plain(spark, work, work / "landing", args.files_per_batch)
-    reco_s, read = run_reco(work, work / "landing", args.files_per_batch)
-    assert read == lines, f"reco read {read} of {lines} lines"
-    plain_rate, reco_rate = lines / plain_s, lines / reco_s
-    ratio = reco_rate / plain_rate
+    passes, rows = [], []
+    for n in range(1, args.passes + 1):
+        outputs = work / f"pass{n}"
+        plain_s = run_plain(spark, outputs, work / "landing", args.files_per_batch)
+        reco_s, read = run_reco(outputs, work / "landing", args.files_per_batch)
+        assert read == lines, f"reco read {read} of {lines} lines"
+        plain_rate, reco_rate = lines / plain_s, lines / reco_s
+        passes.append(
+            {
+                "reco_events_per_s": round(reco_rate),
+                "plain_spark_events_per_s": round(plain_rate),
+                "ratio": round(reco_rate / plain_rate, 3),
+            }
+        )
+        rows += [
+            [str(n), RECO_JOB, f"{reco_s:.1f}", f"{reco_rate:,.0f}"],
+            [str(n), PLAIN_JOB, f"{plain_s:.1f}", f"{plain_rate:,.0f}"],
+        ]
     print_table(
         f"ingest of {lines:,} lines ({args.files} files per kind, {args.files_per_batch} files per batch)",
-        ["job", "seconds", "events/s"],
-        [
-            [
-                "reco ingest --once (validate, dedup, Delta exactly-once)",
-                f"{reco_s:.1f}",
-                f"{reco_rate:,.0f}",
-            ],
-            ["plain Spark (JSON → parquet sink)", f"{plain_s:.1f}", f"{plain_rate:,.0f}"],
-        ],
+        ["pass", "job", "seconds", "events/s"],
+        rows,
     )
-    meets = reco_rate >= TARGET_EVENTS_PER_S and ratio >= TARGET_RATIO
+    meets = all(p["reco_events_per_s"] >= TARGET_EVENTS_PER_S and p["ratio"] >= TARGET_RATIO for p in passes)
     print(
         json.dumps(
             {
                 "bench": "ingest_throughput",
                 "events": lines,
-                "reco_events_per_s": round(reco_rate),
-                "plain_spark_events_per_s": round(plain_rate),
-                "ratio": round(ratio, 3),
+                **passes[0],
+                "later_passes": passes[1:],
                 "target": {"events_per_s": TARGET_EVENTS_PER_S, "ratio": TARGET_RATIO},
                 "meets_target": meets,
             }

@@ -64,7 +64,7 @@ def land(root: Path, events: int, files: int, seed: int) -> int:
     return expected.lines
 
 
-def run_reco(root: Path, landing: Path, files_per_batch: int) -> float:
+def run_reco(root: Path, landing: Path, files_per_batch: int) -> tuple[float, int]:
     settings = load_settings(
         overrides={
             "warehouse": str(root / "warehouse"),

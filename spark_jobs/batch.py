@@ -49,18 +49,28 @@ class BatchProcessor:
         self.seen = {kind: SeenIds(warehouse.uri(spec), app_id) for kind, spec in KIND_TABLES.items()}
 
     def process(self, data: pa.Table, batch_id: int) -> BatchReport:
+        try:
+            return self._process(data, batch_id)
+        except BaseException:
+            for seen in self.seen.values():
+                seen.forget()
+            raise
+
+    def _process(self, data: pa.Table, batch_id: int) -> BatchReport:
         started, clock = datetime.now(UTC), time.perf_counter()
         lineage = {"ingested_at": started, "batch_id": batch_id}
         outputs: dict[str, pa.Table] = {}
         duplicates = 0
+        valid = pc.is_null(data["reason"])
         for kind, spec in KIND_TABLES.items():
-            rows = data.filter(pc.and_(pc.equal(data["kind"], kind), pc.is_null(data["reason"])))
-            fresh = self.seen[kind].first_sightings(rows["event_id"], batch_id)
-            duplicates += rows.num_rows - pc.sum(fresh).as_py() if rows.num_rows else 0
-            rows = rows.filter(fresh)
+            in_kind = pc.and_(valid, pc.equal(data["kind"], kind))
+            fresh = self.seen[kind].first_sightings(data["event_id"].filter(in_kind), batch_id)
+            keep = _keep_fresh(in_kind, fresh)
+            duplicates += len(fresh) - int(fresh.sum())
+            rows = _columns_of(data, spec).filter(keep)
             rows = rows.append_column("event_date", pc.cast(rows["ts"], pa.date32()))
             outputs[spec.name] = _with_columns(rows, lineage)
-        rejected = data.filter(pc.is_valid(data["reason"]))
+        rejected = _columns_of(data, catalog.QUARANTINE).filter(pc.invert(valid))
         outputs[catalog.QUARANTINE.name] = _with_columns(rejected, lineage)
 
         committed_now = False
@@ -70,8 +80,6 @@ class BatchProcessor:
             if table.num_rows:
                 committed_now |= self.writer.append_once(spec, table, batch_id)
                 written.append(spec.name)
-        for seen in self.seen.values():
-            seen.commit()
 
         report = BatchReport(
             batch_id=batch_id,
@@ -90,6 +98,18 @@ class BatchProcessor:
         committed_now |= self.writer.append_once(catalog.INGEST_METRICS, metrics, batch_id)
         report.committed_now = committed_now
         return report
+
+
+def _columns_of(data: pa.Table, spec: TableSpec) -> pa.Table:
+    """The batch's columns that `spec` keeps: filtering copies only those."""
+    return data.select([name for name in spec.schema.names if name in data.column_names])
+
+
+def _keep_fresh(in_kind: pa.ChunkedArray, fresh: np.ndarray) -> np.ndarray:
+    """Row mask over the whole batch: the rows of `in_kind` whose `fresh` flag (one per such row) is set."""
+    keep = in_kind.to_numpy()
+    keep[np.flatnonzero(keep)[~fresh]] = False
+    return keep
 
 
 def _with_columns(table: pa.Table, values: dict) -> pa.Table:

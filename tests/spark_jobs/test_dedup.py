@@ -23,11 +23,10 @@ def test_first_sightings_drops_known_ids_and_later_repeats(tmp_path):
     delta.append_once(uri, catalog.EVENTS, _events(["a", "b"], 0), "q", 0)
     seen = SeenIds(uri, "q")
     batch = pa.chunked_array([["a", "c", "d", "c"], ["e", "b", "d", "f", "a"]])
-    mask = seen.first_sightings(batch, 1).to_pylist()
+    mask = seen.first_sightings(batch, 1).tolist()
     assert mask == [False, True, True, False, True, False, False, True, False]
-    seen.commit()
     # the new ids count as known from the next batch on
-    assert seen.first_sightings(pa.chunked_array([["c", "g", "g", "f", "h"]]), 2).to_pylist() == [
+    assert seen.first_sightings(pa.chunked_array([["c", "g", "g", "f", "h"]]), 2).tolist() == [
         False,
         True,
         False,
@@ -36,9 +35,16 @@ def test_first_sightings_drops_known_ids_and_later_repeats(tmp_path):
     ]
 
 
-def test_ids_of_a_batch_that_was_never_committed_are_not_known(tmp_path):
+def test_ids_of_a_batch_that_was_never_committed_are_forgotten(tmp_path):
     uri = str(tmp_path / "events")
+    delta.append_once(uri, catalog.EVENTS, _events(["a"], 0), "q", 0)
     seen = SeenIds(uri, "q")
-    assert seen.first_sightings(pa.chunked_array([["x", "y"]]), 0).to_pylist() == [True, True]
-    # no commit(): the batch failed before its rows were written, so Spark runs it again
-    assert seen.first_sightings(pa.chunked_array([["x", "y", "x"]]), 0).to_pylist() == [True, True, False]
+    assert seen.first_sightings(pa.chunked_array([["x", "a", "y"]]), 1).tolist() == [True, False, True]
+    # the batch failed before its rows were written, so Spark runs it again
+    seen.forget()
+    assert seen.first_sightings(pa.chunked_array([["x", "y", "x", "a"]]), 1).tolist() == [
+        True,
+        True,
+        False,
+        False,
+    ]

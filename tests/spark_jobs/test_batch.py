@@ -10,32 +10,17 @@ import pyarrow as pa
 import pytest
 from deltalake.exceptions import DeltaError
 
-from lakehouse import catalog, delta
+from lakehouse import catalog, delta, schemas
 from lakehouse.catalog import Warehouse
-from lakehouse.schemas import CONTEXT, TS
 from lakehouse.writers import DeltaRsWriter
 from spark_jobs.batch import BatchProcessor
 
-# The columns of the validated stream, as Spark hands them over.
+LINEAGE = ("event_date", "ingested_at", "batch_id", "source_file")
+# The columns of the validated stream, as Spark hands them over: each kind's contract fields.
 VALIDATED = pa.schema(
-    [
-        ("kind", pa.string()),
-        ("reason", pa.string()),
-        ("raw", pa.string()),
-        ("source_file", pa.string()),
-        ("event_id", pa.string()),
-        ("user_id", pa.string()),
-        ("item_id", pa.string()),
-        ("event_type", pa.string()),
-        ("value", pa.float64()),
-        ("ts", TS),
-        ("session_id", pa.string()),
-        ("context", CONTEXT),
-        ("rec_id", pa.string()),
-        ("action", pa.string()),
-        ("position", pa.int32()),
-        ("model_version", pa.int64()),
-    ]
+    [("kind", pa.string()), ("reason", pa.string()), ("raw", pa.string()), ("source_file", pa.string())]
+    + [(f.name, f.type) for f in schemas.EVENTS if f.name not in LINEAGE]
+    + [(f.name, f.type) for f in schemas.FEEDBACK if f.name not in (*LINEAGE, *schemas.EVENTS.names)]
 )
 
 

@@ -37,6 +37,17 @@ class Factors:
         return out
 
 
+@dataclass(frozen=True)
+class Ratings:
+    """(user row, item row, rating) triples, over row ids 0..n_users-1 and 0..n_items-1."""
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    n_users: int
+    n_items: int
+
+
 def _dense(frame: pd.DataFrame, n: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
     out = np.zeros((n, rank), dtype=np.float32)
     known = np.zeros(n, dtype=bool)
@@ -49,11 +60,7 @@ def _dense(frame: pd.DataFrame, n: int, rank: int) -> tuple[np.ndarray, np.ndarr
 
 def fit_als(
     spark: SparkSession,
-    users: np.ndarray,
-    items: np.ndarray,
-    ratings: np.ndarray,
-    n_users: int,
-    n_items: int,
+    data: Ratings,
     rank: int = 32,
     reg: float = 0.1,
     alpha: float = 1.0,
@@ -61,18 +68,18 @@ def fit_als(
     implicit: bool = True,
     seed: int = 0,
 ) -> Factors:
-    """ALS on (user row, item row, rating) triples. implicit: ratings are confidences (Hu, Koren &
-    Volinsky 2008: c = 1 + alpha·r); explicit: ratings are the values to predict."""
+    """ALS on `data`. implicit: ratings are confidences (Hu, Koren & Volinsky 2008: c = 1 + alpha·r);
+    explicit: ratings are the values to predict."""
     started = time.perf_counter()
     frame = pd.DataFrame(
         {
-            "user": np.asarray(users, dtype=np.int32),
-            "item": np.asarray(items, dtype=np.int32),
-            "rating": np.asarray(ratings, dtype=np.float32),
+            "user": np.asarray(data.users, dtype=np.int32),
+            "item": np.asarray(data.items, dtype=np.int32),
+            "rating": np.asarray(data.ratings, dtype=np.float32),
         }
     )
     blocks = max(1, min(4, spark.sparkContext.defaultParallelism))
-    data = spark.createDataFrame(frame).repartition(blocks)
+    triples = spark.createDataFrame(frame).repartition(blocks)
     als = ALS(
         rank=rank,
         maxIter=iters,
@@ -87,9 +94,9 @@ def fit_als(
         numItemBlocks=blocks,
         coldStartStrategy="nan",
     )
-    model = als.fit(data)
-    user_vecs, user_known = _dense(model.userFactors.toPandas(), n_users, rank)
-    item_vecs, item_known = _dense(model.itemFactors.toPandas(), n_items, rank)
+    model = als.fit(triples)
+    user_vecs, user_known = _dense(model.userFactors.toPandas(), data.n_users, rank)
+    item_vecs, item_known = _dense(model.itemFactors.toPandas(), data.n_items, rank)
     params = {"rank": rank, "reg": reg, "alpha": alpha, "iters": iters, "implicit": implicit}
     return Factors(
         user_vecs, item_vecs, user_known, item_known, params, round(time.perf_counter() - started, 3)
@@ -98,11 +105,7 @@ def fit_als(
 
 def grid_search(
     spark: SparkSession,
-    users: np.ndarray,
-    items: np.ndarray,
-    ratings: np.ndarray,
-    n_users: int,
-    n_items: int,
+    data: Ratings,
     quality: Callable[[Factors], float],
     ranks: Sequence[int] = (32, 64),
     regs: Sequence[float] = (0.01, 0.1),
@@ -117,7 +120,7 @@ def grid_search(
     best_quality = -np.inf
     tried = []
     for rank, reg, alpha in itertools.product(ranks, regs, alphas):
-        factors = fit_als(spark, users, items, ratings, n_users, n_items, rank, reg, alpha, iters, True, seed)
+        factors = fit_als(spark, data, rank, reg, alpha, iters, implicit=True, seed=seed)
         value = float(quality(factors))
         tried.append({**factors.params, "quality": value, "seconds": factors.seconds})
         if on_fit:

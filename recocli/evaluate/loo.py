@@ -333,7 +333,7 @@ def _als_scorer(
         return score_stage(scorer_of(factors), val_stage, (10,), len(catalog)).get("ndcg@10") or 0.0
 
     best, grid = als.grid_search(
-        spark, u_rows, i_rows, weights, len(users), len(catalog), quality,
+        spark, als.Ratings(u_rows, i_rows, weights, len(users), len(catalog)), quality,
         ranks=parse_list(cfg.als_ranks, int), regs=parse_list(cfg.als_regs, float),
         alphas=parse_list(cfg.als_alphas, float),
         iters=cfg.als_iters, seed=seed,
@@ -346,11 +346,13 @@ def _als_scorer(
     held_values = rating_values(held, ratings)
     if np.isfinite(train_values).any() and np.isfinite(held_values).any():
         rated = np.isfinite(train_values)
-        explicit = als.fit_als(
-            spark, users.rows(split.train["user_id"])[rated], catalog.rows(split.train["item_id"])[rated],
-            train_values[rated], len(users), len(catalog), rank=best.params["rank"], reg=0.1,
-            iters=cfg.als_iters, implicit=False, seed=seed,
+        train = als.Ratings(
+            users.rows(split.train["user_id"])[rated], catalog.rows(split.train["item_id"])[rated],
+            train_values[rated], len(users), len(catalog),
         )  # fmt: skip
+        explicit = als.fit_als(
+            spark, train, rank=best.params["rank"], reg=0.1, iters=cfg.als_iters, implicit=False, seed=seed
+        )
         hu, hi = users.rows(held["user_id"]), catalog.rows(held["item_id"])
         ok = np.isfinite(held_values) & (hu >= 0) & (hi >= 0)
         predicted = explicit.predict(np.maximum(hu, 0), np.maximum(hi, 0))

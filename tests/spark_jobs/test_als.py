@@ -9,7 +9,7 @@ from evaluate_fixtures import write_planted_movielens
 from recocli.config import Settings
 from recocli.evaluate.loo import run_loo
 from recocli.evaluate.source import load
-from spark_jobs.als import fit_als
+from spark_jobs.als import Ratings, fit_als
 
 
 def test_als_peer_in_leave_last_out(spark, tmp_path):
@@ -35,7 +35,7 @@ def test_als_peer_in_leave_last_out(spark, tmp_path):
 def test_factors_predict_and_unknown_rows(spark):
     users = np.array([0, 0, 1, 1, 2])
     items = np.array([0, 1, 0, 2, 1])
-    factors = fit_als(spark, users, items, np.ones(5), n_users=4, n_items=4, rank=2, iters=3)
+    factors = fit_als(spark, Ratings(users, items, np.ones(5), n_users=4, n_items=4), rank=2, iters=3)
     assert factors.users.shape == (4, 2) and factors.items.shape == (4, 2)
     assert factors.user_known.tolist() == [True, True, True, False]
     assert factors.item_known.tolist() == [True, True, True, False]

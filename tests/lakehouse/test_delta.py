@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -56,3 +58,14 @@ def test_lock_is_exclusive_and_names_the_holder(tmp_path):
         pass
     with exclusive_lock(path, "job"):  # released on exit
         pass
+
+
+def test_a_process_that_read_a_table_exits_cleanly(tmp_path):
+    """delta-rs's file system under Arrow's reader made such a process abort at exit (status 134)
+    in about half the runs; cron must be able to trust the exit status."""
+    uri = str(tmp_path / "q")
+    for batch in range(3):
+        delta.append_once(uri, catalog.QUARANTINE, _quarantine_rows(1000, batch), "app", batch)
+    read = f"from lakehouse import delta; print(delta.read_table({uri!r}).num_rows)"
+    runs = [subprocess.run([sys.executable, "-c", read], capture_output=True, text=True) for _ in range(6)]
+    assert [(run.returncode, run.stdout.strip()) for run in runs] == [(0, "3000")] * 6

@@ -56,7 +56,9 @@ def in_bronze(uri: str, event_id: str) -> int | None:
     table = delta.open_table(uri)
     if table is None:
         return None
-    found = table.to_pyarrow_table(columns=["event_id"], filters=[("event_id", "=", event_id)])
+    found = table.to_pyarrow_table(
+        columns=["event_id"], filters=[("event_id", "=", event_id)], filesystem=delta.arrow_file_system(uri)
+    )
     return table.version() if found.num_rows else None
 
 

@@ -79,10 +79,10 @@ def read_table(uri: str, columns: list[str] | None = None, filters: list | None 
     table = open_table(uri)
     if table is None:
         return None
-    return table.to_pyarrow_table(columns=columns, filters=filters, filesystem=_file_system(uri))
+    return table.to_pyarrow_table(columns=columns, filters=filters, filesystem=arrow_file_system(uri))
 
 
-def _file_system(uri: str) -> pa_fs.FileSystem | None:
+def arrow_file_system(uri: str) -> pa_fs.FileSystem | None:
     """Arrow's own file system for a local table. Through delta-rs's (the default), a process that
     had read a table aborted at exit in about half the runs here ("terminate called without an
     active exception", exit status 134), which cron would count as a failed job."""
@@ -127,7 +127,8 @@ def current_version(uri: str) -> int | None:
 
 def read_version(uri: str, version: int, columns: list[str] | None = None) -> pa.Table:
     """The table as it was at `version` (a pinned snapshot)."""
-    return DeltaTable(uri, version=version).to_pyarrow_table(columns=columns, filesystem=_file_system(uri))
+    table = DeltaTable(uri, version=version)
+    return table.to_pyarrow_table(columns=columns, filesystem=arrow_file_system(uri))
 
 
 def read_changes(

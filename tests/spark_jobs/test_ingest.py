@@ -218,9 +218,9 @@ def test_tables_are_readable_by_deltalake_duckdb_and_polars(spark, dirs):
     )
 
 
-def test_compiled_checks_never_hold_the_batch_time(spark, dirs):
-    """The batch's time (the future bound) reaches the checks as a column, not as a literal that
-    would make Spark compile the whole check stage anew for every micro-batch."""
+def test_only_a_small_step_holds_the_batch_time(spark, dirs):
+    """The batch's time (the future bound) reaches the JSON parse and the checks as a column, not as a
+    literal that would make Spark compile those large steps anew for every micro-batch."""
     warehouse, landing = dirs
     for n in range(2):
         write_landing_file(landing, "events", f"{n}.jsonl", [event(n)])
@@ -245,6 +245,10 @@ def test_compiled_checks_never_hold_the_batch_time(spark, dirs):
     checks = next(row for row in plan.splitlines() if "bad_timestamp" in row)
     assert "_now" in checks
     assert re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", checks) == ["1995-01-01 00:00:00"]
+    timed = [row for row in plan.splitlines() if re.search(r"THEN \d{4}-\d\d-\d\d \d\d:", row)]
+    assert timed and all("from_json" not in row and "AS _now" in row for row in timed)
+    parse = [row for row in plan.splitlines() if "from_json" in row]
+    assert parse and all("_now#" in row and "AS _now" not in row for row in parse)
 
 
 def test_sessions_skip_pyspark_call_site_capture(spark):

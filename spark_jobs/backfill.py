@@ -10,6 +10,7 @@ app's last commit, so running the same import again writes nothing and counts du
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 import pyarrow as pa
 
@@ -52,13 +53,14 @@ def backfill_events(
         writer = make_writer(settings.ingest.writer, spark, warehouse, app_id)
         processor = BatchProcessor(warehouse, writer, app_id)
         batch_id = next_batch_id(warehouse, app_id)
+        started = datetime.now(UTC)
         reports = []
         for lines in chunks:
             frame = spark.createDataFrame(
                 pa.table({"value": lines, "source_file": pa.repeat(source_file, len(lines))})
             )
-            validated = validate(frame, CONTRACTS["events"], bounds).toArrow()
-            report = processor.process(validated, batch_id)
+            validated = validate(frame, CONTRACTS["events"], bounds, started).toArrow()
+            report = processor.process(validated, batch_id, bounds.latest(datetime.now(UTC)))
             reports.append(report)
             if on_batch:
                 on_batch(report)

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from lakehouse import catalog
 from lakehouse.catalog import TableSpec, Warehouse
 from lakehouse.writers import BatchWriter
+from recocli.errors import RecoError
 from spark_jobs.dedup import SeenIds
 
 KIND_TABLES: dict[str, TableSpec] = {"events": catalog.EVENTS, "feedback": catalog.FEEDBACK}
@@ -48,9 +49,11 @@ class BatchProcessor:
         self.writer, self.app_id = writer, app_id
         self.seen = {kind: SeenIds(warehouse.uri(spec), app_id) for kind, spec in KIND_TABLES.items()}
 
-    def process(self, data: pa.Table, batch_id: int) -> BatchReport:
+    def process(self, data: pa.Table, batch_id: int, latest: datetime) -> BatchReport:
+        """Commit one batch from spark_jobs.validate; valid lines with an event time after `latest`
+        (the batch's time plus ingest.max_future) are quarantined as bad_timestamp."""
         try:
-            return self._process(data, batch_id)
+            return self._process(_reject_late(data, latest), batch_id)
         except BaseException:
             for seen in self.seen.values():
                 seen.forget()
@@ -98,6 +101,23 @@ class BatchProcessor:
         committed_now |= self.writer.append_once(catalog.INGEST_METRICS, metrics, batch_id)
         report.committed_now = committed_now
         return report
+
+
+def _reject_late(data: pa.Table, latest: datetime) -> pa.Table:
+    """Mark valid rows whose event time is after `latest` as bad_timestamp; validate kept their line."""
+    late = pc.and_kleene(
+        pc.is_null(data["reason"]), pc.greater(data["ts"], pa.scalar(latest, data["ts"].type))
+    )
+    late = pc.fill_null(late, False)
+    if not pc.any(late).as_py():
+        return data
+    if pc.any(pc.and_(late, pc.is_null(data["raw"]))).as_py():
+        raise RecoError(
+            f"a line later than {latest:%Y-%m-%d %H:%M:%S} UTC reached the batch without its text (was the "
+            "clock set back?); nothing of this batch was written: run the command again"
+        )
+    reason = pc.if_else(late, pa.scalar("bad_timestamp"), data["reason"])
+    return data.set_column(data.schema.get_field_index("reason"), "reason", reason)
 
 
 def _columns_of(data: pa.Table, spec: TableSpec) -> pa.Table:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import reduce
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from spark_jobs.sources import source_streams
 from spark_jobs.validate import CONTRACTS, Bounds, validate
 
 OnBatch = Callable[[BatchReport], None]
+# Batches this run plans get a time no earlier than its start, short of the clock being set back.
+CLOCK_MARGIN = timedelta(hours=1)
 
 
 class StopRequested(Exception):
@@ -61,11 +64,35 @@ def checkpoint_dir(settings: Settings) -> Path:
     )
 
 
-def validated_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+def validated_stream(spark: SparkSession, settings: Settings, earliest_batch: datetime) -> DataFrame:
     ingest = settings.ingest
     bounds = Bounds.from_settings(ingest)
-    frames = [validate(df, CONTRACTS[kind], bounds) for kind, df in source_streams(spark, ingest).items()]
+    frames = [
+        validate(df, CONTRACTS[kind], bounds, earliest_batch)
+        for kind, df in source_streams(spark, ingest).items()
+    ]
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+
+
+def _batch_ids(log: Path) -> set[int]:
+    return {int(p.name) for p in log.glob("[0-9]*") if p.name.isdigit()}
+
+
+def batch_time(checkpoint: Path, batch_id: int) -> datetime:
+    """The time Spark gave micro-batch `batch_id` (its offset log's second line), the same on a replay."""
+    offsets = checkpoint / "offsets" / str(batch_id)
+    try:
+        metadata = json.loads(offsets.read_text().splitlines()[1])
+        return datetime.fromtimestamp(metadata["batchTimestampMs"] / 1000, UTC)
+    except (OSError, IndexError, ValueError, KeyError, TypeError) as exc:
+        raise RecoError(f"cannot read the time of batch {batch_id} from {offsets}: {exc}") from None
+
+
+def earliest_batch_time(checkpoint: Path) -> datetime:
+    """The oldest time a batch of this run can have: a new batch is timed when Spark plans it, and the
+    only older one is the batch Spark replays after a crash (planned in offsets/, not in commits/)."""
+    pending = _batch_ids(checkpoint / "offsets") - _batch_ids(checkpoint / "commits")
+    return min([datetime.now(UTC) - CLOCK_MARGIN, *(batch_time(checkpoint, n) for n in pending)])
 
 
 def _refuse_lost_checkpoint(warehouse: Warehouse, app_id: str, checkpoint: Path) -> None:
@@ -75,8 +102,7 @@ def _refuse_lost_checkpoint(warehouse: Warehouse, app_id: str, checkpoint: Path)
     checkpoint has planned every batch the tables hold, even when the kill landed between the
     Delta commit and Spark's own `commits/` entry."""
     done = delta.committed_version(warehouse.uri(catalog.INGEST_METRICS), app_id)
-    planned = [int(p.name) for p in (checkpoint / "offsets").glob("[0-9]*") if p.name.isdigit()]
-    if done is not None and max(planned, default=-1) < done:
+    if done is not None and max(_batch_ids(checkpoint / "offsets"), default=-1) < done:
         raise RecoError(
             f"the tables hold batches 0..{done} of query '{app_id}' but its checkpoint {checkpoint} is "
             "missing or behind them: restore the checkpoint, or ingest under a new ingest.query_name"
@@ -89,11 +115,13 @@ class _BatchCallback:
     def __init__(
         self,
         processor: BatchProcessor,
+        latest: Callable[[int], datetime],
         on_batch: OnBatch | None,
         summary: IngestSummary,
         stop: threading.Event,
     ) -> None:
-        self.processor, self.on_batch, self.summary, self.stop = processor, on_batch, summary, stop
+        self.processor, self.latest, self.on_batch = processor, latest, on_batch
+        self.summary, self.stop = summary, stop
         self.lock = threading.Lock()
         self.error: BaseException | None = None
 
@@ -102,7 +130,7 @@ class _BatchCallback:
             if self.stop.is_set():
                 raise StopRequested()
             try:
-                report = self.processor.process(frame.toArrow(), batch_id)
+                report = self.processor.process(frame.toArrow(), batch_id, self.latest(batch_id))
             except BaseException as exc:
                 self.error = exc
                 raise
@@ -153,8 +181,16 @@ def run_ingest(
         if on_start:
             on_start(writer.name)
         summary = IngestSummary(writer=writer.name)
-        callback = _BatchCallback(BatchProcessor(warehouse, writer, app_id), on_batch, summary, stop)
-        stream = validated_stream(spark, settings).writeStream.queryName(app_id)
+        bounds = Bounds.from_settings(settings.ingest)
+        callback = _BatchCallback(
+            BatchProcessor(warehouse, writer, app_id),
+            lambda batch_id: bounds.latest(batch_time(checkpoint, batch_id)),
+            on_batch,
+            summary,
+            stop,
+        )
+        stream = validated_stream(spark, settings, earliest_batch_time(checkpoint))
+        stream = stream.writeStream.queryName(app_id)
         stream = stream.option("checkpointLocation", str(checkpoint)).foreachBatch(callback)
         stream = (
             stream.trigger(availableNow=True)

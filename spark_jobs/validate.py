@@ -3,12 +3,16 @@
 Checks run in this order and the first failure is the reason: oversize, malformed_json,
 missing_field:<name>, bad_type:<name>, unknown_event_type, bad_timestamp. Ids may be JSON strings or
 numbers (numbers are kept as their text); objects or arrays in a string field are bad_type.
+
+The one check left to spark_jobs.batch is an event time too far in the future: its bound moves with
+each micro-batch, and a bound that changes per batch would make Spark compile the checks anew for
+every batch (Spark writes it into the generated code as a constant).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame
@@ -71,7 +75,7 @@ CONTRACTS = {c.kind: c for c in (EVENTS, FEEDBACK)}
 @dataclass(frozen=True)
 class Bounds:
     """Accepted event times and line size. The upper time bound moves with each micro-batch's
-    own timestamp, which Spark records in its offset log, so a replayed batch decides the same."""
+    own time, which Spark records in its offset log, so a replayed batch decides the same."""
 
     min_ts: datetime
     max_future_s: float
@@ -87,9 +91,9 @@ class Bounds:
             raise RecoError(f"ingest.min_event_time is not an ISO-8601 time: {text!r}") from None
         return cls(min_ts, parse_duration(ingest.max_future), ingest.max_line_bytes)
 
-    def max_ts(self, now: Column) -> Column:
-        """The latest event time accepted in a batch whose own time is `now`."""
-        return F.timestamp_micros(F.unix_micros(now) + int(self.max_future_s * 1e6))
+    def latest(self, batch_time: datetime) -> datetime:
+        """The latest event time accepted in a batch whose own time is `batch_time`."""
+        return batch_time + timedelta(seconds=self.max_future_s)
 
 
 def parse_timestamp(raw: Column) -> Column:
@@ -138,38 +142,29 @@ def _normalized(raw: Column, allowed: tuple[str, ...]) -> Column:
     return F.when(raw.isin(*allowed), raw).otherwise(F.lower(F.trim(raw)))
 
 
-def validate(lines: DataFrame, contract: Contract, bounds: Bounds) -> DataFrame:
-    """(value, source_file) lines → kind, reason (null when valid), raw (rejected only), typed fields.
+def validate(lines: DataFrame, contract: Contract, bounds: Bounds, earliest_batch: datetime) -> DataFrame:
+    """(value, source_file) lines → kind, reason (null when valid), raw, typed fields.
 
     One `from_json` with every field read as text (a number keeps its text, an object or array its
     JSON) parses each line once, inside Spark's generated code; text that is not JSON fills the
     corrupt-record column. The checks sit in CASE WHEN branches over that parse, and the costly
     string copies (trim, lower) only run on the rare lines that need them.
+
+    `raw` is kept for rejected lines and for valid ones later than any batch from `earliest_batch`
+    on accepts: spark_jobs.batch quarantines those it finds too far in the future, line and all.
     """
     names = [name for name, _, _ in contract.fields]
     schema = T.StructType([T.StructField(n, T.StringType()) for n in [*names, CORRUPT]])
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
-    # Spark writes the batch's time into generated code as a constant, so the step that holds it is
-    # compiled, and warmed up by the JIT, anew for every micro-batch. It gets a step of its own over the
-    # raw lines: the partition id (never negative) makes that step nondeterministic, which keeps Spark
-    # from merging it into the JSON parse. The parse and the checks read it as a column, and their
-    # compiled classes serve every batch. Merged into the parse it cost about 1 s of JIT compiling per
-    # 500,000-line batch here (bench/ingest_throughput.py: 0.65 → 0.70 of the peer on a warm JVM).
     # A line over the size limit is rejected whatever it holds, so it is never parsed (the bench's
     # 70 KB lines were parsed twice, the line and then its context map).
     fits = F.octet_length("value") <= bounds.max_line_bytes
-    batch_time = F.when(F.spark_partition_id() >= 0, F.current_timestamp())
-    timed = lines.select("value", "source_file", batch_time.alias("_now"))
-    parsed = timed.select(
-        "value",
-        "source_file",
-        "_now",
-        F.when(fits, F.from_json("value", schema, options)).alias("_json"),
+    parsed = lines.select(
+        "value", "source_file", F.when(fits, F.from_json("value", schema, options)).alias("_json")
     )
     fields = parsed.select(
         "value",
         "source_file",
-        "_now",
         (F.col("_json").isNull() | F.col(f"_json.{CORRUPT}").isNotNull()).alias("_unparsed"),
         *(F.col(f"_json.{n}").alias(f"_raw_{n}") for n in names),
     )
@@ -191,15 +186,15 @@ def validate(lines: DataFrame, contract: Contract, bounds: Bounds) -> DataFrame:
     event_type = _normalized(raw[contract.type_field], contract.allowed_types)
     reason = reason.when(~event_type.isin(*contract.allowed_types), "unknown_event_type")
     ts = typed["ts"]
-    too_late = ts > bounds.max_ts(F.col("_now"))
-    reason = reason.when(ts.isNull() | (ts < F.lit(bounds.min_ts)) | too_late, "bad_timestamp")
+    reason = reason.when(ts.isNull() | (ts < F.lit(bounds.min_ts)), "bad_timestamp")
+    may_be_late = ts > F.lit(bounds.latest(earliest_batch))
 
     outputs = {**typed, contract.type_field: event_type}
     valid = F.col("reason").isNull()
     return typed_fields.select("*", reason.alias("reason")).select(
         F.lit(contract.kind).alias("kind"),
         "reason",
-        F.when(~valid, line).alias("raw"),
+        F.when(~valid | may_be_late, line).alias("raw"),
         "source_file",
         *(F.when(valid, column).alias(name) for name, column in outputs.items()),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -12,9 +13,10 @@ import pytest
 from helpers import event, feedback, ids, line, table
 
 from lakehouse import catalog
+from lakehouse.catalog import Warehouse
 from recocli.config import load_settings
 from recocli.landing import write_landing_file
-from spark_jobs.ingest import run_ingest, validated_stream
+from spark_jobs.ingest import batch_time, checkpoint_dir, earliest_batch_time, run_ingest, validated_stream
 
 
 def ingest_once(warehouse, landing, **overrides):
@@ -218,37 +220,63 @@ def test_tables_are_readable_by_deltalake_duckdb_and_polars(spark, dirs):
     )
 
 
-def test_only_a_small_step_holds_the_batch_time(spark, dirs):
-    """The batch's time (the future bound) reaches the JSON parse and the checks as a column, not as a
-    literal that would make Spark compile those large steps anew for every micro-batch."""
+def test_the_compiled_plan_is_the_same_for_every_batch(spark, dirs):
+    """The batch's time (the future bound) stays out of Spark's plan: as a literal there it made Spark
+    compile the JSON parse or the checks, and the JIT warm them up, anew for every micro-batch."""
     warehouse, landing = dirs
-    for n in range(2):
+    settings = load_settings(env={}, overrides={"warehouse": str(warehouse), "ingest.landing": str(landing)})
+    earliest = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    def plan_of_a_batch(n: int) -> str:
         write_landing_file(landing, "events", f"{n}.jsonl", [event(n)])
-    settings = load_settings(
-        env={},
-        overrides={
-            "warehouse": str(warehouse),
-            "ingest.landing": str(landing),
-            "ingest.max_files_per_batch": 1,
-        },
+        query = (
+            validated_stream(spark, settings, earliest)
+            .writeStream.format("noop")
+            .option("checkpointLocation", str(warehouse / "noop_checkpoint"))
+            .trigger(availableNow=True)
+            .start()
+        )
+        query.awaitTermination()
+        assert query.lastProgress["batchId"] == n
+        plan = query._jsq.streamingQuery().lastExecution().executedPlan().toString()
+        return re.sub(r"#\d+L?|epoch: \d+|\[file:[^\]]*\]", "", plan)  # ids, batch, files
+
+    first, second = plan_of_a_batch(0), plan_of_a_batch(1)
+    assert "from_json" in first and first == second
+    times = set(re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", first))
+    assert times == {"1995-01-01 00:00:00", "2026-01-03 03:04:05"}  # min bound, earliest + 1 day
+
+
+def test_a_replayed_batch_keeps_the_time_spark_planned_it_at(spark, dirs):
+    """Spark planned batch 0 three days ago and crashed before anything was committed: the rerun
+    judges the future bound by that time, and still quarantines the line whole."""
+    warehouse, landing = dirs
+    soon = datetime.now(UTC) + timedelta(hours=20)
+    write_landing_file(
+        landing, "events", "a.jsonl", [line(event("now")), line(event("soon", ts=soon.isoformat()))]
     )
-    query = (
-        validated_stream(spark, settings)
-        .writeStream.format("noop")
-        .option("checkpointLocation", str(warehouse / "noop_checkpoint"))
-        .trigger(availableNow=True)
-        .start()
-    )
-    query.awaitTermination()
-    assert query.lastProgress["batchId"] == 1
-    plan = query._jsq.streamingQuery().lastExecution().executedPlan().toString()
-    checks = next(row for row in plan.splitlines() if "bad_timestamp" in row)
-    assert "_now" in checks
-    assert re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", checks) == ["1995-01-01 00:00:00"]
-    timed = [row for row in plan.splitlines() if re.search(r"THEN \d{4}-\d\d-\d\d \d\d:", row)]
-    assert timed and all("from_json" not in row and "AS _now" in row for row in timed)
-    parse = [row for row in plan.splitlines() if "from_json" in row]
-    assert parse and all("_now#" in row and "AS _now" not in row for row in parse)
+    ingest_once(warehouse, landing)
+    assert ids(warehouse) == ["enow", "esoon"]
+
+    checkpoint = checkpoint_dir(load_settings(env={}, overrides={"warehouse": str(warehouse)}))
+    planned = datetime.now(UTC) - timedelta(days=3)
+    offsets = checkpoint / "offsets" / "0"
+    header, metadata, *sources = offsets.read_text().splitlines()
+    metadata = json.dumps({**json.loads(metadata), "batchTimestampMs": int(planned.timestamp() * 1000)})
+    offsets.write_text("\n".join([header, metadata, *sources]))
+    for stale in ("offsets/.0.crc", "commits/0", "commits/.0.crc"):  # Hadoop's checksums too
+        (checkpoint / stale).unlink()
+    for spec in catalog.INGEST_TABLES:
+        shutil.rmtree(Warehouse(warehouse).uri(spec))
+    assert batch_time(checkpoint, 0) == earliest_batch_time(checkpoint)
+    assert abs(batch_time(checkpoint, 0) - planned) < timedelta(milliseconds=1)
+
+    ingest_once(warehouse, landing)
+    assert ids(warehouse) == ["enow"]
+    quarantine = table(warehouse, catalog.QUARANTINE).to_pylist()
+    assert [(r["reason"], json.loads(r["raw"])["event_id"]) for r in quarantine] == [
+        ("bad_timestamp", "esoon")
+    ]
 
 
 def test_sessions_skip_pyspark_call_site_capture(spark):

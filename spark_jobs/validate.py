@@ -150,8 +150,9 @@ def validate(lines: DataFrame, contract: Contract, bounds: Bounds, earliest_batc
     corrupt-record column. The checks sit in CASE WHEN branches over that parse, and the costly
     string copies (trim, lower) only run on the rare lines that need them.
 
-    `raw` is kept for rejected lines and for valid ones later than any batch from `earliest_batch`
-    on accepts: spark_jobs.batch quarantines those it finds too far in the future, line and all.
+    `raw` is kept for rejected lines, and for valid lines that a batch of this run (timed at
+    `earliest_batch` or later) may find too far in the future: spark_jobs.batch quarantines those,
+    line and all.
     """
     names = [name for name, _, _ in contract.fields]
     schema = T.StructType([T.StructField(n, T.StringType()) for n in [*names, CORRUPT]])

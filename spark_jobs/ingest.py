@@ -90,9 +90,11 @@ def batch_time(checkpoint: Path, batch_id: int) -> datetime:
 
 def earliest_batch_time(checkpoint: Path) -> datetime:
     """The oldest time a batch of this run can have: a new batch is timed when Spark plans it, and the
-    only older one is the batch Spark replays after a crash (planned in offsets/, not in commits/)."""
+    only older one is the batch Spark replays after a crash (planned in offsets/, not in commits/).
+    Rounded down to the hour, so that runs within an hour in one process share Spark's compiled code."""
     pending = _batch_ids(checkpoint / "offsets") - _batch_ids(checkpoint / "commits")
-    return min([datetime.now(UTC) - CLOCK_MARGIN, *(batch_time(checkpoint, n) for n in pending)])
+    earliest = min([datetime.now(UTC) - CLOCK_MARGIN, *(batch_time(checkpoint, n) for n in pending)])
+    return earliest.replace(minute=0, second=0, microsecond=0)
 
 
 def _refuse_lost_checkpoint(warehouse: Warehouse, app_id: str, checkpoint: Path) -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pa_ds
 import pyarrow.fs as pa_fs
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
@@ -123,6 +124,39 @@ def current_version(uri: str) -> int | None:
     """The table's latest version, or None when there is no table."""
     table = open_table(uri)
     return None if table is None else table.version()
+
+
+def commit_of(uri: str, app_id: str, txn_version: int) -> int | None:
+    """The table version whose commit recorded `app_id`'s transaction `txn_version`, or None. An app's
+    transaction versions only grow, so a binary search over the table's versions finds it."""
+
+    def reached(version: int) -> bool:
+        recorded = DeltaTable(uri, version=version).transaction_version(app_id)
+        return recorded is not None and recorded >= txn_version
+
+    table = open_table(uri)
+    if table is None or not reached(table.version()):
+        return None
+    low, high = 0, table.version()
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if reached(middle) else (middle + 1, high)
+    return low
+
+
+def read_table_less_commit(uri: str, version: int, columns: list[str] | None = None) -> pa.Table:
+    """The current snapshot less the files that the (append) commit at `version` added."""
+    added = {_file_name(u) for u in DeltaTable(uri, version=version).file_uris()}
+    added -= {_file_name(u) for u in DeltaTable(uri, version=version - 1).file_uris()}
+    dataset = DeltaTable(uri).to_pyarrow_dataset(filesystem=arrow_file_system(uri))
+    kept = [f for f in dataset.get_fragments() if _file_name(f.path) not in added]
+    return pa_ds.FileSystemDataset(kept, dataset.schema, dataset.format, dataset.filesystem).to_table(
+        columns=columns
+    )
+
+
+def _file_name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
 
 
 def read_version(uri: str, version: int, columns: list[str] | None = None) -> pa.Table:

@@ -12,8 +12,8 @@ class SeenIds:
     """In-memory id set of one table, loaded on the first batch and growing with each batch.
 
     Costs about 100 bytes per ingested event in the ingest process. A batch that this table already
-    committed before a crash is replayed against the ids of the batches before it, so the replay
-    decides exactly as the first attempt did.
+    committed before a crash is replayed against every id but those of that commit, so the replay
+    decides as the first attempt did (other writers' rows, such as an import's, stay known).
     """
 
     def __init__(self, uri: str, app_id: str) -> None:
@@ -21,10 +21,11 @@ class SeenIds:
         self._ids: set[str] | None = None
 
     def _load(self, batch_id: int) -> set[str]:
-        done = delta.committed_version(self.uri, self.app_id)
-        replaying = done is not None and done >= batch_id
-        filters = [("batch_id", "!=", batch_id)] if replaying else None
-        table = delta.read_table(self.uri, columns=["event_id"], filters=filters)
+        commit = delta.commit_of(self.uri, self.app_id, batch_id)
+        if commit is None:
+            table = delta.read_table(self.uri, columns=["event_id"])
+        else:  # a replay: every id but those of this app's own commit of the batch
+            table = delta.read_table_less_commit(self.uri, commit, columns=["event_id"])
         return set() if table is None else set(table.column("event_id").to_pylist())
 
     def first_sightings(self, event_ids: pa.ChunkedArray | pa.Array, batch_id: int) -> np.ndarray:

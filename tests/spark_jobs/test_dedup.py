@@ -48,3 +48,18 @@ def test_ids_of_a_batch_that_was_never_committed_are_forgotten(tmp_path):
         False,
         False,
     ]
+
+
+def test_a_replay_still_knows_ids_another_app_wrote_under_the_same_batch_id(tmp_path):
+    """An import (its own app id, batch ids from 0 too) wrote "z" as its batch 1, then ingest committed
+    its batch 1 and crashed before Spark recorded it: the replay of batch 1 leaves out only ingest's
+    own rows, so "z" is still a duplicate."""
+    uri = str(tmp_path / "events")
+    delta.append_once(uri, catalog.EVENTS, _events(["a"], 0), "q", 0)
+    delta.append_once(uri, catalog.EVENTS, _events(["z"], 1), "import", 1)
+    delta.append_once(uri, catalog.EVENTS, _events(["b", "c"], 1), "q", 1)
+    delta.append_once(uri, catalog.EVENTS, _events(["y"], 2), "import", 2)
+
+    assert [delta.commit_of(uri, "q", n) for n in (0, 1, 2)] == [1, 3, None]
+    replay = SeenIds(uri, "q").first_sightings(pa.chunked_array([["z", "b", "c", "y", "a", "d"]]), 1)
+    assert replay.tolist() == [False, True, True, False, False, True]

@@ -130,17 +130,17 @@ def commit_of(uri: str, app_id: str, txn_version: int) -> int | None:
     """The table version whose commit recorded `app_id`'s transaction `txn_version`, or None. An app's
     transaction versions only grow, so a binary search over the table's versions finds it."""
 
-    def reached(version: int) -> bool:
-        recorded = DeltaTable(uri, version=version).transaction_version(app_id)
+    def reached(table: DeltaTable) -> bool:
+        recorded = table.transaction_version(app_id)
         return recorded is not None and recorded >= txn_version
 
     table = open_table(uri)
-    if table is None or not reached(table.version()):
+    if table is None or not reached(table):
         return None
     low, high = 0, table.version()
     while low < high:
         middle = (low + high) // 2
-        low, high = (low, middle) if reached(middle) else (middle + 1, high)
+        low, high = (low, middle) if reached(DeltaTable(uri, version=middle)) else (middle + 1, high)
     return low
 
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import reduce
 from pathlib import Path
 
+import pyarrow as pa
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 
@@ -31,6 +32,7 @@ from recocli.errors import RecoError
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.session import build_session
 from spark_jobs.sources import source_streams
+from spark_jobs.spool import BackgroundCommit, BatchSpool
 from spark_jobs.validate import CONTRACTS, Bounds, validate
 
 OnBatch = Callable[[BatchReport], None]
@@ -112,18 +114,22 @@ def _refuse_lost_checkpoint(warehouse: Warehouse, app_id: str, checkpoint: Path)
 
 
 class _BatchCallback:
-    """foreachBatch target. Holds a lock while a batch runs so a stop waits for it to finish."""
+    """foreachBatch target: saves each batch to the spool and starts its commit on a thread, so Spark
+    computes the next batch meanwhile. Holds a lock while it runs, so a stop waits for it."""
 
     def __init__(
         self,
         processor: BatchProcessor,
+        spool: BatchSpool,
         latest: Callable[[int], datetime],
         on_batch: OnBatch | None,
         summary: IngestSummary,
         stop: threading.Event,
     ) -> None:
-        self.processor, self.latest, self.on_batch = processor, latest, on_batch
+        self.processor, self.spool, self.latest, self.on_batch = processor, spool, latest, on_batch
         self.summary, self.stop = summary, stop
+        self.commits = BackgroundCommit()
+        self.drained: set[int] = set()
         self.lock = threading.Lock()
         self.error: BaseException | None = None
 
@@ -131,14 +137,30 @@ class _BatchCallback:
         with self.lock:
             if self.stop.is_set():
                 raise StopRequested()
+            if batch_id in self.drained:
+                return  # Spark replays a batch it had not recorded, which the spool held: done
             try:
-                report = self.processor.process(frame.toArrow(), batch_id, self.latest(batch_id))
+                data, latest = frame.toArrow(), self.latest(batch_id)
+                self.spool.save(batch_id, data, latest)
+                self.commits.start(lambda: self.commit(batch_id, data, latest))
             except BaseException as exc:
                 self.error = exc
                 raise
-            self.summary.batches.append(report)
-            if self.on_batch:
-                self.on_batch(report)
+
+    def commit(self, batch_id: int, data: pa.Table, latest: datetime) -> None:
+        """Commit one spooled batch (skipping tables that already hold it), then drop it from the spool."""
+        report = self.processor.process(data, batch_id, latest)
+        self.spool.remove(batch_id)
+        self.summary.batches.append(report)
+        if self.on_batch:
+            self.on_batch(report)
+
+    def commit_spooled(self) -> None:
+        """Commit, oldest first, the batches a killed run had saved but not committed (Spark may have
+        recorded them as done, so it will not run them again)."""
+        for batch_id in self.spool.pending():
+            self.commit(batch_id, *self.spool.load(batch_id))
+            self.drained.add(batch_id)
 
 
 def _catch_signals(event: threading.Event) -> None:
@@ -186,11 +208,13 @@ def run_ingest(
         bounds = Bounds.from_settings(settings.ingest)
         callback = _BatchCallback(
             BatchProcessor(warehouse, writer, app_id),
+            BatchSpool(checkpoint / "spool"),
             lambda batch_id: bounds.latest(batch_time(checkpoint, batch_id)),
             on_batch,
             summary,
             stop,
         )
+        callback.commit_spooled()
         stream = validated_stream(spark, settings, earliest_batch_time(checkpoint))
         stream = stream.writeStream.queryName(app_id)
         stream = stream.option("checkpointLocation", str(checkpoint)).foreachBatch(callback)
@@ -206,22 +230,26 @@ def run_ingest(
 
 
 def _wait(query, callback: _BatchCallback) -> None:
+    """Until the query ends (all landed files read, a stop, or a failure), then until the last
+    batch's commit ends. Raises the failure of a batch or of its commit."""
+    failure = None
     try:
         while query.isActive:
-            if callback.stop.is_set():
+            if callback.stop.is_set() or callback.commits.failed:
                 # Let the running batch finish; any later one refuses to start (StopRequested).
                 # The lock is not held across stop(): stop() waits for Spark's batch thread.
                 with callback.lock:
                     pass
                 query.stop()
-                return
+                break
             query.awaitTermination(0.25)
     except StreamingQueryException as exc:
-        if callback.stop.is_set():
-            return
-        if callback.error is not None:
-            raise callback.error from None
-        raise RecoError(f"ingest failed: {str(exc).splitlines()[0]}") from None
+        failure = exc
+    callback.commits.wait()
+    if callback.error is not None:
+        raise callback.error from None
+    if failure is not None and not callback.stop.is_set():
+        raise RecoError(f"ingest failed: {str(failure).splitlines()[0]}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -279,6 +279,49 @@ def test_a_replayed_batch_keeps_the_time_spark_planned_it_at(spark, dirs):
     ]
 
 
+@pytest.mark.parametrize("spark_recorded", [True, False], ids=["spark-recorded", "spark-replays"])
+def test_a_spooled_batch_whose_commit_failed_is_committed_by_the_next_run(spark, dirs, spark_recorded):
+    """Delta commits run while Spark computes the next batch, so Spark records batch 0 as done before
+    its commit ends. Here that commit fails: the spool keeps the batch, and the next run commits it
+    before Spark starts. If Spark had not recorded it (a kill just after the spool's save), Spark
+    replays it and the run skips it. Nothing is lost and nothing is written or counted twice."""
+    warehouse, landing = dirs
+    write_landing_file(landing, "events", "a.jsonl", [event(n) for n in range(5)])
+    write_landing_file(landing, "events", "b.jsonl", [event(n) for n in range(5, 9)])
+    settings = load_settings(
+        env={},
+        overrides={
+            "warehouse": str(warehouse),
+            "ingest.landing": str(landing),
+            "ingest.max_files_per_batch": 1,
+        },
+    )
+    broken_log_entry = Path(Warehouse(warehouse).uri(catalog.EVENTS)) / "_delta_log" / f"{1:020d}.json"
+
+    def break_events_table(_writer: str) -> None:
+        broken_log_entry.write_text("not json\n")  # every later read or commit of bronze/events fails
+
+    with pytest.raises(Exception, match="Json error"):
+        run_ingest(settings, once=True, on_start=break_events_table)
+    checkpoint = checkpoint_dir(settings)
+    assert (checkpoint / "commits" / "0").exists() and not (checkpoint / "commits" / "1").exists()
+    # batch 1 is spooled too when Spark started it before the failure stopped the query
+    assert "batch-000000000000.arrow" in [p.name for p in (checkpoint / "spool").iterdir()]
+
+    broken_log_entry.unlink()
+    assert ids(warehouse) == []
+    if not spark_recorded:
+        for record in ("commits/0", "commits/.0.crc"):  # Hadoop's checksum too
+            (checkpoint / record).unlink()
+    summary = run_ingest(settings, once=True)
+    assert ids(warehouse) == [f"e{n}" for n in range(9)]
+    metrics = table(warehouse, catalog.INGEST_METRICS).to_pylist()
+    assert sorted(m["batch_id"] for m in metrics) == [0, 1]
+    assert sorted(m["lines_read"] for m in metrics) == [4, 5]
+    assert (summary.totals()["batches"], summary.totals()["lines_read"]) == (2, 9)
+    assert list((checkpoint / "spool").iterdir()) == []
+
+
 def test_sessions_skip_pyspark_call_site_capture(spark):
     """Four JVM round trips per Column call otherwise, paid by every ingest start."""
     assert spark.conf.get("spark.python.sql.dataFrameDebugging.enabled") == "false"

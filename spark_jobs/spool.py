@@ -45,6 +45,7 @@ class BatchSpool:
         return sorted(int(p.stem.removeprefix("batch-")) for p in self.folder.glob("batch-*.arrow"))
 
     def load(self, batch_id: int) -> tuple[pa.Table, datetime]:
+        """A saved batch and the latest event time it accepts (as the killed run had judged it)."""
         with pa.memory_map(str(self._path(batch_id))) as source:
             data = pa.ipc.open_file(source).read_all()
         latest = datetime.fromisoformat(data.schema.metadata[LATEST_KEY].decode())

@@ -16,8 +16,10 @@ import pytest
 from helpers import Process, event, ids, reco_cmd, run_reco, table
 
 from lakehouse import catalog
+from lakehouse.delta import committed_version
 from recocli.data.synthetic import generate_lines
 from recocli.landing import write_landing_file
+from spark_jobs.spool import BatchSpool
 
 pytestmark = pytest.mark.slow
 
@@ -165,6 +167,45 @@ def test_kill_between_delta_commit_and_spark_commit_is_resumed(tmp_path):
     again = run_reco("ingest", "--once", "-w", str(warehouse), "--landing", str(landing))
     assert again.returncode == 0, again.stderr[-3000:]
     assert ids(warehouse) == ["e1", "e2", "e3"]
+
+
+def test_sigkill_after_spark_recorded_a_batch_before_its_delta_commit_loses_nothing(tmp_path):
+    """The window the spool is for: Spark has recorded batch N as done (`commits/N`) while its Delta
+    commit still runs on the commit thread (the batch is in the spool). Real kills in that window,
+    then a rerun: every line is in once."""
+    warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    event_ids, feedback_ids, quarantined, lines = _land(landing, seed=12, files=6, events=30000)
+    args = ("ingest", "--once", "--max-files-per-batch", "1", "-w", str(warehouse), "--landing", str(landing))
+    checkpoint = warehouse / "_checkpoints" / "reco_ingest"
+    hits = 0
+    for _trial in range(4):
+        proc = Process(reco_cmd(*args))
+        while proc.proc.poll() is None:
+            if any((checkpoint / "commits" / str(n)).exists() for n in _spooled(checkpoint)):
+                proc.kill_group()
+                break
+            time.sleep(0.002)
+        proc.kill_group()
+        recorded = {int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")}
+        in_delta = committed_version(str(warehouse / catalog.INGEST_METRICS.name), "reco_ingest")
+        hits += any(n in recorded and (in_delta is None or n > in_delta) for n in _spooled(checkpoint))
+    assert hits >= 2, "the kills should land after Spark's record and before the Delta commit"
+
+    final = run_reco(*args)
+    assert final.returncode == 0, final.stderr
+    assert ids(warehouse) == sorted(event_ids)
+    assert ids(warehouse, catalog.FEEDBACK) == sorted(feedback_ids)
+    assert table(warehouse, catalog.QUARANTINE).num_rows == quarantined
+    metrics = table(warehouse, catalog.INGEST_METRICS).to_pylist()
+    assert sorted(m["batch_id"] for m in metrics) == list(range(6))  # one file of each kind per batch
+    assert sum(m["lines_read"] for m in metrics) == lines
+    files = [f for m in metrics for f in m["files"]]
+    assert len(files) == len(set(files)) == 12, "every file read by exactly one committed batch"
+    assert list((checkpoint / "spool").glob("*")) == []
+
+
+def _spooled(checkpoint: Path) -> set[int]:
+    return set(BatchSpool(checkpoint / "spool").pending())
 
 
 def _version(warehouse: Path, spec) -> int:

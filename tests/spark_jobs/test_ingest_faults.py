@@ -35,7 +35,7 @@ def _land(landing: Path, seed: int, files: int, events: int) -> tuple[set[str], 
 
 def test_sigkill_at_random_moments_then_rerun_loses_and_duplicates_nothing(tmp_path):
     warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
-    event_ids, feedback_ids, quarantined, lines = _land(landing, seed=11, files=8, events=4000)
+    landed = _land(landing, seed=11, files=8, events=4000)
     rng = random.Random(2024)
     args = (
         "ingest",
@@ -56,7 +56,13 @@ def test_sigkill_at_random_moments_then_rerun_loses_and_duplicates_nothing(tmp_p
             killed_mid_run += 1
         proc.kill_group()
     assert killed_mid_run >= 3, "the kills should land while the job runs"
+    _rerun_holds_every_line_once(args, warehouse, landed, files=16)
 
+
+def _rerun_holds_every_line_once(args: tuple, warehouse: Path, landed: tuple, files: int) -> None:
+    """Run `reco *args` to the end; then every landed line (`_land`'s answer) is in the tables once,
+    and each of the `files` landed files was read by exactly one committed batch."""
+    event_ids, feedback_ids, quarantined, lines = landed
     final = run_reco(*args)
     assert final.returncode == 0, final.stderr
     assert ids(warehouse) == sorted(event_ids)
@@ -66,8 +72,8 @@ def test_sigkill_at_random_moments_then_rerun_loses_and_duplicates_nothing(tmp_p
     batch_ids = [m["batch_id"] for m in metrics]
     assert len(batch_ids) == len(set(batch_ids)), "a batch was recorded twice"
     assert sum(m["lines_read"] for m in metrics) == lines
-    files = [f for m in metrics for f in m["files"]]
-    assert len(files) == len(set(files)) == 16, "every file read by exactly one committed batch"
+    read = [f for m in metrics for f in m["files"]]
+    assert len(read) == len(set(read)) == files, "every file read by exactly one committed batch"
 
 
 def test_second_ingest_is_refused_and_sigterm_finishes_cleanly(tmp_path):
@@ -174,7 +180,7 @@ def test_sigkill_after_spark_recorded_a_batch_before_its_delta_commit_loses_noth
     commit still runs on the commit thread (the batch is in the spool). Real kills in that window,
     then a rerun: every line is in once."""
     warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
-    event_ids, feedback_ids, quarantined, lines = _land(landing, seed=12, files=6, events=30000)
+    landed = _land(landing, seed=12, files=6, events=30000)
     args = ("ingest", "--once", "--max-files-per-batch", "1", "-w", str(warehouse), "--landing", str(landing))
     checkpoint = warehouse / "_checkpoints" / "reco_ingest"
     hits = 0
@@ -190,17 +196,7 @@ def test_sigkill_after_spark_recorded_a_batch_before_its_delta_commit_loses_noth
         in_delta = committed_version(str(warehouse / catalog.INGEST_METRICS.name), "reco_ingest")
         hits += any(n in recorded and (in_delta is None or n > in_delta) for n in _spooled(checkpoint))
     assert hits >= 2, "the kills should land after Spark's record and before the Delta commit"
-
-    final = run_reco(*args)
-    assert final.returncode == 0, final.stderr
-    assert ids(warehouse) == sorted(event_ids)
-    assert ids(warehouse, catalog.FEEDBACK) == sorted(feedback_ids)
-    assert table(warehouse, catalog.QUARANTINE).num_rows == quarantined
-    metrics = table(warehouse, catalog.INGEST_METRICS).to_pylist()
-    assert sorted(m["batch_id"] for m in metrics) == list(range(6))  # one file of each kind per batch
-    assert sum(m["lines_read"] for m in metrics) == lines
-    files = [f for m in metrics for f in m["files"]]
-    assert len(files) == len(set(files)) == 12, "every file read by exactly one committed batch"
+    _rerun_holds_every_line_once(args, warehouse, landed, files=12)
     assert list((checkpoint / "spool").glob("*")) == []
 
 

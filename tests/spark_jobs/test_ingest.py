@@ -19,11 +19,14 @@ from recocli.landing import write_landing_file
 from spark_jobs.ingest import batch_time, checkpoint_dir, earliest_batch_time, run_ingest, validated_stream
 
 
-def ingest_once(warehouse, landing, **overrides):
-    settings = load_settings(
+def settings_for(warehouse, landing, **overrides):
+    return load_settings(
         env={}, overrides={"warehouse": str(warehouse), "ingest.landing": str(landing), **overrides}
     )
-    return run_ingest(settings, once=True)
+
+
+def ingest_once(warehouse, landing, **overrides):
+    return run_ingest(settings_for(warehouse, landing, **overrides), once=True)
 
 
 def test_happy_path_both_kinds_with_types_and_lineage(spark, dirs):
@@ -224,7 +227,7 @@ def test_the_compiled_plan_is_the_same_for_every_batch(spark, dirs):
     """The batch's time (the future bound) stays out of Spark's plan: as a literal there it made Spark
     compile the JSON parse or the checks, and the JIT warm them up, anew for every micro-batch."""
     warehouse, landing = dirs
-    settings = load_settings(env={}, overrides={"warehouse": str(warehouse), "ingest.landing": str(landing)})
+    settings = settings_for(warehouse, landing)
     earliest = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
     def plan_of_a_batch(n: int) -> str:
@@ -258,7 +261,7 @@ def test_a_replayed_batch_keeps_the_time_spark_planned_it_at(spark, dirs):
     ingest_once(warehouse, landing)
     assert ids(warehouse) == ["enow", "esoon"]
 
-    checkpoint = checkpoint_dir(load_settings(env={}, overrides={"warehouse": str(warehouse)}))
+    checkpoint = checkpoint_dir(settings_for(warehouse, landing))
     planned = datetime.now(UTC) - timedelta(days=3)
     offsets = checkpoint / "offsets" / "0"
     header, metadata, *sources = offsets.read_text().splitlines()
@@ -288,14 +291,7 @@ def test_a_spooled_batch_whose_commit_failed_is_committed_by_the_next_run(spark,
     warehouse, landing = dirs
     write_landing_file(landing, "events", "a.jsonl", [event(n) for n in range(5)])
     write_landing_file(landing, "events", "b.jsonl", [event(n) for n in range(5, 9)])
-    settings = load_settings(
-        env={},
-        overrides={
-            "warehouse": str(warehouse),
-            "ingest.landing": str(landing),
-            "ingest.max_files_per_batch": 1,
-        },
-    )
+    settings = settings_for(warehouse, landing, **{"ingest.max_files_per_batch": 1})
     broken_log_entry = Path(Warehouse(warehouse).uri(catalog.EVENTS)) / "_delta_log" / f"{1:020d}.json"
 
     def break_events_table(_writer: str) -> None:

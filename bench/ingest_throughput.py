@@ -8,9 +8,9 @@ after a small warm-up of each. Prints a table, then one JSON line.
 Each pass runs the two jobs in both orders, plain, reco, reco, plain, each over the same files into
 fresh outputs, and compares their total times. Order matters here: the job that runs second finds
 the JSON parse they share already compiled by the JVM (measured: with the peer first reco scored
-0.84-0.88 of it, with reco first 0.65-0.72). The first pass is the cron case, on a JVM that has
-seen only the warm-up; `--passes 2` repeats it on the warm JVM, the steady state of a long-running
-`reco ingest`. The target is checked on every pass.
+0.84-0.88 of it, with reco first 0.65-0.72). The first pass stands for the cron case: it starts on
+a JVM that has seen only the warm-up. `--passes 2` repeats it on the warm JVM, the steady state of a
+long-running `reco ingest`. The target is checked on every pass.
 
     .venv/bin/python bench/ingest_throughput.py --events 2000000 [--passes 2]
 """
@@ -112,7 +112,7 @@ def main() -> int:
     parser.add_argument("--files-per-batch", type=int, default=10)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument(
-        "--passes", type=int, default=1, help="runs of both jobs over the same files (default 1)"
+        "--passes", type=int, default=1, help="passes of plain, reco, reco, plain (default 1)"
     )
     args = parser.parse_args()
     if args.passes < 1:

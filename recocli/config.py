@@ -170,7 +170,7 @@ class TrainSettings:
     strategy: str = "auto"
     precision: str = "auto"
     # CPU threads for PyTorch (0: one per core). 1 by default: on a small box shared with Spark or a
-    # second job, threads fighting for cores made training several times slower (bench/README).
+    # second job, threads fighting for cores made training several times slower (README, `reco train`).
     threads: int = 1
     weights: EventWeights = field(default_factory=EventWeights)
 

@@ -38,8 +38,9 @@ class KafkaSettings:
     events_topic: str = "reco.events"
     feedback_topic: str = "reco.feedback"
     starting_offsets: str = "earliest"
-    # 0 = no cap on records per micro-batch.
-    max_offsets_per_batch: int = 0
+    # Most records per micro-batch (0 = no cap): each batch passes through the driver as Arrow, so an
+    # uncapped backlog from "earliest" could outgrow it (about 175 bytes per bench line).
+    max_offsets_per_batch: int = 1000000
     # Passed through as reader options, e.g. {"kafka.security.protocol" = "SASL_SSL"}.
     options: dict[str, str] = field(default_factory=dict)
 
@@ -53,7 +54,13 @@ class IngestSettings:
     checkpoint: str = ""
     query_name: str = "reco_ingest"
     interval: str = "1s"
-    max_files_per_batch: int = 1000
+    # Most landed bytes one micro-batch reads from each landing folder ("0": no cap). Each batch passes
+    # through the driver as Arrow (dedup runs there): uncapped, a backlog of 7M lines outgrew Spark's
+    # 1 GiB result limit and failed, the same way at every rerun.
+    max_bytes_per_batch: str = "128MB"
+    # Most files per micro-batch instead (0: none). Spark's file source takes one cap, so a file cap
+    # replaces the byte cap.
+    max_files_per_batch: int = 0
     # "auto" (Spark's delta sink when Delta's jars are on the classpath, else delta-rs),
     # "delta-rs" or "spark-delta".
     writer: str = "auto"
@@ -254,6 +261,17 @@ def load_settings(
         if value is not None:
             _set_path(settings, dotted.split("."), value, source="command line")
     return settings
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from '512KB', '128MB', '2GB' (powers of 1024) or a bare number of bytes."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*(\d+)\s*([kmg]i?b?|b)?\s*", str(text), re.IGNORECASE)
+    if not match:
+        raise RecoError(f"not a size: {text!r} (examples: 512KB, 128MB, 2GB)")
+    unit = (match.group(2) or "b")[0].lower()
+    return int(match.group(1)) * {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
 
 
 def parse_duration(text: str | float | int) -> float:

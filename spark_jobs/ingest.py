@@ -20,6 +20,7 @@ from functools import reduce
 from pathlib import Path
 
 import pyarrow as pa
+from py4j.protocol import Py4JJavaError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 
@@ -31,13 +32,19 @@ from recocli.config import Settings, load_settings, parse_duration
 from recocli.errors import RecoError
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.session import build_session
-from spark_jobs.sources import source_streams
+from spark_jobs.sources import source_options, source_streams
 from spark_jobs.spool import BackgroundCommit, BatchSpool
 from spark_jobs.validate import CONTRACTS, Bounds, validate
 
 OnBatch = Callable[[BatchReport], None]
 # Batches this run plans get a time no earlier than its start, short of the clock being set back.
 CLOCK_MARGIN = timedelta(hours=1)
+TOO_LARGE_FOR_DRIVER = (
+    " (the micro-batch is too large for the driver: lower ingest.max_bytes_per_batch, "
+    "max_files_per_batch or kafka.max_offsets_per_batch; a batch Spark has already planned keeps its "
+    'size at a rerun, so run that one with a larger limit: [spark] conf = {"spark.driver.maxResultSize" '
+    '= "4g"})'
+)
 
 
 class StopRequested(Exception):
@@ -144,7 +151,7 @@ class _BatchCallback:
                 self.spool.save(batch_id, data, latest)
                 self.commits.start(lambda: self.commit(batch_id, data, latest))
             except BaseException as exc:
-                self.error = exc
+                self.error = _spark_failure(exc, batch_id)
                 raise
 
     def commit(self, batch_id: int, data: pa.Table, latest: datetime) -> None:
@@ -161,6 +168,18 @@ class _BatchCallback:
         for batch_id in self.spool.pending():
             self.commit(batch_id, *self.spool.load(batch_id))
             self.drained.add(batch_id)
+
+
+def _spark_failure(exc: BaseException, batch_id: int) -> BaseException:
+    """A failure inside Spark (a Java exception) as one line naming its root cause; others unchanged."""
+    if not isinstance(exc, Py4JJavaError):
+        return exc
+    cause = exc.java_exception
+    while cause.getCause() is not None:
+        cause = cause.getCause()
+    message = str(cause.getMessage()).splitlines()[0]
+    hint = TOO_LARGE_FOR_DRIVER if "maxResultSize" in message else ""
+    return RecoError(f"batch {batch_id} failed in Spark: {message}{hint}")
 
 
 def _catch_signals(event: threading.Event) -> None:
@@ -194,6 +213,8 @@ def run_ingest(
     app_id = settings.ingest.query_name
     checkpoint = checkpoint_dir(settings)
     interval = parse_duration(settings.ingest.interval)
+    bounds = Bounds.from_settings(settings.ingest)
+    source_options(settings.ingest)  # a bad setting fails here, before Spark starts
     stop = threading.Event()
     with _stop_on_signals(stop), exclusive_lock(warehouse.lock("ingest"), "reco ingest"):
         _refuse_lost_checkpoint(warehouse, app_id, checkpoint)
@@ -205,7 +226,6 @@ def run_ingest(
         if on_start:
             on_start(writer.name)
         summary = IngestSummary(writer=writer.name)
-        bounds = Bounds.from_settings(settings.ingest)
         callback = _BatchCallback(
             BatchProcessor(warehouse, writer, app_id),
             BatchSpool(checkpoint / "spool"),
@@ -260,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--landing")
     parser.add_argument("--checkpoint")
     parser.add_argument("--once", action="store_true")
+    parser.add_argument("--max-bytes-per-batch")
     parser.add_argument("--max-files-per-batch", type=int)
     args = parser.parse_args(argv)
     try:
@@ -269,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warehouse": args.warehouse,
                 "ingest.landing": args.landing,
                 "ingest.checkpoint": args.checkpoint,
+                "ingest.max_bytes_per_batch": args.max_bytes_per_batch,
                 "ingest.max_files_per_batch": args.max_files_per_batch,
             },
         )

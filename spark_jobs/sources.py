@@ -9,7 +9,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recocli.config import IngestSettings, KafkaSettings
+from recocli.config import IngestSettings, KafkaSettings, parse_size
 from recocli.errors import RecoError
 from recocli.landing import landing_dirs
 from spark_jobs.validate import is_blank
@@ -35,13 +35,34 @@ def kafka_reader_options(kafka: KafkaSettings) -> dict[str, str]:
     return {**options, **kafka.options}
 
 
-def file_streams(spark: SparkSession, ingest: IngestSettings) -> dict[str, DataFrame]:
+def file_batch_cap(ingest: IngestSettings) -> dict[str, str]:
+    """The file source's cap on a micro-batch: Spark refuses both at once, so a file cap (when set)
+    replaces the byte cap. A batch always takes at least one file, however large."""
+    if ingest.max_files_per_batch < 0:
+        raise RecoError(f"ingest.max_files_per_batch must be 0 or more, got {ingest.max_files_per_batch}")
+    if ingest.max_files_per_batch > 0:
+        return {"maxFilesPerTrigger": str(ingest.max_files_per_batch)}
+    max_bytes = parse_size(ingest.max_bytes_per_batch)
+    return {"maxBytesPerTrigger": str(max_bytes)} if max_bytes > 0 else {}
+
+
+def source_options(ingest: IngestSettings) -> dict[str, str]:
+    """The configured source's reader options; raises on a bad setting (`reco ingest` asks before it
+    starts Spark, so a mistake costs no JVM start)."""
+    if ingest.source == "files":
+        return file_batch_cap(ingest)
+    if ingest.source == "kafka":
+        return kafka_reader_options(ingest.kafka)
+    raise RecoError(f"ingest.source must be 'files' or 'kafka', got {ingest.source!r}")
+
+
+def file_streams(spark: SparkSession, landing: str, options: dict[str, str]) -> dict[str, DataFrame]:
     streams = {}
-    for kind, folder in landing_dirs(ingest.landing).items():
+    for kind, folder in landing_dirs(landing).items():
         folder.mkdir(parents=True, exist_ok=True)
         lines = (
             spark.readStream.format("text")
-            .option("maxFilesPerTrigger", ingest.max_files_per_batch)
+            .options(**options)
             .option("maxFileAge", MAX_FILE_AGE)
             .load(str(folder))
         )
@@ -49,8 +70,8 @@ def file_streams(spark: SparkSession, ingest: IngestSettings) -> dict[str, DataF
     return streams
 
 
-def kafka_streams(spark: SparkSession, kafka: KafkaSettings) -> dict[str, DataFrame]:
-    records = spark.readStream.format("kafka").options(**kafka_reader_options(kafka)).load()
+def kafka_streams(spark: SparkSession, kafka: KafkaSettings, options: dict[str, str]) -> dict[str, DataFrame]:
+    records = spark.readStream.format("kafka").options(**options).load()
     lines = records.select(
         F.col("value").cast("string").alias("value"),
         F.format_string("kafka:%s/%d/%d", "topic", "partition", "offset").alias("source_file"),
@@ -62,10 +83,9 @@ def kafka_streams(spark: SparkSession, kafka: KafkaSettings) -> dict[str, DataFr
 
 def source_streams(spark: SparkSession, ingest: IngestSettings) -> dict[str, DataFrame]:
     """Blank lines are not records: they are dropped before counting."""
+    options = source_options(ingest)
     if ingest.source == "files":
-        streams = file_streams(spark, ingest)
-    elif ingest.source == "kafka":
-        streams = kafka_streams(spark, ingest.kafka)
+        streams = file_streams(spark, ingest.landing, options)
     else:
-        raise RecoError(f"ingest.source must be 'files' or 'kafka', got {ingest.source!r}")
+        streams = kafka_streams(spark, ingest.kafka, options)
     return {kind: df.where(~is_blank(F.col("value"))) for kind, df in streams.items()}

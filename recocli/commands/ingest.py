@@ -24,8 +24,16 @@ def ingest(
     interval: Annotated[
         str | None, typer.Option(help="Micro-batch interval when running continuously [default: 1s].")
     ] = None,
+    max_bytes_per_batch: Annotated[
+        str | None,
+        typer.Option(
+            help="Most landed bytes one micro-batch reads from each folder, e.g. 64MB; 0: no cap "
+            "[default: 128MB]. Each batch passes through this process's memory."
+        ),
+    ] = None,
     max_files_per_batch: Annotated[
-        int | None, typer.Option(min=1, help="Most files one micro-batch reads [default: 1000].")
+        int | None,
+        typer.Option(min=1, help="Cap micro-batches by files instead of bytes [default: bytes]."),
     ] = None,
     checkpoint: Annotated[
         Path | None,
@@ -57,6 +65,7 @@ def ingest(
         **{
             "ingest.landing": landing and str(landing),
             "ingest.interval": interval,
+            "ingest.max_bytes_per_batch": max_bytes_per_batch,
             "ingest.max_files_per_batch": max_files_per_batch,
             "ingest.checkpoint": checkpoint and str(checkpoint),
             "spark.master": master,

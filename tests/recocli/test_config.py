@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-from recocli.config import Settings, load_settings, parse_duration
+from recocli.config import Settings, load_settings, parse_duration, parse_size
 from recocli.errors import RecoError
 
 
@@ -83,3 +83,11 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_rejects_nonsense():
     with pytest.raises(RecoError, match="not a duration"):
         parse_duration("soon")
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("512", 512), ("512B", 512), ("2k", 2048), ("3 MB", 3 << 20), ("1GiB", 1 << 30), (7, 7)],
+)
+def test_parse_size(text, size):
+    assert parse_size(text) == size

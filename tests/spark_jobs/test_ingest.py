@@ -182,6 +182,17 @@ def test_conservation_per_batch_on_mixed_files(spark, dirs):
     assert {k.as_py(): v.as_py() for k, v in counts.items()} == expected.quarantine
 
 
+def test_a_byte_cap_splits_a_backlog_into_batches_of_whole_files(spark, dirs):
+    warehouse, landing = dirs
+    for n in range(4):
+        write_landing_file(landing, "events", f"part-{n}.jsonl", [line(event(f"{n}-{k}")) for k in range(50)])
+    file_bytes = (landing / "events" / "part-0.jsonl").stat().st_size
+    # two and a half files' worth: a batch takes whole files, as many as fit
+    summary = ingest_once(warehouse, landing, **{"ingest.max_bytes_per_batch": str(file_bytes * 5 // 2)})
+    assert [(b.lines_read, len(b.files)) for b in summary.batches] == [(100, 2), (100, 2)]
+    assert ids(warehouse) == sorted(f"e{n}-{k}" for n in range(4) for k in range(50))
+
+
 def test_duplicates_within_a_file_across_files_and_across_runs(spark, dirs):
     warehouse, landing = dirs
     write_landing_file(landing, "events", "a.jsonl", [event(1), event(2), event(1, item_id="other")])

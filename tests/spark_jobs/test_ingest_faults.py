@@ -160,6 +160,27 @@ def test_emptied_checkpoint_is_refused_instead_of_skipping_batches(tmp_path):
     assert ids(warehouse) == ["e1"]
 
 
+def test_a_batch_too_large_for_the_driver_is_explained_and_a_rerun_with_room_takes_it(tmp_path):
+    """Spark refuses a batch whose results outgrow spark.driver.maxResultSize (here 1 MiB; 1 GiB by
+    default, which 7M uncapped lines exceeded). The batch stays planned with its files, so the error
+    says how to run it; a rerun with the default limit ingests it, every line once."""
+    warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    write_landing_file(landing, "events", "big.jsonl", [event(n, session_id="s" * 200) for n in range(20000)])
+    tight = tmp_path / "tight.toml"
+    tight.write_text(
+        '[ingest]\nmax_bytes_per_batch = "0"\n[spark]\nconf = { "spark.driver.maxResultSize" = "1m" }\n'
+    )
+    args = ("ingest", "--once", "-w", str(warehouse), "--landing", str(landing))
+    failed = run_reco(*args, "--config", str(tight))
+    assert failed.returncode == 2
+    assert "error: batch 0 failed in Spark" in failed.stderr and "spark.driver.maxResultSize" in failed.stderr
+    assert "Traceback" not in failed.stderr and len(failed.stderr.splitlines()) < 12, failed.stderr
+    assert ids(warehouse) == []
+    rerun = run_reco(*args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert ids(warehouse) == sorted(f"e{n}" for n in range(20000))
+
+
 def test_kill_between_delta_commit_and_spark_commit_is_resumed(tmp_path):
     """The Delta commit landed but Spark's `commits/0` did not (the kill fell in between): the rerun
     replays batch 0, skips it as committed, then ingests the new file."""

@@ -39,12 +39,19 @@ from spark_jobs.validate import CONTRACTS, Bounds, validate
 OnBatch = Callable[[BatchReport], None]
 # Batches this run plans get a time no earlier than its start, short of the clock being set back.
 CLOCK_MARGIN = timedelta(hours=1)
-TOO_LARGE_FOR_DRIVER = (
-    " (the micro-batch is too large for the driver: lower ingest.max_bytes_per_batch, "
-    "max_files_per_batch or kafka.max_offsets_per_batch; a batch Spark has already planned keeps its "
-    'size at a rerun, so run that one with a larger limit: [spark] conf = {"spark.driver.maxResultSize" '
-    '= "4g"})'
-)
+# What to do about Spark failures a user can act on, by a phrase of Spark's message.
+HINTS = {
+    "maxResultSize": (
+        "the micro-batch is too large for the driver: lower ingest.max_bytes_per_batch, "
+        "max_files_per_batch or kafka.max_offsets_per_batch; a batch Spark has already planned keeps "
+        'its size at a rerun, so run that one with a larger limit: [spark] conf = {"spark.driver.'
+        'maxResultSize" = "4g"}'
+    ),
+    "Wrong basePath": (
+        "this query's checkpoint was made for another landing folder: ingest from that folder, or "
+        "under a new ingest.query_name"
+    ),
+}
 
 
 class StopRequested(Exception):
@@ -177,9 +184,14 @@ def _spark_failure(exc: BaseException, batch_id: int) -> BaseException:
     cause = exc.java_exception
     while cause.getCause() is not None:
         cause = cause.getCause()
-    message = str(cause.getMessage()).splitlines()[0]
-    hint = TOO_LARGE_FOR_DRIVER if "maxResultSize" in message else ""
-    return RecoError(f"batch {batch_id} failed in Spark: {message}{hint}")
+    return RecoError(f"batch {batch_id} failed in Spark: {_with_hint(str(cause.getMessage()))}")
+
+
+def _with_hint(message: str) -> str:
+    """The first line of Spark's message, and what to do about it when that is known."""
+    line = message.splitlines()[0]
+    hints = [hint for phrase, hint in HINTS.items() if phrase in message]
+    return f"{line} ({hints[0]})" if hints else line
 
 
 def _catch_signals(event: threading.Event) -> None:
@@ -269,7 +281,7 @@ def _wait(query, callback: _BatchCallback) -> None:
     if callback.error is not None:
         raise callback.error from None
     if failure is not None and not callback.stop.is_set():
-        raise RecoError(f"ingest failed: {str(failure).splitlines()[0]}") from None
+        raise RecoError(f"ingest failed: {_with_hint(str(failure))}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from helpers import event, feedback, ids, line, table
 from lakehouse import catalog
 from lakehouse.catalog import Warehouse
 from recocli.config import load_settings
+from recocli.errors import RecoError
 from recocli.landing import write_landing_file
 from spark_jobs.ingest import batch_time, checkpoint_dir, earliest_batch_time, run_ingest, validated_stream
 
@@ -191,6 +192,17 @@ def test_a_byte_cap_splits_a_backlog_into_batches_of_whole_files(spark, dirs):
     summary = ingest_once(warehouse, landing, **{"ingest.max_bytes_per_batch": str(file_bytes * 5 // 2)})
     assert [(b.lines_read, len(b.files)) for b in summary.batches] == [(100, 2), (100, 2)]
     assert ids(warehouse) == sorted(f"e{n}-{k}" for n in range(4) for k in range(50))
+
+
+def test_a_checkpoint_made_for_another_landing_folder_is_explained(spark, dirs):
+    warehouse, landing = dirs
+    write_landing_file(landing, "events", "a.jsonl", [line(event(1))])
+    ingest_once(warehouse, landing)
+    moved = landing.parent / "moved"
+    write_landing_file(moved, "events", "b.jsonl", [line(event(2))])
+    with pytest.raises(RecoError, match="checkpoint was made for another landing folder"):
+        ingest_once(warehouse, moved)
+    assert ids(warehouse) == ["e1"]
 
 
 def test_duplicates_within_a_file_across_files_and_across_runs(spark, dirs):

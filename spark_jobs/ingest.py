@@ -189,7 +189,7 @@ def _spark_failure(exc: BaseException, batch_id: int) -> BaseException:
 
 def _with_hint(message: str) -> str:
     """The first line of Spark's message, and what to do about it when that is known."""
-    line = message.splitlines()[0]
+    line = (message.splitlines() or [""])[0]
     hints = [hint for phrase, hint in HINTS.items() if phrase in message]
     return f"{line} ({hints[0]})" if hints else line
 

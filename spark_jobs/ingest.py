@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -144,6 +145,7 @@ class _BatchCallback:
         self.summary, self.stop = summary, stop
         self.commits = BackgroundCommit()
         self.drained: set[int] = set()
+        self.handed: int | None = None  # the last batch saved to the spool and handed to a commit
         self.lock = threading.Lock()
         self.error: BaseException | None = None
 
@@ -157,6 +159,7 @@ class _BatchCallback:
                 data, latest = frame.toArrow(), self.latest(batch_id)
                 self.spool.save(batch_id, data, latest)
                 self.commits.start(lambda: self.commit(batch_id, data, latest))
+                self.handed = batch_id
             except BaseException as exc:
                 self.error = _spark_failure(exc, batch_id)
                 raise
@@ -268,10 +271,12 @@ def _wait(query, callback: _BatchCallback) -> None:
     try:
         while query.isActive:
             if callback.stop.is_set() or callback.commits.failed:
-                # Let the running batch finish; any later one refuses to start (StopRequested).
-                # The lock is not held across stop(): stop() waits for Spark's batch thread.
+                # Let the running batch finish and Spark record it; any later one refuses to start
+                # (StopRequested). The lock is not held across stop(): stop() waits for Spark's batch
+                # thread.
                 with callback.lock:
                     pass
+                _await_record(query, callback.handed)
                 query.stop()
                 break
             query.awaitTermination(0.25)
@@ -282,6 +287,18 @@ def _wait(query, callback: _BatchCallback) -> None:
         raise callback.error from None
     if failure is not None and not callback.stop.is_set():
         raise RecoError(f"ingest failed: {_with_hint(str(failure))}") from None
+
+
+def _await_record(query, batch_id: int | None, timeout_s: float = 10.0) -> None:
+    """Until Spark has recorded `batch_id` as done (it reports a batch's progress after recording
+    it), so that a stop does not cut the record short: otherwise the next run replays a batch that
+    the spool already holds, and whether it does depends on timing."""
+    deadline = time.monotonic() + timeout_s
+    while batch_id is not None and query.isActive and time.monotonic() < deadline:
+        progress = query.lastProgress
+        if progress is not None and progress["batchId"] >= batch_id:
+            return
+        time.sleep(0.01)
 
 
 def main(argv: list[str] | None = None) -> int:

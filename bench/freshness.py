@@ -30,11 +30,11 @@ import numpy as np
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.landing import write_landing_file
 from lakehouse.registry import ModelRegistry
 from recocli.config import load_settings
 from recocli.console import print_table
 from recocli.data.synthetic import World, generate_lines
-from recocli.landing import write_landing_file
 from recocli.recommend.run import Request, recommend
 
 NIGHTLY_S = 24 * 3600

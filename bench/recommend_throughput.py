@@ -33,6 +33,7 @@ from lakehouse.registry import ModelRegistry
 from recocli.config import load_settings
 from recocli.console import print_table
 from recocli.models import build_model
+from recocli.models.store import publish_version
 from recocli.models.vocab import Vocabs, Vocabulary
 from recocli.recommend.run import Request, publish, recommend
 
@@ -92,8 +93,8 @@ def publish_mf(warehouse: Warehouse, users: np.ndarray, items: np.ndarray, setti
         Vocabulary(np.unique(users).astype(str).tolist()), Vocabulary(np.unique(items).astype(str).tolist())
     )
     model = build_model("mf", len(vocabs.users), len(vocabs.items), cfg)
-    ModelRegistry(warehouse).publish(
-        model, vocabs, {"config": {"model": dataclasses.asdict(cfg)}}, parent=None
+    publish_version(
+        ModelRegistry(warehouse), model, vocabs, {"config": {"model": dataclasses.asdict(cfg)}}, parent=None
     )
 
 

@@ -16,7 +16,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.catalog import TableSpec
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
 
 # Change data feed lets downstream readers (training's cursor, Spark) ask "what was added since v".
 TABLE_CONFIG = {"delta.enableChangeDataFeed": "true"}

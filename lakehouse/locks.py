@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from recocli.errors import BusyError
+from lakehouse.errors import BusyError
 
 
 @contextmanager

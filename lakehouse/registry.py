@@ -18,7 +18,6 @@ Callers hold the warehouse's train lock around publish and rollback (one writer)
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -30,16 +29,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from lakehouse.catalog import Warehouse
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
 
 if TYPE_CHECKING:
-    from recocli.models import Recommender
-    from recocli.models.vocab import Vocabs
+    import torch
 
 WEIGHTS, USERS, ITEMS, METADATA, POINTER = (
     "weights.safetensors", "users.arrow", "items.arrow", "metadata.json", "latest",
 )  # fmt: skip
+# The Arrow tables a version holds beside its tensors, by name, and their files.
+TABLE_FILES = {"users": USERS, "items": ITEMS}
 VERSION_DIR = re.compile(r"^v(\d{6,})$")
 
 
@@ -48,17 +50,13 @@ def version_name(version: int) -> str:
 
 
 @dataclass
-class ModelVersion:
-    """A loaded version: the model (CPU, eval mode), its vocabularies and its metadata."""
+class StoredVersion:
+    """A version as stored: its tensors (CPU), Arrow tables and metadata. Callers build models."""
 
     version: int
-    model: Recommender
-    vocabs: Vocabs
+    tensors: dict[str, torch.Tensor]
+    tables: dict[str, pa.Table]
     metadata: dict[str, Any]
-
-    @property
-    def cursor(self) -> dict[str, int]:
-        return dict(self.metadata.get("cursor", {}))
 
 
 def _sha256(path: Path) -> str:
@@ -85,6 +83,19 @@ def _write_atomic(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     _fsync(path.parent)
+
+
+def _write_table(path: Path, table: pa.Table) -> None:
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _read_table(path: Path) -> pa.Table:
+    try:
+        with pa.OSFile(str(path), "rb") as source:
+            return pa.ipc.open_file(source).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RecoError(f"cannot read {path}: {exc}") from None
 
 
 class ModelRegistry:
@@ -169,44 +180,32 @@ class ModelRegistry:
 
     # ---- loading (safetensors and Arrow: nothing is unpickled) ----
 
-    def load(self, version: int | None = None) -> ModelVersion:
-        """Load a version (default: latest) onto the CPU, checksums verified first."""
+    def read(self, version: int | None = None) -> StoredVersion:
+        """A version (default: latest) onto the CPU, checksums verified first."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
-
-        from recocli.config import ModelSettings
-        from recocli.models import build_model
-        from recocli.models.vocab import Vocabs, Vocabulary
 
         version = self._resolve(version)
         meta = self.verify(version)
         folder = self.path(version)
-        vocabs = Vocabs(Vocabulary.load(folder / USERS), Vocabulary.load(folder / ITEMS))
+        tables = {name: _read_table(folder / file) for name, file in TABLE_FILES.items()}
         try:
             tensors = load_file(folder / WEIGHTS, device="cpu")
         except (SafetensorError, OSError) as exc:
             raise RecoError(f"model version {version}: cannot read {WEIGHTS}: {exc}") from None
-        known = {f.name for f in dataclasses.fields(ModelSettings)}
-        cfg = ModelSettings(**{k: v for k, v in meta["config"]["model"].items() if k in known})
-        model = build_model(meta["kind"], len(vocabs.users), len(vocabs.items), cfg)
-        try:
-            model.load_state_dict(tensors, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise RecoError(f"model version {version} does not fit its metadata: {first}") from None
-        model.eval()
-        return ModelVersion(version, model, vocabs, meta)
+        return StoredVersion(version, tensors, tables, meta)
 
     # ---- writing ----
 
     def publish(
         self,
-        model: Recommender,
-        vocabs: Vocabs,
+        tensors: dict[str, torch.Tensor],
+        tables: dict[str, pa.Table],
         metadata: dict[str, Any],
         parent: int | None,
     ) -> int:
-        """Write a new version atomically and serve it; returns its number."""
+        """Write a new version atomically and serve it; returns its number. `tables` are the
+        vocabularies by TABLE_FILES name; `metadata` carries the kind and sizes the caller knows."""
         from safetensors.torch import save_file
 
         self.root.mkdir(parents=True, exist_ok=True)
@@ -214,17 +213,11 @@ class ModelRegistry:
         version = self.published() + 1
         tmp = self.root / f".tmp-{version_name(version)}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
-        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        save_file(state, tmp / WEIGHTS, metadata={"kind": model.kind, "version": str(version)})
-        vocabs.users.save(tmp / USERS)
-        vocabs.items.save(tmp / ITEMS)
-        meta: dict[str, Any] = {
-            "version": version,
-            "parent": parent,
-            "kind": model.kind,
-            "n_users": model.n_users,
-            "n_items": model.n_items,
-        }
+        state = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        save_file(state, tmp / WEIGHTS, metadata={"kind": str(metadata.get("kind")), "version": str(version)})
+        for name, file in TABLE_FILES.items():
+            _write_table(tmp / file, tables[name])
+        meta: dict[str, Any] = {"version": version, "parent": parent}
         meta.update({k: v for k, v in metadata.items() if k not in meta and k not in ("created_at", "files")})
         meta["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         meta["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS, USERS, ITEMS)}

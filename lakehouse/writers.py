@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from lakehouse import delta
 from lakehouse.catalog import TableSpec, Warehouse
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -7,13 +7,13 @@ import sys
 import typer
 from rich.markup import escape
 
+from lakehouse.errors import RecoError
 from recocli import __version__
 from recocli.commands import data, demo, ingest, recommend, replay, report, simulate, status
 from recocli.commands import evaluate as evaluate_command
 from recocli.commands import models as models_command
 from recocli.commands import train as train_command
 from recocli.console import err
-from recocli.errors import RecoError
 
 app = typer.Typer(
     name="reco",

@@ -1,73 +1,21 @@
 """One typed configuration: defaults (mirrored in conf/reco.toml), a TOML file, RECO_* env vars, flags.
 
-Only this module reads config files and RECO_* variables; everything else receives a `Settings`.
-Env names follow the TOML path: `ingest.max_files_per_batch` is `RECO_INGEST_MAX_FILES_PER_BATCH`,
-`warehouse` is `RECO_WAREHOUSE`.
+Only this module (through lakehouse.settings) reads config files and RECO_* variables; everything else
+receives a `Settings`. Env names follow the TOML path: `ingest.max_files_per_batch` is
+`RECO_INGEST_MAX_FILES_PER_BATCH`, `warehouse` is `RECO_WAREHOUSE`. The ingest and Spark sections are
+spark_jobs' own (spark_jobs.settings); `Settings` extends them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
-import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recocli.errors import RecoError
-
-ENV_PREFIX = "RECO"
-
-
-@dataclass
-class SparkSettings:
-    master: str = "local[*]"
-    app_name: str = "reco"
-    log_level: str = "ERROR"
-    # Extra Spark conf, e.g. {"spark.driver.memory" = "4g"}.
-    conf: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class KafkaSettings:
-    bootstrap_servers: str = ""
-    events_topic: str = "reco.events"
-    feedback_topic: str = "reco.feedback"
-    starting_offsets: str = "earliest"
-    # Most records per micro-batch (0 = no cap): each batch passes through the driver as Arrow, so an
-    # uncapped backlog from "earliest" could outgrow it (about 175 bytes per bench line).
-    max_offsets_per_batch: int = 1000000
-    # Passed through as reader options, e.g. {"kafka.security.protocol" = "SASL_SSL"}.
-    options: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class IngestSettings:
-    landing: str = "./landing"
-    # "files" (JSON lines under <landing>/events and <landing>/feedback) or "kafka".
-    source: str = "files"
-    # Empty: <warehouse>/_checkpoints/<query_name>.
-    checkpoint: str = ""
-    query_name: str = "reco_ingest"
-    interval: str = "1s"
-    # Most landed bytes one micro-batch reads from each landing folder ("0": no cap). Each batch passes
-    # through the driver as Arrow (dedup runs there): uncapped, a backlog of 7M lines outgrew Spark's
-    # 1 GiB result limit and failed, the same way at every rerun.
-    max_bytes_per_batch: str = "128MB"
-    # Most files per micro-batch instead (0: none). Spark's file source takes one cap, so a file cap
-    # replaces the byte cap.
-    max_files_per_batch: int = 0
-    # "auto" (Spark's delta sink when Delta's jars are on the classpath, else delta-rs),
-    # "delta-rs" or "spark-delta".
-    writer: str = "auto"
-    min_event_time: str = "1995-01-01T00:00:00Z"
-    max_future: str = "1d"
-    max_line_bytes: int = 65536
-    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+from lakehouse.settings import apply_layers, read_toml
+from spark_jobs.settings import JobSettings
 
 
 @dataclass
@@ -219,20 +167,13 @@ class EvaluateSettings:
 
 
 @dataclass
-class Settings:
-    warehouse: str = "./warehouse"
-    ingest: IngestSettings = field(default_factory=IngestSettings)
-    spark: SparkSettings = field(default_factory=SparkSettings)
+class Settings(JobSettings):
     data: DataSettings = field(default_factory=DataSettings)
     simulate: SimulateSettings = field(default_factory=SimulateSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
-
-    @property
-    def warehouse_path(self) -> Path:
-        return Path(self.warehouse).expanduser().resolve()
 
 
 def load_settings(
@@ -246,100 +187,6 @@ def load_settings(
     ignored so that an unset flag never hides the file or the environment.
     """
     env = os.environ if env is None else env
-    settings = Settings()
     path = config_file or (Path(env["RECO_CONFIG"]) if env.get("RECO_CONFIG") else None)
-    if path is not None:
-        if not path.is_file():
-            raise RecoError(f"config file not found: {path}")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise RecoError(f"config file {path} is not valid TOML: {exc}") from None
-        _apply_mapping(settings, data, source=str(path))
-    _apply_env(settings, env, ENV_PREFIX)
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            _set_path(settings, dotted.split("."), value, source="command line")
-    return settings
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes from '512KB', '128MB', '2GB' (powers of 1024) or a bare number of bytes."""
-    if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*(\d+)\s*([kmg]i?b?|b)?\s*", str(text), re.IGNORECASE)
-    if not match:
-        raise RecoError(f"not a size: {text!r} (examples: 512KB, 128MB, 2GB)")
-    unit = (match.group(2) or "b")[0].lower()
-    return int(match.group(1)) * {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
-
-
-def parse_duration(text: str | float | int) -> float:
-    """Seconds from '250ms', '1s', '5m', '2h', '1d', '1w' or a bare number of seconds."""
-    if isinstance(text, int | float):
-        return float(text)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", str(text))
-    if not match:
-        raise RecoError(f"not a duration: {text!r} (examples: 500ms, 1s, 5m, 2h, 1d)")
-    number, unit = float(match.group(1)), match.group(2) or "s"
-    return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-
-
-def _apply_mapping(target: Any, data: Mapping[str, Any], source: str, prefix: str = "") -> None:
-    fields = {f.name: f for f in dataclasses.fields(target)}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if key not in fields:
-            raise RecoError(f"unknown setting '{name}' in {source}")
-        current = getattr(target, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, Mapping):
-                raise RecoError(f"setting '{name}' in {source} must be a table")
-            _apply_mapping(current, value, source, prefix=f"{name}.")
-        else:
-            setattr(target, key, _coerce(value, _field_type(target, key), name, source))
-
-
-def _apply_env(target: Any, env: Mapping[str, str], prefix: str, dotted: str = "") -> None:
-    for f in dataclasses.fields(target):
-        var = f"{prefix}_{f.name.upper()}"
-        current = getattr(target, f.name)
-        if dataclasses.is_dataclass(current):
-            _apply_env(current, env, var, f"{dotted}{f.name}.")
-        elif var in env:
-            value = _coerce(env[var], _field_type(target, f.name), f"{dotted}{f.name}", var)
-            setattr(target, f.name, value)
-
-
-def _set_path(target: Any, parts: list[str], value: Any, source: str) -> None:
-    for part in parts[:-1]:
-        target = getattr(target, part)
-    setattr(target, parts[-1], _coerce(value, _field_type(target, parts[-1]), ".".join(parts), source))
-
-
-def _field_type(target: Any, name: str) -> Any:
-    return typing.get_type_hints(type(target))[name]
-
-
-def _coerce(value: Any, kind: Any, name: str, source: str) -> Any:
-    origin = typing.get_origin(kind)
-    if origin in (dict, Mapping):
-        if isinstance(value, str):
-            raise RecoError(f"setting '{name}' from {source} must be a table, not a string")
-        return {str(k): str(v) for k, v in dict(value).items()}
-    if isinstance(kind, types.UnionType):
-        kind = next(a for a in typing.get_args(kind) if a is not type(None))
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(value).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if kind is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError(value)
-        return kind(value)
-    except (TypeError, ValueError):
-        raise RecoError(f"setting '{name}' from {source} must be {kind.__name__}, got {value!r}") from None
+    data = read_toml(path) if path is not None else {}
+    return apply_layers(Settings(), data, str(path), env, overrides)

@@ -18,9 +18,9 @@ from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.locks import exclusive_lock
 from lakehouse.writers import make_writer
-from recocli.config import Settings
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.session import build_session
+from spark_jobs.settings import JobSettings
 from spark_jobs.validate import CONTRACTS, Bounds, validate
 
 # The lock `reco ingest` holds: bronze has one writer at a time, so dedup sees every id.
@@ -37,7 +37,7 @@ def next_batch_id(warehouse: Warehouse, app_id: str) -> int:
 
 
 def backfill_events(
-    settings: Settings,
+    settings: JobSettings,
     app_id: str,
     chunks: Iterable[pa.Array],
     source_file: str,

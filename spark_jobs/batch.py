@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 
 from lakehouse import catalog
 from lakehouse.catalog import TableSpec, Warehouse
+from lakehouse.errors import RecoError
 from lakehouse.writers import BatchWriter
-from recocli.errors import RecoError
 from spark_jobs.dedup import SeenIds
 
 KIND_TABLES: dict[str, TableSpec] = {"events": catalog.EVENTS, "feedback": catalog.FEEDBACK}

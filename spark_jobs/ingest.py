@@ -27,12 +27,13 @@ from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
 from lakehouse.locks import exclusive_lock
+from lakehouse.settings import parse_duration
 from lakehouse.writers import make_writer
-from recocli.config import Settings, load_settings, parse_duration
-from recocli.errors import RecoError
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.session import build_session
+from spark_jobs.settings import JobSettings, load_job_settings
 from spark_jobs.sources import source_options, source_streams
 from spark_jobs.spool import BackgroundCommit, BatchSpool
 from spark_jobs.validate import CONTRACTS, Bounds, validate
@@ -72,7 +73,7 @@ class IngestSummary:
         return {"writer": self.writer, "batches": len(self.batches), **totals}
 
 
-def checkpoint_dir(settings: Settings) -> Path:
+def checkpoint_dir(settings: JobSettings) -> Path:
     custom = settings.ingest.checkpoint
     return (
         Path(custom).expanduser().resolve()
@@ -81,7 +82,7 @@ def checkpoint_dir(settings: Settings) -> Path:
     )
 
 
-def validated_stream(spark: SparkSession, settings: Settings, earliest_batch: datetime) -> DataFrame:
+def validated_stream(spark: SparkSession, settings: JobSettings, earliest_batch: datetime) -> DataFrame:
     ingest = settings.ingest
     bounds = Bounds.from_settings(ingest)
     frames = [
@@ -218,7 +219,7 @@ def _stop_on_signals(event: threading.Event) -> Iterator[None]:
 
 
 def run_ingest(
-    settings: Settings,
+    settings: JobSettings,
     once: bool,
     on_start: Callable[[str], None] | None = None,
     on_batch: OnBatch | None = None,
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-files-per-batch", type=int)
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(
+        settings = load_job_settings(
             args.config,
             overrides={
                 "warehouse": args.warehouse,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from recocli.config import SparkSettings
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
+from spark_jobs.settings import SparkSettings
 
 MIN_JAVA = 17
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recocli.config import IngestSettings, KafkaSettings, parse_size
-from recocli.errors import RecoError
-from recocli.landing import landing_dirs
+from lakehouse.errors import RecoError
+from lakehouse.landing import landing_dirs
+from lakehouse.settings import parse_size
+from spark_jobs.settings import IngestSettings, KafkaSettings
 from spark_jobs.validate import is_blank
 
 # Files older than this (relative to the newest) would be skipped by Spark's default of 7 days:

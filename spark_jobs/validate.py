@@ -19,9 +19,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.errors import RecoError
 from lakehouse.schemas import EVENT_TYPES, FEEDBACK_ACTIONS
-from recocli.config import IngestSettings, parse_duration
-from recocli.errors import RecoError
+from lakehouse.settings import parse_duration
+from spark_jobs.settings import IngestSettings
 
 STRING, DOUBLE, INT, LONG, MAP, TIMESTAMP = "string", "double", "int", "long", "map", "timestamp"
 RAW_MAP = T.MapType(T.StringType(), T.StringType())

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from recocli.config import SparkSettings
+from spark_jobs.settings import SparkSettings
 
 
 @pytest.fixture(scope="session")

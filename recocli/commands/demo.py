@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
+from lakehouse.errors import RecoError
 from recocli.config import load_settings
 from recocli.console import out, print_table
-from recocli.errors import RecoError
 
 MARKER = ".reco-demo"
 
@@ -53,7 +53,7 @@ def demo(
     Exits 1 when the loop is broken: model lists do not beat the holdout or their CTR does not rise.
     Writes <dir>/report/report.md with PNG charts.
     """
-    from recocli.loop import run_loop, run_replay_loop, write_report
+    from recocli.lab.loop import run_loop, run_replay_loop, write_report
 
     prepare_demo_dir(folder)
     base = load_settings(

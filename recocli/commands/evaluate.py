@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from lakehouse.errors import RecoError
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import err, out, print_json, print_table
-from recocli.errors import RecoError
 
 PROTOCOLS = ("loo", "prequential")
 DEFAULT_MODELS = {"loo": "sasrec,mf,als,pop", "prequential": "sasrec,pop"}
@@ -106,9 +106,9 @@ def evaluate(
     if data is not None and not data.exists():
         raise RecoError(f"--data folder not found: {data}")
 
-    from recocli.evaluate import parse_list
-    from recocli.evaluate.report import table_columns, table_rows, write_report
-    from recocli.evaluate.source import load
+    from recocli.lab.evaluate import parse_list
+    from recocli.lab.evaluate.report import table_columns, table_rows, write_report
+    from recocli.lab.evaluate.source import load
     from recocli.progress import Bar
 
     ks = tuple(parse_list(settings.evaluate.k, int))
@@ -135,11 +135,11 @@ def evaluate(
     source = load(settings, data, sample_users, run_seed)
     log(f"{source.name}: {source.interactions.num_rows} interactions")
     if protocol == "loo":
-        from recocli.evaluate.loo import run_loo
+        from recocli.lab.evaluate.loo import run_loo
 
         result = run_loo(source, settings, chosen, ks, run_seed, log, model_settings).as_dict()
     else:
-        from recocli.evaluate.prequential import run_prequential
+        from recocli.lab.evaluate.prequential import run_prequential
 
         with Bar("windows") as bar:
 

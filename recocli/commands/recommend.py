@@ -11,9 +11,9 @@ import typer
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import out, print_json, print_table
-from recocli.errors import RecoError
 
 
 def recommend(

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from lakehouse.settings import parse_duration
 from recocli.commands.options import ConfigOption, JsonOption, settings_from
-from recocli.config import parse_duration
 from recocli.console import out, print_json
 from recocli.data.replay import load_events, parse_time
 from recocli.data.replay import replay as run_replay

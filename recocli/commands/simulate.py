@@ -11,7 +11,7 @@ from lakehouse.catalog import Warehouse
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import out, print_json
 from recocli.data.replay import parse_time
-from recocli.data.simulator import run_round
+from recocli.lab.simulator import run_round
 
 
 def simulate(

@@ -10,9 +10,9 @@ import typer
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.landing import pending_files
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import out, print_json, print_table
-from recocli.landing import pending_files
 
 
 def warehouse_status(warehouse: Warehouse, landing: str) -> dict:

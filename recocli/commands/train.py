@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
+from lakehouse.errors import BusyError
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import err, out, print_json
-from recocli.errors import BusyError
 
 
 def describe(result) -> str:

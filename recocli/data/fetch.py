@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
 
 
 @dataclass(frozen=True)

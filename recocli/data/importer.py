@@ -16,10 +16,10 @@ import pyarrow as pa
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
+from lakehouse.landing import landing_dirs, write_landing_file
 from recocli.config import Settings
 from recocli.data import movielens
-from recocli.errors import RecoError
-from recocli.landing import landing_dirs, write_landing_file
 
 TARGETS = ("bronze", "landing")
 OnRows = Callable[[int, str], None]

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import csv as pacsv
 
+from lakehouse.errors import RecoError
 from lakehouse.schemas import EVENTS, ITEMS, TS
-from recocli.errors import RecoError
 
 LAYOUTS = {
     "100k": ("u.data", "u.item"),

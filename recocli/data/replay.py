@@ -25,9 +25,9 @@ import pyarrow.compute as pc
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
+from lakehouse.landing import write_landing_file
 from recocli.data import movielens
-from recocli.errors import RecoError
-from recocli.landing import write_landing_file
 
 CONTRACT = ("event_id", "user_id", "item_id", "event_type", "value", "ts", "session_id", "context")
 OnFile = Callable[[Path, int, datetime], None]

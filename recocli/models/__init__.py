@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lakehouse.errors import RecoError
 from recocli.config import ModelSettings
-from recocli.errors import RecoError
 
 if TYPE_CHECKING:
     from recocli.models.base import Recommender

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
 
 SCHEMA = pa.schema([pa.field("id", pa.string()), pa.field("row", pa.int64()), pa.field("count", pa.int64())])
 

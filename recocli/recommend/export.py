@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
 
 FORMATS = ("parquet", "csv", "jsonl")
 

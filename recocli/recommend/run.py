@@ -14,11 +14,13 @@ import torch
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
 from lakehouse.recommendations import new_run_id, write_run
 from lakehouse.registry import ModelRegistry
 from lakehouse.schemas import RECOMMENDATIONS
-from recocli.config import Settings, parse_duration
-from recocli.errors import RecoError
+from lakehouse.settings import parse_duration
+from recocli.config import Settings
+from recocli.models.store import load_version
 from recocli.recommend.history import score_users, seen_items
 from recocli.recommend.popular import popular_items
 from recocli.recommend.topk import masked_topk
@@ -85,7 +87,7 @@ def recommend(settings: Settings, request: Request) -> RunResult:
         raise RecoError("k must be at least 1")
     started = time.perf_counter()
     warehouse = Warehouse(settings.warehouse)
-    loaded = ModelRegistry(warehouse).load(request.model_version)
+    loaded = load_version(ModelRegistry(warehouse), request.model_version)
     model, vocabs, version = loaded.model, loaded.vocabs, loaded.version
     interactions = read_interactions(warehouse, settings)
     users = choose_users(request, vocabs.users.ids(range(len(vocabs.users))), interactions)

@@ -23,8 +23,8 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 
+from lakehouse.errors import RecoError
 from recocli.config import Settings, TrainSettings
-from recocli.errors import RecoError
 from recocli.models import build_model
 from recocli.models.base import PAD, Recommender, hit_and_ndcg, rank_from_end
 from recocli.models.vocab import Vocabs

@@ -21,11 +21,12 @@ import pyarrow as pa
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import TableSpec, Warehouse
+from lakehouse.errors import RecoError
 from lakehouse.locks import exclusive_lock
-from lakehouse.registry import ModelRegistry, ModelVersion
+from lakehouse.registry import ModelRegistry
 from recocli.config import Settings
-from recocli.errors import RecoError
 from recocli.models import KINDS
+from recocli.models.store import ModelVersion, load_version, publish_version
 from recocli.training.interactions import EVENT_COLUMNS, FEEDBACK_COLUMNS, from_bronze
 
 TRAIN_TABLES: tuple[tuple[TableSpec, list[str]], ...] = (
@@ -128,7 +129,7 @@ class WarehouseTrainer:
         consumed = {name: [0, v] if v >= 0 else None for name, v in pinned.items()}
         meta = self._metadata("full", pinned, consumed, rows, interactions, metrics)
         meta["replaces"] = latest
-        version = self.registry.publish(model, vocabs, meta, parent=None)
+        version = publish_version(self.registry, model, vocabs, meta, parent=None)
         self._current = ModelVersion(version, model, vocabs, {**meta, "version": version})
         return TrainResult(
             "full",
@@ -187,7 +188,7 @@ class WarehouseTrainer:
             raise
         meta = self._metadata("incremental", pinned, consumed, rows, interactions, report)
         try:
-            version = self.registry.publish(current.model, current.vocabs, meta, parent=latest)
+            version = publish_version(self.registry, current.model, current.vocabs, meta, parent=latest)
         except BaseException:
             self._current = None
             raise
@@ -199,7 +200,7 @@ class WarehouseTrainer:
 
     def _load(self, version: int) -> ModelVersion:
         if self._current is None or self._current.version != version:
-            self._current = self.registry.load(version)
+            self._current = load_version(self.registry, version)
         return self._current
 
     # ---- helpers ----
@@ -252,7 +253,7 @@ class TrainAfterBatch:
 
     def __call__(self, tables_written: list[str]) -> TrainResult | None:
         """The pass's result; None when the batch wrote nothing to train on."""
-        from recocli.errors import BusyError
+        from lakehouse.errors import BusyError
 
         if not self.wants(tables_written):
             return None

@@ -7,7 +7,7 @@ from deltalake import DeltaTable
 from planted import events, to_bronze
 
 from lakehouse import catalog, delta
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
 
 
 def commit(uri: str, rows, batch: int) -> int:

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pytest
 
 from lakehouse import catalog, delta
+from lakehouse.errors import BusyError
 from lakehouse.locks import exclusive_lock
-from recocli.errors import BusyError
 
 
 def _quarantine_rows(n: int, batch_id: int) -> pa.Table:

@@ -1,7 +1,7 @@
 import pytest
 
+from lakehouse.errors import RecoError
 from lakehouse.writers import DELTA_RS, SPARK_DELTA, choose_writer, delta_on_classpath
-from recocli.errors import RecoError
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import json
 
 from helpers import event, run_reco
 
+from lakehouse.landing import write_landing_file
 from recocli.config import load_settings
-from recocli.landing import write_landing_file
 
 
 def test_help_explains_every_command():

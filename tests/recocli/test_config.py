@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-from recocli.config import Settings, load_settings, parse_duration, parse_size
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
+from lakehouse.settings import parse_duration, parse_size
+from recocli.config import Settings, load_settings
 
 
 def test_conf_reco_toml_equals_the_builtin_defaults():

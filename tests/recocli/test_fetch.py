@@ -14,9 +14,9 @@ import pytest
 from helpers import run_reco
 from movielens_fixtures import write_100k
 
+from lakehouse.errors import RecoError
 from recocli.data import movielens
 from recocli.data.fetch import ARCHIVES, DownloadError, fetch
-from recocli.errors import RecoError
 
 
 class QuietHandler(SimpleHTTPRequestHandler):

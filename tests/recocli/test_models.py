@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from lakehouse.errors import RecoError
 from recocli.config import ModelSettings
-from recocli.errors import RecoError
 from recocli.models import build_model
 from recocli.models.base import PAD, hit_and_ndcg, rank_from_end
 

@@ -21,12 +21,12 @@ from movielens_fixtures import (
 
 from lakehouse import catalog
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import BusyError, RecoError
 from lakehouse.locks import exclusive_lock
 from lakehouse.schemas import TS
 from recocli.config import load_settings
 from recocli.data import movielens
 from recocli.data.importer import import_app_id, import_movielens
-from recocli.errors import BusyError, RecoError
 from spark_jobs.ingest import run_ingest
 
 

@@ -16,11 +16,11 @@ from helpers import Process, event, reco_cmd, run_reco
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.landing import write_landing_file
 from lakehouse.recommendations import read_run, run_ids
 from lakehouse.registry import ModelRegistry
 from recocli.config import load_settings
 from recocli.data.synthetic import World, generate_lines
-from recocli.landing import write_landing_file
 from recocli.recommend.run import Request, in_holdout, read_interactions, recommend
 from recocli.training.incremental import WarehouseTrainer
 from spark_jobs.ingest import run_ingest

@@ -12,8 +12,8 @@ import torch
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
 from lakehouse.recommendations import new_run_id, read_run, run_ids, write_run
-from recocli.errors import RecoError
 from recocli.models.vocab import Vocabulary
 from recocli.recommend.export import export_format, export_rows
 from recocli.recommend.history import latest_histories, seen_items

@@ -8,9 +8,10 @@ import pytest
 import torch
 from planted import interactions
 
+from lakehouse.errors import RecoError
 from lakehouse.registry import METADATA, POINTER, WEIGHTS, ModelRegistry, version_name
 from recocli.config import Settings
-from recocli.errors import RecoError
+from recocli.models.store import load_version, publish_version
 from recocli.training.fit import fine_tune, fit_full
 
 
@@ -32,10 +33,10 @@ def test_publish_then_load_gives_the_same_model(tmp_path, trained):
     registry = ModelRegistry(tmp_path)
     assert registry.latest() is None and registry.versions() == []
     with pytest.raises(RecoError, match="no model"):
-        registry.load()
+        load_version(registry)
     m = {**meta(4), "config": {"model": vars(settings.model)}}
-    assert registry.publish(model, vocabs, m, parent=None) == 1
-    loaded = registry.load()
+    assert publish_version(registry, model, vocabs, m, parent=None) == 1
+    loaded = load_version(registry)
     assert (loaded.version, loaded.cursor) == (1, {"bronze/events": 4})
     assert loaded.vocabs == vocabs
     for name, tensor in model.state_dict().items():
@@ -55,13 +56,13 @@ def test_versions_latest_and_rollback(tmp_path, trained):
     registry = ModelRegistry(tmp_path)
     m = {"config": {"model": vars(settings.model)}}
     for n in range(3):
-        assert registry.publish(model, vocabs, {**m, "cursor": {"t": n}}, parent=n or None) == n + 1
+        assert publish_version(registry, model, vocabs, {**m, "cursor": {"t": n}}, parent=n or None) == n + 1
     assert registry.versions() == [1, 2, 3] and registry.latest() == 3
     registry.rollback(1)
     assert registry.latest() == 1 and registry.versions() == [1, 2, 3]
-    assert registry.load().cursor == {"t": 0}
+    assert load_version(registry).cursor == {"t": 0}
     # The next version numbers on from the highest ever published, never reusing one.
-    assert registry.publish(model, vocabs, {**m, "cursor": {"t": 9}}, parent=1) == 4
+    assert publish_version(registry, model, vocabs, {**m, "cursor": {"t": 9}}, parent=1) == 4
     assert registry.metadata(4)["parent"] == 1
     with pytest.raises(RecoError, match=r"no model version 7 .*versions: 1, 2, 3, 4"):
         registry.rollback(7)
@@ -71,7 +72,7 @@ def test_an_unfinished_publish_is_invisible_and_cleaned_up(tmp_path, trained):
     settings, model, vocabs, _ = trained
     registry = ModelRegistry(tmp_path)
     m = {"config": {"model": vars(settings.model)}}
-    registry.publish(model, vocabs, {**m, "cursor": {"t": 1}}, parent=None)
+    publish_version(registry, model, vocabs, {**m, "cursor": {"t": 1}}, parent=None)
     root = tmp_path / "models"
     # Killed while writing the temp folder, and killed between the rename and the pointer.
     (root / ".tmp-v000002-123-abc").mkdir()
@@ -80,7 +81,7 @@ def test_an_unfinished_publish_is_invisible_and_cleaned_up(tmp_path, trained):
     orphan.mkdir()
     (orphan / METADATA).write_text(json.dumps({"version": 2, "cursor": {"t": 99}}))
     assert registry.versions() == [1] and registry.latest() == 1
-    assert registry.publish(model, vocabs, {**m, "cursor": {"t": 2}}, parent=1) == 2
+    assert publish_version(registry, model, vocabs, {**m, "cursor": {"t": 2}}, parent=1) == 2
     assert registry.metadata(2)["cursor"] == {"t": 2}
     assert sorted(p.name for p in root.iterdir()) == [POINTER, version_name(1), version_name(2)]
 
@@ -99,10 +100,12 @@ def test_an_unfinished_publish_is_invisible_and_cleaned_up(tmp_path, trained):
 def test_damaged_or_tampered_versions_are_refused_with_a_clear_error(tmp_path, trained, damage, message):
     settings, model, vocabs, _ = trained
     registry = ModelRegistry(tmp_path)
-    registry.publish(model, vocabs, {"config": {"model": vars(settings.model)}, "cursor": {}}, parent=None)
+    publish_version(
+        registry, model, vocabs, {"config": {"model": vars(settings.model)}, "cursor": {}}, parent=None
+    )
     damage(tmp_path / "models" / version_name(1))
     with pytest.raises(RecoError, match=message):
-        registry.load(1)
+        load_version(registry, 1)
 
 
 def test_a_forged_checksum_still_cannot_smuggle_a_mismatched_model(tmp_path, trained):
@@ -110,7 +113,9 @@ def test_a_forged_checksum_still_cannot_smuggle_a_mismatched_model(tmp_path, tra
     check still refuse it (and nothing is ever unpickled)."""
     settings, model, vocabs, _ = trained
     registry = ModelRegistry(tmp_path)
-    registry.publish(model, vocabs, {"config": {"model": vars(settings.model)}, "cursor": {}}, parent=None)
+    publish_version(
+        registry, model, vocabs, {"config": {"model": vars(settings.model)}, "cursor": {}}, parent=None
+    )
     folder = tmp_path / "models" / version_name(1)
     from safetensors.torch import save_file
 
@@ -121,18 +126,20 @@ def test_a_forged_checksum_still_cannot_smuggle_a_mismatched_model(tmp_path, tra
     data["files"][WEIGHTS] = hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
     (folder / METADATA).write_text(json.dumps(data))
     with pytest.raises(RecoError, match="does not fit its metadata"):
-        registry.load(1)
+        load_version(registry, 1)
 
 
 def test_a_loaded_version_fine_tunes_and_publishes_its_child(tmp_path, trained):
     settings, model, vocabs, _ = trained
     registry = ModelRegistry(tmp_path)
-    registry.publish(model, vocabs, {"config": {"model": vars(settings.model)}, "cursor": {}}, parent=None)
-    loaded = registry.load()
+    publish_version(
+        registry, model, vocabs, {"config": {"model": vars(settings.model)}, "cursor": {}}, parent=None
+    )
+    loaded = load_version(registry)
     fine_tune(loaded.model, loaded.vocabs, interactions(300, seed=8), None, settings)
-    assert registry.publish(loaded.model, loaded.vocabs, loaded.metadata, parent=1) == 2
+    assert publish_version(registry, loaded.model, loaded.vocabs, loaded.metadata, parent=1) == 2
     assert (registry.metadata(2)["version"], registry.metadata(2)["parent"]) == (2, 1)
-    assert ModelRegistry(tmp_path).load(2).vocabs == loaded.vocabs
+    assert load_version(ModelRegistry(tmp_path), 2).vocabs == loaded.vocabs
 
 
 def _flip_byte(path) -> None:

@@ -14,8 +14,8 @@ from movielens_fixtures import expected_events, write_100k
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
 from recocli.data.replay import load_events, replay
-from recocli.errors import RecoError
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
 from recocli.models.vocab import Vocabulary
 
 

@@ -7,8 +7,8 @@ import numpy as np
 from evaluate_fixtures import write_planted_movielens
 
 from recocli.config import Settings
-from recocli.evaluate.loo import run_loo
-from recocli.evaluate.source import load
+from recocli.lab.evaluate.loo import run_loo
+from recocli.lab.evaluate.source import load
 from spark_jobs.als import Ratings, fit_als
 
 

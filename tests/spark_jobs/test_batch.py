@@ -12,8 +12,8 @@ from deltalake.exceptions import DeltaError
 
 from lakehouse import catalog, delta, schemas
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
 from lakehouse.writers import DeltaRsWriter
-from recocli.errors import RecoError
 from spark_jobs.batch import BatchProcessor
 
 LINEAGE = ("event_date", "ingested_at", "batch_id", "source_file")

@@ -14,9 +14,9 @@ from helpers import event, feedback, ids, line, table
 
 from lakehouse import catalog
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
+from lakehouse.landing import write_landing_file
 from recocli.config import load_settings
-from recocli.errors import RecoError
-from recocli.landing import write_landing_file
 from spark_jobs.ingest import batch_time, checkpoint_dir, earliest_batch_time, run_ingest, validated_stream
 
 

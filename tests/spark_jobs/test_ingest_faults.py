@@ -17,8 +17,8 @@ from helpers import Process, event, ids, reco_cmd, run_reco, table
 
 from lakehouse import catalog
 from lakehouse.delta import committed_version
+from lakehouse.landing import write_landing_file
 from recocli.data.synthetic import generate_lines
-from recocli.landing import write_landing_file
 from spark_jobs.spool import BatchSpool
 
 pytestmark = pytest.mark.slow

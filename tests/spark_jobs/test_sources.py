@@ -2,8 +2,8 @@
 
 import pytest
 
-from recocli.config import IngestSettings, KafkaSettings
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
+from spark_jobs.settings import IngestSettings, KafkaSettings
 from spark_jobs.sources import file_batch_cap, kafka_reader_options
 
 

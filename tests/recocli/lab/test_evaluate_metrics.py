@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from recocli.evaluate.metrics import (
+from recocli.lab.evaluate.metrics import (
     PAD,
     coverage,
     evaluate_scores,

@@ -31,11 +31,12 @@ import pyarrow as pa
 
 from lakehouse import catalog
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
+from lakehouse.landing import write_landing_file
 from lakehouse.locks import exclusive_lock
 from lakehouse.recommendations import read_run
-from recocli.config import SimulateSettings, parse_duration
-from recocli.errors import RecoError
-from recocli.landing import write_landing_file
+from lakehouse.settings import parse_duration
+from recocli.config import SimulateSettings
 
 STATE_FILE = "world.npz"
 CLUSTERS = 8

@@ -13,9 +13,9 @@ import pyarrow.compute as pc
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
 from recocli.config import Settings
 from recocli.data import movielens
-from recocli.errors import RecoError
 from recocli.training.interactions import EVENT_COLUMNS, FEEDBACK_COLUMNS, from_bronze
 
 RATING_KEYS = ["user_id", "item_id", "ts"]

@@ -15,11 +15,11 @@ from helpers import reco_cmd
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
 from recocli.config import load_settings
 from recocli.data import movielens as ml
-from recocli.errors import RecoError
-from recocli.evaluate.loo import run_loo
-from recocli.evaluate.source import load
+from recocli.lab.evaluate.loo import run_loo
+from recocli.lab.evaluate.source import load
 
 FAST = {
     "RECO_TRAIN_EPOCHS": "3",

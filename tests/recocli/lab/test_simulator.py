@@ -14,10 +14,10 @@ from helpers import run_reco, table
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
 from lakehouse.recommendations import new_run_id
 from recocli.config import SimulateSettings, load_settings
-from recocli.data.simulator import SimWorld, click_through, run_round, served_table
-from recocli.errors import RecoError
+from recocli.lab.simulator import SimWorld, click_through, run_round, served_table
 from spark_jobs.ingest import run_ingest
 
 NOW = datetime(2024, 5, 1, 12, tzinfo=UTC)

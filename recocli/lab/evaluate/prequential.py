@@ -36,12 +36,13 @@ import pyarrow.compute as pc
 import torch
 from torch import Tensor
 
-from recocli.config import Settings, parse_duration
-from recocli.errors import RecoError
-from recocli.evaluate import metrics, prior_grid
-from recocli.evaluate.peers import catalog_ids, popularity, to_catalog
-from recocli.evaluate.source import Source
-from recocli.evaluate.split import bootstrap_cut, prequential_windows, validation_windows
+from lakehouse.errors import RecoError
+from lakehouse.settings import parse_duration
+from recocli.config import Settings
+from recocli.lab.evaluate import metrics, prior_grid
+from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
+from recocli.lab.evaluate.source import Source
+from recocli.lab.evaluate.split import bootstrap_cut, prequential_windows, validation_windows
 from recocli.models import KINDS
 from recocli.models.base import Recommender
 from recocli.models.prior import RecencyPrior, blend, choose_blend

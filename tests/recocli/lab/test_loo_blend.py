@@ -11,10 +11,10 @@ import pyarrow as pa
 import pytest
 
 from recocli.config import Settings
-from recocli.evaluate.loo import run_loo
-from recocli.evaluate.report import summary_markdown
-from recocli.evaluate.source import Source
-from recocli.evaluate.timeprior import Positives, reference_times, time_local_log_prior
+from recocli.lab.evaluate.loo import run_loo
+from recocli.lab.evaluate.report import summary_markdown
+from recocli.lab.evaluate.source import Source
+from recocli.lab.evaluate.timeprior import Positives, reference_times, time_local_log_prior
 from recocli.models.vocab import Vocabulary
 from recocli.training.interactions import make_interactions
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from lakehouse import catalog
-from recocli.loop import LoopResult, RoundResult, replay_feedback
+from recocli.lab.loop import LoopResult, RoundResult, replay_feedback
 from recocli.recommend.run import RunResult
 
 

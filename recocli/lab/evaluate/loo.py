@@ -1,14 +1,14 @@
 """Leave-last-out evaluation with full ranking: every peer on the same split, catalog and metrics.
 
 Per user the last positive is the test item and the one before it the validation item; the rest
-trains (recocli.evaluate.split.loo_split). Each model ranks the whole catalog — every item seen in
+trains (recocli.lab.evaluate.split.loo_split). Each model ranks the whole catalog — every item seen in
 training — with the user's own items left out (no sampled negatives), and the same metric code
 scores every list. The validation item chooses ALS's grid point and is read, not learned, as the
 newest history item when the test item is scored (sasrec reads it, and so does mf with a history
 term, model.mf_history; ALS cannot).
 
 Our models (sasrec, mf) are blended with a time-local recency-popularity prior — what was popular
-at the user's own "now" (recocli.evaluate.timeprior) — as a product of experts, the half-life and
+at the user's own "now" (recocli.lab.evaluate.timeprior) — as a product of experts, the half-life and
 weight chosen on the validation stage only (`result.blend`); the plain model's test row stays as
 `<model>-noblend` and the prior alone as `prior`, so the report shows what the blend adds.
 """
@@ -25,13 +25,13 @@ import pyarrow.compute as pc
 import torch
 from torch import Tensor
 
+from lakehouse.errors import RecoError
 from recocli.config import Settings
-from recocli.errors import RecoError
-from recocli.evaluate import metrics, parse_list, prior_grid
-from recocli.evaluate.peers import catalog_ids, popularity, to_catalog
-from recocli.evaluate.source import Source, rating_values
-from recocli.evaluate.split import LooSplit, loo_split
-from recocli.evaluate.timeprior import Positives, reference_times, time_local_log_prior
+from recocli.lab.evaluate import metrics, parse_list, prior_grid
+from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
+from recocli.lab.evaluate.source import Source, rating_values
+from recocli.lab.evaluate.split import LooSplit, loo_split
+from recocli.lab.evaluate.timeprior import Positives, reference_times, time_local_log_prior
 from recocli.models import KINDS
 from recocli.models.prior import blend, choose_blend
 from recocli.models.vocab import Vocabulary

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from recocli.config import parse_duration
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
+from lakehouse.settings import parse_duration
 
 
 @dataclass

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from recocli.config import EvaluateSettings, parse_duration
-from recocli.errors import RecoError
+from lakehouse.errors import RecoError
+from lakehouse.settings import parse_duration
+from recocli.config import EvaluateSettings
 
 
 def parse_list(text: str, kind: Callable = float) -> list:

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.catalog import Warehouse
+from lakehouse.landing import write_landing_file
 from recocli.config import Settings
-from recocli.data.simulator import run_round
-from recocli.landing import write_landing_file
+from recocli.lab.simulator import run_round
 from recocli.recommend.report import served_feedback
 from recocli.recommend.run import Request, RunResult, publish, recommend
 from recocli.training.incremental import TrainAfterBatch

@@ -10,16 +10,16 @@ import pyarrow as pa
 import pytest
 
 from recocli.config import Settings
-from recocli.evaluate import metrics
-from recocli.evaluate.peers import catalog_ids, to_catalog
-from recocli.evaluate.prequential import (
+from recocli.lab.evaluate import metrics
+from recocli.lab.evaluate.peers import catalog_ids, to_catalog
+from recocli.lab.evaluate.prequential import (
     ModelState,
     build_prior,
     evaluate_window,
     run_prequential,
     window_targets,
 )
-from recocli.evaluate.source import Source
+from recocli.lab.evaluate.source import Source
 from recocli.models.vocab import Vocabulary
 from recocli.training.fit import fine_tune, fit_full
 from recocli.training.interactions import make_interactions

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recocli.errors import RecoError
-from recocli.evaluate.split import (
+from lakehouse.errors import RecoError
+from recocli.lab.evaluate.split import (
     bootstrap_cut,
     loo_split,
     parse_window,

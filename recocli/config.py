@@ -135,10 +135,24 @@ class RecommendSettings:
     k: int = 20
     # Leave out items the user already interacted with (any event, or feedback other than impression).
     exclude_seen: bool = True
-    # Popularity fallback (users without history): positive events in this window before the newest.
-    popular_window: str = "30d"
     # Users scored per matrix product.
     batch_users: int = 2048
+
+
+@dataclass
+class RankSettings:
+    """The ranker (recocli.recommend.ranker): model scores blended with time-decayed popularity,
+    which alone serves users the model knows nothing about. Every training chooses the half-life
+    and the weight among these on the newest rows, scored before the model learns them."""
+
+    # Half-lives of the decayed positive counts kept per item ("all": no decay).
+    half_lives: str = "1d,7d,30d,90d,365d,all"
+    # Weights of log P_recent added to log_softmax(model scores); 0: the model alone, inf: popularity alone.
+    weights: str = "0,0.25,0.5,1,2,inf"
+    # Full training learns all but this newest share of the interactions first, to choose on it.
+    choose_share: float = 0.1
+    # At most this many users scored per choice (the first by a stable hash of their id).
+    choose_users: int = 2000
 
 
 @dataclass
@@ -173,6 +187,7 @@ class Settings(JobSettings):
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
+    rank: RankSettings = field(default_factory=RankSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
 
 

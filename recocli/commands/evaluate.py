@@ -11,15 +11,19 @@ from lakehouse.errors import RecoError
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import err, out, print_json, print_table
 
-PROTOCOLS = ("loo", "prequential")
-DEFAULT_MODELS = {"loo": "sasrec,mf,als,pop", "prequential": "sasrec,pop"}
+PROTOCOLS = ("loo", "prequential", "served")
+DEFAULT_MODELS = {"loo": "sasrec,mf,als,pop", "prequential": "sasrec,pop", "served": "ranker"}
 
 
 def evaluate(
     warehouse: WarehouseOption = None,
     config: ConfigOption = None,
     protocol: Annotated[
-        str, typer.Option(help="loo (leave-last-out, full ranking) or prequential (test-then-train windows).")
+        str,
+        typer.Option(
+            help="loo (leave-last-out, full ranking), prequential (test-then-train windows) or served "
+            "(reco recommend → score → commit → reco train, per window, in a temporary warehouse)."
+        ),
     ] = "loo",
     data: Annotated[
         Path | None,
@@ -105,6 +109,10 @@ def evaluate(
         raise RecoError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if data is not None and not data.exists():
         raise RecoError(f"--data folder not found: {data}")
+    if protocol == "served" and (models or per_model or sample_users):
+        raise RecoError(
+            "--protocol served ranks with model.kind for every user: drop --models, --set, --sample-users"
+        )
 
     from recocli.lab.evaluate import parse_list
     from recocli.lab.evaluate.report import table_columns, table_rows, write_report
@@ -132,15 +140,22 @@ def evaluate(
         if not json_output:
             err.print(message)
 
-    source = load(settings, data, sample_users, run_seed)
-    log(f"{source.name}: {source.interactions.num_rows} interactions")
-    if protocol == "loo":
+    if protocol == "served":
+        from recocli.lab.evaluate.served import run_served, served_events
+
+        events, name = served_events(settings, data)
+        result = run_served(events, name, settings, log)
+    elif protocol == "loo":
         from recocli.lab.evaluate.loo import run_loo
 
+        source = load(settings, data, sample_users, run_seed)
+        log(f"{source.name}: {source.interactions.num_rows} interactions")
         result = run_loo(source, settings, chosen, ks, run_seed, log, model_settings).as_dict()
     else:
         from recocli.lab.evaluate.prequential import run_prequential
 
+        source = load(settings, data, sample_users, run_seed)
+        log(f"{source.name}: {source.interactions.num_rows} interactions")
         with Bar("windows") as bar:
 
             def on_window(done: int, total: int) -> None:
@@ -153,6 +168,7 @@ def evaluate(
             ).as_dict()
     if per_model:
         result["model_settings"] = per_model
+
     written = write_report(result, report) if report is not None else []
     if json_output:
         print_json({**result, "report": [str(p) for p in written]})

@@ -14,7 +14,11 @@ without any history get the prior alone. Saved as plain tensors (safetensors-fri
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,3 +124,100 @@ def choose_blend(
         raise ValueError("no half-life or weight to choose from")
     best = max(sorted(tried, key=lambda p: (p[1], p[0])), key=lambda p: (tried[p], -p[1], -p[0]))
     return best[0], best[1], {f"{h / 86400:g}d/{w:g}": q for (h, w), q in tried.items()}
+
+
+def half_life_name(half_life_s: float) -> str:
+    """'7d', or 'all' for no decay."""
+    return "all" if math.isinf(half_life_s) else f"{half_life_s / 86400:g}d"
+
+
+def pair_name(half_life_s: float, weight: float) -> str:
+    return f"{half_life_name(half_life_s)}/{weight:g}"
+
+
+@dataclass
+class RankerState:
+    """What a ranker holds beside its model: a recency prior per half-life on the grid (all
+    updated per batch, so the next choice can move), the chosen half-life and weight, and the
+    figures they were chosen on ({pair name: {"ndcg@10", "users"}}, newest batches weighing most)."""
+
+    priors: dict[float, RecencyPrior]
+    weights: list[float]
+    half_life_s: float
+    weight: float
+    figures: dict[str, dict[str, float]] = field(default_factory=dict)
+    chosen_on: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, half_lives_s: Sequence[float], weights: Sequence[float]) -> RankerState:
+        """Before any choice: the longest half-life and weight 0 (the model alone)."""
+        return cls(
+            {float(h): RecencyPrior(0, h) for h in half_lives_s},
+            [float(w) for w in weights],
+            float(max(half_lives_s)),
+            0.0,
+        )
+
+    @property
+    def prior(self) -> RecencyPrior:
+        return self.priors[self.half_life_s]
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Stored beside the model's tensors (one safetensors file), under 'ranker.'."""
+        halves = sorted(self.priors)
+        n = max(p.n_items for p in self.priors.values())
+        for prior in self.priors.values():
+            prior.grow(n)
+        return {
+            "ranker.half_lives_s": torch.tensor(halves, dtype=torch.float64),
+            "ranker.counts": torch.stack([self.priors[h].counts for h in halves]),
+            "ranker.now_us": torch.tensor([self.priors[h].state()["now_us"][0] for h in halves]),
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "half_life": half_life_name(self.half_life_s),
+            "weight": _json_weight(self.weight),
+            "half_lives": [half_life_name(h) for h in sorted(self.priors)],
+            "weights": [_json_weight(w) for w in self.weights],
+            "chosen_on": self.chosen_on,
+            "ndcg@10": self.figures,
+        }
+
+    @classmethod
+    def from_stored(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> RankerState:
+        halves = tensors["ranker.half_lives_s"].tolist()
+        priors = {}
+        for n, h in enumerate(halves):
+            now = tensors["ranker.now_us"][n : n + 1]
+            state = {
+                "counts": tensors["ranker.counts"][n],
+                "now_us": now,
+                "half_life_s": torch.tensor([h]),
+                "pseudo_count": torch.tensor([1.0]),
+            }
+            priors[float(h)] = RecencyPrior.from_state(state)
+        chosen = next(h for h in halves if half_life_name(h) == meta["half_life"])
+        return cls(
+            priors,
+            [float(w) for w in meta["weights"]],
+            chosen,
+            float(meta["weight"]),
+            dict(meta.get("ndcg@10", {})),
+            dict(meta.get("chosen_on", {})),
+        )
+
+    def copy(self) -> RankerState:
+        return RankerState(
+            {h: p.copy() for h, p in self.priors.items()},
+            list(self.weights),
+            self.half_life_s,
+            self.weight,
+            copy.deepcopy(self.figures),
+            dict(self.chosen_on),
+        )
+
+
+def _json_weight(weight: float) -> float | str:
+    """JSON has no infinity: 'inf' (float() reads it back)."""
+    return "inf" if math.isinf(weight) else weight

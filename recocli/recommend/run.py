@@ -21,9 +21,8 @@ from lakehouse.schemas import RECOMMENDATIONS
 from lakehouse.settings import parse_duration
 from recocli.config import Settings
 from recocli.models.store import load_version
-from recocli.recommend.history import score_users, seen_items
-from recocli.recommend.popular import popular_items
-from recocli.recommend.topk import masked_topk
+from recocli.recommend.history import seen_items
+from recocli.recommend.ranker import Ranker
 from recocli.training.interactions import EVENT_COLUMNS, FEEDBACK_COLUMNS, from_bronze
 
 MODEL, POPULAR = "model", "popular"
@@ -82,13 +81,14 @@ def blocked_mask(warehouse: Warehouse, item_ids: pa.Array) -> torch.Tensor:
 
 
 def recommend(settings: Settings, request: Request) -> RunResult:
-    """Top-K lists for the chosen users; popularity for users the model knows nothing about."""
+    """Top-K lists for the chosen users from the version's ranker (time-decayed popularity for users
+    the model knows nothing about, and for held-out users)."""
     if request.k < 1:
         raise RecoError("k must be at least 1")
     started = time.perf_counter()
     warehouse = Warehouse(settings.warehouse)
     loaded = load_version(ModelRegistry(warehouse), request.model_version)
-    model, vocabs, version = loaded.model, loaded.vocabs, loaded.version
+    ranker, vocabs, version = Ranker.of(loaded), loaded.vocabs, loaded.version
     interactions = read_interactions(warehouse, settings)
     users = choose_users(request, vocabs.users.ids(range(len(vocabs.users))), interactions)
     held_out = [u for u in users if in_holdout(u, request.holdout)] if request.holdout > 0 else []
@@ -99,30 +99,16 @@ def recommend(settings: Settings, request: Request) -> RunResult:
     cfg = settings.recommend
 
     parts: list[dict[str, np.ndarray]] = []
-    cold: list[str] = list(held_out)
-    for start in range(0, len(users), cfg.batch_users):
-        batch = users[start : start + cfg.batch_users]
-        scores, has_signal = score_users(model, vocabs, interactions, batch)
-        has_signal = has_signal.numpy()
-        exclude = seen_items(interactions, batch, vocabs.items) if cfg.exclude_seen else None
-        values, rows = masked_topk(scores, request.k, exclude, blocked)
-        values, rows = values.cpu().numpy(), rows.cpu().numpy()
-        keep = np.isfinite(values) & has_signal[:, None]
-        user_index, rank_index = np.nonzero(keep)
-        parts.append(
-            {
-                "user_id": np.asarray(batch, dtype=object)[user_index],
-                "rank": rank_index + 1,
-                "item_row": rows[user_index, rank_index],
-                "score": values[user_index, rank_index].astype(np.float64),
-            }
-        )
-        cold += [user for user, signal in zip(batch, has_signal, strict=True) if not signal]
+    for group, popular_only in ((users, False), (held_out, True)):
+        for start in range(0, len(group), cfg.batch_users):
+            batch = group[start : start + cfg.batch_users]
+            exclude = seen_items(interactions, batch, vocabs.items) if cfg.exclude_seen else None
+            parts.append(_ranked(ranker, batch, interactions, request.k, exclude, blocked, popular_only))
+    cold = sum(int((~p["personal"]).sum()) for p in parts)
+    users = users + held_out
 
     run_id, now = new_run_id(), datetime.now(UTC)
-    model_rows = _model_rows(parts, item_ids, version)
-    popular_rows = _popular_rows(cold, interactions, blocked, item_ids, request.k, cfg)
-    rows = pa.concat_tables([model_rows, popular_rows])
+    rows = _rows(parts, item_ids, version)
     n = rows.num_rows
     rows = rows.append_column("run_id", pa.array([run_id] * n, pa.string()))
     rows = rows.append_column("rec_id", pc.binary_join_element_wise(rows["run_id"], rows["user_id"], "/"))
@@ -132,9 +118,9 @@ def recommend(settings: Settings, request: Request) -> RunResult:
         run_id=run_id,
         rows=rows,
         model_version=version,
-        users=len(users) + len(held_out),
-        model_users=len(users) + len(held_out) - len(cold),
-        popular_users=len(cold),
+        users=len(users),
+        model_users=len(users) - cold,
+        popular_users=cold,
         seconds=time.perf_counter() - started,
     )
 
@@ -144,57 +130,43 @@ def publish(settings: Settings, result: RunResult) -> None:
     write_run(Warehouse(settings.warehouse), result.rows)
 
 
-def _model_rows(parts: list[dict[str, np.ndarray]], item_ids: pa.Array, version: int) -> pa.Table:
+def _ranked(
+    ranker: Ranker,
+    batch: list[str],
+    interactions: pa.Table,
+    k: int,
+    exclude: torch.Tensor | None,
+    blocked: torch.Tensor,
+    popular_only: bool,
+) -> dict[str, np.ndarray]:
+    """One batch's lists from the ranker, as columns; `personal` per user (False: popularity alone)."""
+    values, rows, personal = ranker.top_k(batch, interactions, k, exclude, blocked, popular_only)
+    values, rows = values.cpu().numpy(), rows.cpu().numpy()
+    user_index, rank_index = np.nonzero(np.isfinite(values))
+    return {
+        "user_id": np.asarray(batch, dtype=object)[user_index],
+        "rank": rank_index + 1,
+        "item_row": rows[user_index, rank_index],
+        "score": values[user_index, rank_index].astype(np.float64),
+        "model": personal.numpy()[user_index],
+        "personal": personal.numpy(),
+    }
+
+
+def _rows(parts: list[dict[str, np.ndarray]], item_ids: pa.Array, version: int) -> pa.Table:
+    """Model lists carry their version; popularity lists (cold or held-out users) none."""
+
     def column(name: str, dtype) -> np.ndarray:
         return np.concatenate([p[name] for p in parts]) if parts else np.zeros(0, dtype=dtype)
 
-    n = sum(len(p["rank"]) for p in parts)
+    model = column("model", bool)
     return pa.table(
         {
             "user_id": pa.array(column("user_id", object), pa.string()),
             "rank": pa.array(column("rank", np.int64), pa.int32()),
             "item_id": item_ids.take(pa.array(column("item_row", np.int64))),
             "score": pa.array(column("score", np.float64)),
-            "model_version": pa.array(np.full(n, version, dtype=np.int64)),
-            "strategy": pa.array([MODEL] * n, pa.string()),
-        }
-    )
-
-
-def _popular_rows(
-    users: list[str], interactions: pa.Table, blocked: torch.Tensor, item_ids: pa.Array, k: int, cfg
-) -> pa.Table:
-    """The same popular list for every cold user, less what that user has already seen."""
-    ranked, weights = popular_items(interactions, parse_duration(cfg.popular_window))
-    banned = set(item_ids.filter(pa.array(blocked.numpy())).to_pylist())
-    candidates = [(item, float(w)) for item, w in zip(ranked, weights, strict=True) if item not in banned]
-    seen: dict[str, set[str]] = {}
-    if cfg.exclude_seen and users:
-        mine = interactions.filter(pc.is_in(interactions["user_id"], value_set=pa.array(users, pa.string())))
-        for user, item in zip(mine["user_id"].to_pylist(), mine["item_id"].to_pylist(), strict=True):
-            seen.setdefault(user, set()).add(item)
-    out: dict[str, list] = {"user_id": [], "rank": [], "item_id": [], "score": []}
-    for user in users:
-        skip = seen.get(user, set())
-        rank = 0
-        for item, weight in candidates:
-            if item in skip:
-                continue
-            rank += 1
-            out["user_id"].append(user)
-            out["rank"].append(rank)
-            out["item_id"].append(item)
-            out["score"].append(weight)
-            if rank == k:
-                break
-    n = len(out["rank"])
-    return pa.table(
-        {
-            "user_id": pa.array(out["user_id"], pa.string()),
-            "rank": pa.array(out["rank"], pa.int32()),
-            "item_id": pa.array(out["item_id"], pa.string()),
-            "score": pa.array(out["score"], pa.float64()),
-            "model_version": pa.nulls(n, pa.int64()),
-            "strategy": pa.array([POPULAR] * n, pa.string()),
+            "model_version": pa.array(np.full(len(model), version, dtype=np.int64), mask=~model),
+            "strategy": pa.array(np.where(model, MODEL, POPULAR).tolist(), pa.string()),
         }
     )

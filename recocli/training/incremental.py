@@ -119,18 +119,19 @@ class WarehouseTrainer:
             if explicit:
                 raise RecoError(message)
             return TrainResult("none", None, latest, pinned, rows, message=message)
-        from recocli.training.fit import fit_full  # torch and Lightning load only when there is work
+        from recocli.training.rank import fit_ranker  # torch and Lightning load only when there is work
 
         kind = self.settings.model.kind
         self.say(
             f"full training of {kind} on {interactions.num_rows:,} interactions ({_versions_text(pinned)})"
         )
-        model, vocabs, metrics = fit_full(kind, interactions, self.settings, progress=self.progress)
+        ranker, metrics = fit_ranker(kind, interactions, self.settings, progress=self.progress)
+        model, vocabs = ranker.model, ranker.vocabs
         consumed = {name: [0, v] if v >= 0 else None for name, v in pinned.items()}
         meta = self._metadata("full", pinned, consumed, rows, interactions, metrics)
         meta["replaces"] = latest
-        version = publish_version(self.registry, model, vocabs, meta, parent=None)
-        self._current = ModelVersion(version, model, vocabs, {**meta, "version": version})
+        version = publish_version(self.registry, model, vocabs, meta, parent=None, ranker=ranker.state)
+        self._current = ModelVersion(version, model, vocabs, {**meta, "version": version}, ranker.state)
         return TrainResult(
             "full",
             version,
@@ -176,23 +177,25 @@ class WarehouseTrainer:
             # Nothing to learn (e.g. only impressions): the cursor stays, the rows are read again next time.
             message = f"{sum(rows.values()):,} rows since v{latest}, none usable for training: no new version"
             return TrainResult("none", None, latest, cursor, rows, message=message)
-        from recocli.training.fit import fine_tune
+        from recocli.recommend.ranker import Ranker
+        from recocli.training.rank import learn_batch
 
         current = self._load(latest)
+        ranker = Ranker.of(current)
         self.say(f"fine-tuning v{latest} on {interactions.num_rows:,} new interactions")
         report: dict[str, Any] = {}
         try:
-            fine_tune(current.model, current.vocabs, interactions, None, self.settings, report=report)
+            learn_batch(ranker, interactions, self.settings, report=report)
+            meta = self._metadata("incremental", pinned, consumed, rows, interactions, report)
+            version = publish_version(
+                self.registry, current.model, current.vocabs, meta, parent=latest, ranker=ranker.state
+            )
         except BaseException:
             self._current = None  # half-trained in memory: reload from the registry next time
             raise
-        meta = self._metadata("incremental", pinned, consumed, rows, interactions, report)
-        try:
-            version = publish_version(self.registry, current.model, current.vocabs, meta, parent=latest)
-        except BaseException:
-            self._current = None
-            raise
-        self._current = ModelVersion(version, current.model, current.vocabs, {**meta, "version": version})
+        self._current = ModelVersion(
+            version, current.model, current.vocabs, {**meta, "version": version}, ranker.state
+        )
         return TrainResult(
             "incremental", version, latest, pinned, rows, interactions.num_rows,
             device=report.get("device", ""), metrics=report,

@@ -40,6 +40,11 @@ def clean(value: object) -> object:
 def table_columns(result: dict) -> list[str]:
     """The metric columns shown for a result, in reading order."""
     ks = result.get("ks", [10])
+    if result["protocol"] == "served":
+        return [f"{g}ndcg@10{e}" for g in ("", "warm_", "cold_") for e in ("", "_se")] + [
+            "users",
+            "warm_users",
+        ]
     if result["protocol"] == "prequential":
         cols = [f"{m}@{k}" for k in ks for m in ("ndcg", "hr")]
         return [*cols, f"warm_ndcg@{ks[0]}", f"cold_ndcg@{ks[0]}", "users", "seconds"]
@@ -114,6 +119,22 @@ def summary_markdown(result: dict, plots: list[str]) -> str:
                     f"model alone), chosen on the validation item (NDCG@10 by half-life/weight: {tried})."
                 )
             lines.append("")
+    elif result["protocol"] == "served":
+        lines.append(
+            "Ratios (NDCG@10): " + ", ".join(f"{k} {_fmt(v, 3)}" for k, v in result["ratios"].items())
+        )
+        lines.append("")
+        lines += [
+            "| window | start | users | warm users | ranker half-life | weight | chosen on NDCG@10 |",
+            "|---" * 7 + "|",
+        ]
+        for w in result["windows"]:
+            r = w["ranker"]
+            lines.append(
+                f"| {w['window']} | {w['start']} | {w['users']} | {w['warm_users']} | "
+                f"{r['half_life']} | {r['weight']} | {_fmt(r['on'])} |"
+            )
+        lines.append("")
     else:
         for kind, info in result.get("strategies", {}).get("blend", {}).items():
             tried = _tried(info)
@@ -148,8 +169,10 @@ def plot_models(result: dict, path: Path) -> Path:
     plt = _pyplot()
     ks = result.get("ks", [10])
     names = list(result["models"])
-    if result["protocol"] == "prequential":
-        metrics = [f"ndcg@{ks[0]}", f"hr@{ks[0]}", f"warm_ndcg@{ks[0]}", f"cold_ndcg@{ks[0]}"]
+    if result["protocol"] == "served":
+        metrics = ["ndcg@10", "warm_ndcg@10", "cold_ndcg@10"]
+    elif result["protocol"] == "prequential":
+        metrics = [f"{m}@{ks[0]}" for m in ("ndcg", "hr", "warm_ndcg", "cold_ndcg")]
     else:
         metrics = [f"{m}@{k}" for k in ks for m in ("ndcg", "hr")] + ["mrr"]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) * max(1, len(metrics)) / 3), 4.2))

@@ -1,0 +1,214 @@
+"""The ranker: the one function that decides every list a user sees or an evaluation scores.
+
+A model version's scores blended with time-decayed popularity (recocli.models.prior) as a product
+of experts, log_softmax(model scores) + weight · log P_recent(item); users the model knows nothing
+about get P_recent alone, and so does everyone at weight inf (chosen when popularity wins on the
+newest data: the simplest thing that wins). Then the masks: items the user has seen, the blocklist.
+`reco recommend`, the demo, every `reco evaluate` protocol and the benches rank through `Ranker`.
+
+Training keeps it current: `choose` scores each new batch with every (half-life, weight) pair
+before anything learns from it (predict, then update) and keeps the best pair; `observe` adds the
+batch to the decayed counts in O(batch). Both are saved with the model version in the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch import Tensor
+
+from lakehouse.errors import RecoError
+from lakehouse.settings import parse_duration
+from recocli.config import RankSettings
+from recocli.models.base import PAD, Recommender
+from recocli.models.prior import RankerState, blend, choose_blend, pair_name
+from recocli.models.store import ModelVersion
+from recocli.models.vocab import Vocabs
+from recocli.recommend.history import score_users
+from recocli.recommend.topk import masked_topk
+
+K = 10  # choices are made on NDCG@10
+# Each choice pools the figures of earlier batches at this weight per batch since: the newest batch
+# weighs most, and a micro-batch of a few users does not flip the choice on its own.
+CHOICE_MEMORY = 0.5
+
+
+def rank_grid(cfg: RankSettings) -> tuple[list[float], list[float]]:
+    """The half-lives (seconds; 'all' = no decay) and weights (inf = popularity alone) to choose among."""
+    try:
+        halves = [math.inf if t.strip() == "all" else parse_duration(t) for t in cfg.half_lives.split(",")]
+        weights = [float(t) for t in cfg.weights.split(",")]
+    except (ValueError, RecoError):
+        halves, weights = [], []
+    if not halves or not weights or min(halves) <= 0 or min(weights) < 0:
+        raise RecoError(
+            "rank.half_lives must list positive durations or 'all', rank.weights numbers ≥ 0 or inf; "
+            f"got {cfg.half_lives!r} and {cfg.weights!r}"
+        )
+    return halves, weights
+
+
+def stable_order(users: list[str]) -> list[str]:
+    """Users by a stable hash of their id: a fair sample when only the first few are scored."""
+    return sorted(users, key=lambda u: hashlib.blake2b(u.encode(), digest_size=8).digest())
+
+
+class Ranker:
+    """A model version and its ranker state: scores, lists, and the per-batch updates."""
+
+    def __init__(self, model: Recommender, vocabs: Vocabs, state: RankerState) -> None:
+        self.model, self.vocabs, self.state = model, vocabs, state
+
+    @classmethod
+    def of(cls, version: ModelVersion) -> Ranker:
+        if version.ranker is None:
+            raise RecoError(
+                f"model version {version.version} has no ranker (published before rankers): "
+                "retrain with `reco train --full`"
+            )
+        return cls(version.model, version.vocabs, version.ranker)
+
+    @classmethod
+    def new(cls, model: Recommender, vocabs: Vocabs, cfg: RankSettings) -> Ranker:
+        return cls(model, vocabs, RankerState.new(*rank_grid(cfg)))
+
+    # ---- ranking ----
+
+    def scores(
+        self, users: list[str], interactions: pa.Table | None = None, popular_only: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """Scores [B, model items] and whether each user's are the model's (False: popularity alone).
+        Histories come from `interactions` (every event so far, read at serving time), or else
+        from what the model remembers."""
+        raw, has = self._raw(users, interactions)
+        if popular_only:
+            has = torch.zeros_like(has)
+        return self._blend(raw, has, self.state.half_life_s, self.state.weight)
+
+    def top_k(
+        self,
+        users: list[str],
+        interactions: pa.Table | None,
+        k: int,
+        exclude: Tensor | None = None,
+        blocked: Tensor | None = None,
+        popular_only: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(values, item rows) [B, k] best first, less `exclude` [B, S] (PAD-padded item rows each
+        user has seen) and `blocked` [items]; and whether each list is the model's."""
+        scores, personal = self.scores(users, interactions, popular_only)
+        values, rows = masked_topk(scores, k, exclude, blocked)
+        return values, rows, personal
+
+    def _raw(self, users: list[str], interactions: pa.Table | None) -> tuple[Tensor, Tensor]:
+        if interactions is not None:
+            return score_users(self.model, self.vocabs, interactions, users)
+        rows = self.vocabs.users.rows(users)
+        known = torch.from_numpy(rows >= 0)
+        user_rows = torch.from_numpy(np.where(rows >= 0, rows, 0))
+        scores = self.model.score(user_rows=user_rows)
+        if self.model.kind == "sasrec":
+            known &= (self.model.history(user_rows) != PAD).any(dim=1).cpu()
+        return scores, known
+
+    def _blend(self, raw: Tensor, has: Tensor, half_life_s: float, weight: float) -> tuple[Tensor, Tensor]:
+        log_prior = self.state.priors[half_life_s].log_prob(raw.shape[1])
+        if math.isinf(weight):
+            has = torch.zeros_like(has)
+        return blend(raw, log_prior, 0.0 if math.isinf(weight) else weight, has), has
+
+    # ---- learning ----
+
+    def observe(self, rows: pa.Table) -> None:
+        """Add the positives of `rows` to every half-life's decayed counts (O(rows))."""
+        pos = rows.filter(pc.equal(rows["label"], 1))
+        items = self.vocabs.items.rows(pos["item_id"])
+        known = items >= 0
+        ts = pos["ts"].cast(pa.int64()).to_numpy()[known]
+        weights = pos["weight"].to_numpy().astype(np.float64)[known]
+        for prior in self.state.priors.values():
+            prior.grow(len(self.vocabs.items))
+            prior.update(items[known], ts, weights)
+
+    def choose(self, rows: pa.Table, max_users: int) -> None:
+        """Score `rows` (not learned yet by the model nor the counts) with every (half-life, weight)
+        pair: NDCG@10 of each user's list against the items they took in `rows` and had not
+        taken before; pool with earlier figures (CHOICE_MEMORY) and keep the best pair."""
+        batch = choice_targets(self, rows, max_users)
+        if batch is None:
+            return
+        users, exclude, relevant, n_relevant = batch
+        raw, has = self._raw(users, None)
+        pooled = {}
+        for h in self.state.priors:
+            for w in self.state.weights:
+                scores, _ = self._blend(raw, has, h, w)
+                ndcg = ndcg_at(masked_topk(scores, K, exclude)[1], relevant, n_relevant)
+                old = self.state.figures.get(pair_name(h, w), {"ndcg@10": 0.0, "users": 0.0})
+                weight = old["users"] * CHOICE_MEMORY
+                pooled[(h, w)] = (
+                    (old["ndcg@10"] * weight + float(ndcg.sum())) / (weight + len(users)),
+                    weight + len(users),
+                )
+        self.state.figures = {
+            pair_name(h, w): {"ndcg@10": round(q, 5), "users": round(n, 2)}
+            for (h, w), (q, n) in pooled.items()
+        }
+        h, w, _ = choose_blend(lambda h, w: pooled[(h, w)][0], list(self.state.priors), self.state.weights)
+        self.state.half_life_s, self.state.weight = h, w
+        ts = rows["ts"].cast(pa.int64())
+        self.state.chosen_on = {
+            "users": len(users),
+            "warm_users": int(has.sum()),
+            "rows": rows.num_rows,
+            "from_us": pc.min(ts).as_py(),
+            "to_us": pc.max(ts).as_py(),
+            "ndcg@10": round(pooled[(h, w)][0], 5),
+        }
+
+
+def choice_targets(
+    ranker: Ranker, rows: pa.Table, max_users: int
+) -> tuple[list[str], Tensor, Tensor, np.ndarray] | None:
+    """(users, seen item rows [B, S], relevant item rows [B, R] (-1: padding or an item the model
+    lacks), counts of relevant) for the users with a positive in `rows` on an item they had not
+    taken before (the model's remembered history); None when there is none."""
+    pos = rows.filter(pc.equal(rows["label"], 1))
+    users = stable_order(sorted(set(pos["user_id"].to_pylist())))[:max_users]
+    if not users:
+        return None
+    user_rows = ranker.vocabs.users.rows(users)
+    seen = ranker.model.history(torch.from_numpy(np.where(user_rows >= 0, user_rows, 0))).cpu()
+    seen[torch.from_numpy(user_rows < 0)] = PAD
+    slot = {u: n for n, u in enumerate(users)}
+    wanted: list[dict[str, int]] = [{} for _ in users]
+    seen_sets = [set(r[r >= 0].tolist()) for r in seen.numpy()]
+    items = ranker.vocabs.items.rows(pos["item_id"])
+    pairs = zip(pos["user_id"].to_pylist(), pos["item_id"].to_pylist(), items, strict=True)
+    for user, item_id, item in pairs:
+        s = slot.get(user)
+        if s is not None and int(item) not in seen_sets[s]:
+            wanted[s].setdefault(item_id, int(item))
+    keep = [n for n, w in enumerate(wanted) if w]
+    if not keep:
+        return None
+    width = max(len(wanted[n]) for n in keep)
+    relevant = torch.full((len(keep), width), -1, dtype=torch.long)
+    for row, n in enumerate(keep):
+        relevant[row, : len(wanted[n])] = torch.tensor(list(wanted[n].values()))
+    n_relevant = np.array([len(wanted[n]) for n in keep])
+    return [users[n] for n in keep], seen[keep], relevant, n_relevant
+
+
+def ndcg_at(top_rows: Tensor, relevant: Tensor, n_relevant: np.ndarray) -> np.ndarray:
+    """NDCG of each list `top_rows` [B, k] against `relevant` [B, R] (-1: never a hit), binary gains."""
+    k = top_rows.shape[1]
+    hits = (top_rows[:, :, None] == relevant[:, None, :]).any(dim=2).numpy()
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
+    return (hits * discounts).sum(axis=1) / ideal

@@ -1,0 +1,51 @@
+"""Training a ranker (recocli.recommend.ranker): a model, the decayed counts, and the choice of
+half-life and blend weight, made on the newest rows before anything learns them.
+
+`reco train`, `reco ingest --train` and every evaluation protocol train through these two
+functions, so what is evaluated is what is served.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from recocli.config import Settings
+from recocli.recommend.ranker import Ranker
+from recocli.training.fit import fine_tune, fit_full
+
+
+def fit_ranker(
+    kind: str,
+    interactions: pa.Table,
+    settings: Settings,
+    seed: int | None = None,
+    progress: bool | None = None,
+    report: dict[str, Any] | None = None,
+) -> tuple[Ranker, dict[str, Any]]:
+    """A new ranker on time-ordered `interactions`: the model fits all but the newest
+    rank.choose_share of them, then that share is learned as an incremental batch would be
+    (`learn_batch`: chosen on first). Returns the ranker and the full fit's metrics."""
+    n_new = int(interactions.num_rows * settings.rank.choose_share)
+    older = interactions.slice(0, interactions.num_rows - n_new)
+    model, vocabs, metrics = fit_full(kind, older, settings, seed=seed, progress=progress)
+    ranker = Ranker.new(model, vocabs, settings.rank)
+    ranker.observe(older)
+    if n_new:
+        learn_batch(ranker, interactions.slice(older.num_rows), settings, seed=seed, report=report)
+    return ranker, metrics
+
+
+def learn_batch(
+    ranker: Ranker,
+    rows: pa.Table,
+    settings: Settings,
+    seed: int | None = None,
+    report: dict[str, Any] | None = None,
+) -> None:
+    """Predict, then update: choose the half-life and weight on `rows`, then fine-tune the model on
+    them and add them to the decayed counts (in place)."""
+    ranker.choose(rows, settings.rank.choose_users)
+    fine_tune(ranker.model, ranker.vocabs, rows, None, settings, seed=seed, report=report)
+    ranker.observe(rows)

@@ -1,0 +1,126 @@
+"""The ranker: chosen on the newest rows before learning them, saved with its version, and the one
+function behind `reco recommend` and `reco evaluate` (no Spark: bronze is committed with delta-rs)."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import torch
+from planted import START, events
+
+from lakehouse.catalog import Warehouse
+from lakehouse.registry import ModelRegistry
+from recocli.config import Settings, load_settings
+from recocli.data.synthetic import World
+from recocli.lab.evaluate.served import commit
+from recocli.models import build_model
+from recocli.models.store import load_version
+from recocli.models.vocab import Vocabs
+from recocli.recommend.history import seen_items
+from recocli.recommend.ranker import Ranker
+from recocli.recommend.run import Request, read_interactions, recommend
+from recocli.training.incremental import WarehouseTrainer
+from recocli.training.interactions import make_interactions
+
+WORLD = World(users=50, items=80, clusters=5)
+
+
+def _settings(tmp_path) -> Settings:
+    return load_settings(
+        env={},
+        overrides={
+            "warehouse": str(tmp_path / "warehouse"),
+            "train.epochs": 2,
+            "train.val_users": 20,
+            "train.min_epoch_steps": 5,
+            "model.dim": 16,
+            "model.blocks": 1,
+            "model.max_len": 10,
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    """Bronze with two commits and a ranker trained on each (full, then incremental)."""
+    root = tmp_path_factory.mktemp("ranker")
+    settings = _settings(root)
+    first = events(2000, WORLD, seed=3, start=START, span_days=2)
+    later = events(400, WORLD, seed=4, start=START + timedelta(days=2), span_days=0.5)
+    commit(Warehouse(settings.warehouse), first, 0)
+    trainer = WarehouseTrainer(settings, progress=False)
+    assert trainer.run(full=True).version == 1
+    commit(Warehouse(settings.warehouse), later, 1)
+    assert trainer.run().version == 2
+    return settings, first, later
+
+
+def test_the_ranker_is_saved_with_its_version_and_chosen_on_the_newest_rows(warehouse):
+    settings, _, later = warehouse
+    registry = ModelRegistry(Warehouse(settings.warehouse))
+    meta = registry.metadata(2)["ranker"]
+    assert meta["half_life"] in meta["half_lives"] and meta["half_lives"][-1] == "all"
+    assert len(meta["ndcg@10"]) == len(meta["half_lives"]) * len(meta["weights"])
+    weight = meta["weight"] if meta["weight"] == "inf" else f"{meta['weight']:g}"
+    chosen = meta["ndcg@10"][f"{meta['half_life']}/{weight}"]["ndcg@10"]
+    assert chosen == max(f["ndcg@10"] for f in meta["ndcg@10"].values())
+    # Version 2 chose on the rows of the second commit, before learning them.
+    lo, hi = pc.min_max(later["ts"].cast(pa.int64())).values()
+    assert (meta["chosen_on"]["from_us"], meta["chosen_on"]["to_us"]) == (lo.as_py(), hi.as_py())
+    one, two = load_version(registry, 1).ranker, load_version(registry, 2).ranker
+    # The all-time counts grew by exactly the new positives' weights (O(batch) update, no recount).
+    added = read_interactions(Warehouse(settings.warehouse), settings)
+    added = added.filter(pc.greater(added["ts"], pa.scalar(lo.as_py() - 1).cast(added["ts"].type)))
+    added = added.filter(pc.equal(added["label"], 1))
+    grew = float(two.priors[math.inf].counts.sum() - one.priors[math.inf].counts.sum())
+    assert grew == pytest.approx(float(pc.sum(added["weight"]).as_py()), rel=1e-5)
+
+
+def test_recommend_serves_the_rankers_lists(warehouse):
+    """What evaluation scores for a user (the ranker over the same version and data) is what
+    `reco recommend` writes, item for item."""
+    settings, _, _ = warehouse
+    wh = Warehouse(settings.warehouse)
+    users = ["u1", "u7", "u30", "stranger"]
+    served = recommend(settings, Request(k=10, users=users)).rows
+    ranker = Ranker.of(load_version(ModelRegistry(wh)))
+    interactions = read_interactions(wh, settings)
+    exclude = seen_items(interactions, users, ranker.vocabs.items)
+    _, rows, personal = ranker.top_k(users, interactions, 10, exclude)
+    for n, user in enumerate(users):
+        mine = served.filter(pc.equal(served["user_id"], user)).sort_by("rank")
+        assert mine["item_id"].to_pylist() == ranker.vocabs.items.ids(rows[n].tolist())
+        assert mine["strategy"].to_pylist() == ["model" if personal[n] else "popular"] * 10
+    assert not personal[3] and personal[:3].all()
+
+
+def test_popularity_alone_wins_over_a_model_that_knows_nothing():
+    """A random model against popular items that stay popular: the choice is popularity alone
+    (weight inf), and then every user's scores are the decayed popularity."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    users = [f"u{u}" for u in rng.integers(0, 200, n)]
+    items = [f"i{i}" for i in np.minimum(rng.geometric(0.08, n), 60)]
+    rows = make_interactions(users, items, ts=np.arange(n) * 1_000_000)
+    vocabs = Vocabs()
+    vocabs.users.add(rows["user_id"])
+    vocabs.items.add(rows["item_id"])
+    settings = Settings()
+    settings.model.dim = 8
+    model = build_model("mf", len(vocabs.users), len(vocabs.items), settings.model).eval()
+    torch.manual_seed(0)
+    for param in model.parameters():
+        torch.nn.init.normal_(param, std=3.0)  # confident and wrong
+    ranker = Ranker.new(model, vocabs, settings.rank)
+    ranker.observe(rows.slice(0, 2500))
+    ranker.choose(rows.slice(2500), max_users=500)
+    assert math.isinf(ranker.state.weight)
+    scores, personal = ranker.scores(["u1", "u2"])
+    assert not personal.any() and torch.equal(scores[0], scores[1])
+    best = max(f["ndcg@10"] for f in ranker.state.figures.values())
+    assert ranker.state.figures["all/0"]["ndcg@10"] < best

@@ -35,6 +35,7 @@ from recocli.console import print_table
 from recocli.models import build_model
 from recocli.models.store import publish_version
 from recocli.models.vocab import Vocabs, Vocabulary
+from recocli.recommend.ranker import Ranker
 from recocli.recommend.run import Request, publish, recommend
 
 K, RANK = 100, 64
@@ -93,9 +94,9 @@ def publish_mf(warehouse: Warehouse, users: np.ndarray, items: np.ndarray, setti
         Vocabulary(np.unique(users).astype(str).tolist()), Vocabulary(np.unique(items).astype(str).tolist())
     )
     model = build_model("mf", len(vocabs.users), len(vocabs.items), cfg)
-    publish_version(
-        ModelRegistry(warehouse), model, vocabs, {"config": {"model": dataclasses.asdict(cfg)}}, parent=None
-    )
+    ranker = Ranker.new(model, vocabs, settings.rank)  # the decayed counts: same cost whatever they hold
+    meta = {"config": {"model": dataclasses.asdict(cfg)}}
+    publish_version(ModelRegistry(warehouse), model, vocabs, meta, parent=None, ranker=ranker.state)
 
 
 def run_ours(root: Path, users: np.ndarray, items: np.ndarray, sample: list[str] | None) -> dict:

@@ -148,7 +148,7 @@ class RankSettings:
     # Half-lives of the decayed positive counts kept per item ("all": no decay).
     half_lives: str = "1d,7d,30d,90d,365d,all"
     # Weights of log P_recent added to log_softmax(model scores); 0: the model alone, inf: popularity alone.
-    weights: str = "0,0.25,0.5,1,2,inf"
+    weights: str = "0,0.25,0.5,1,2,4,8,inf"
     # Full training learns all but this newest share of the interactions first, to choose on it.
     choose_share: float = 0.1
     # At most this many users scored per choice (the first by a stable hash of their id).
@@ -171,13 +171,11 @@ class EvaluateSettings:
     retrain_every: int = 4
     # The popular peer counts positives in this long before each window.
     popular_window: str = "90d"
-    # Recency-popularity prior blended into model scores: the half-lives of its decayed counts and
-    # the blend weights (0 = the plain model) tried on validation: in prequential the last this
-    # many windows before the bootstrap cut, run the way incremental runs; in loo the validation
-    # item (where weights well below 0.5 do best on MovieLens: pass a finer list).
+    # loo only (prequential and served rank with the ranker, [rank]): the time-local recency prior
+    # blended into model scores, half-lives and blend weights (0 = the plain model) tried on the
+    # validation item (where weights well below 0.5 do best on MovieLens: pass a finer list).
     prior_half_life: str = "30d,90d,180d,365d"
     prior_weights: str = "0,0.5,1,2,4"
-    validation_windows: int = 3
 
 
 @dataclass

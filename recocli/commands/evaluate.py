@@ -91,10 +91,16 @@ def evaluate(
     user's own last event; evaluate.prior_half_life × evaluate.prior_weights chosen on the validation
     item), and also shown alone (-noblend), next to the prior alone (prior).
 
-    **prequential**: bootstrap on the first part of time, then window by window recommend first,
-    score against what users did, then update. Strategies: stale, incremental (fine-tune per window),
-    retrain (full retrain every N windows), popular — plus the same models without the
-    recency-popularity blend, warm and cold users apart, and the compute seconds of each.
+    **prequential**: bootstrap on the first part of time, then window by window rank first, score
+    against what users did, then update. Strategies (each the ranker `reco recommend` serves):
+    stale, incremental (what `reco train` does per micro-batch), retrain (full retrain every N
+    windows), popular — plus the models alone (-noblend), warm and cold users apart, and the
+    compute seconds of each.
+
+    **served**: the commands themselves in a temporary warehouse: the events before --bootstrap
+    committed and `reco train --full`, then per window `reco recommend` for its active users, scored
+    against what they liked next, the window committed and `reco train`; against the first version
+    never updated and popularity decayed at half-lives 1, 7, 30, 90, 365 days and all time.
     """
     flags = {
         "evaluate.k": k,

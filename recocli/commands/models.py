@@ -37,6 +37,14 @@ def _quality(meta: dict) -> str:
     return ""
 
 
+def _ranker(meta: dict) -> str:
+    """The ranker's choice: half-life × blend weight (inf: popularity alone), and its NDCG@10."""
+    rank = meta.get("ranker")
+    if not rank:
+        return ""
+    return f"{rank['half_life']} × {rank['weight']} ({rank.get('chosen_on', {}).get('ndcg@10', '-')})"
+
+
 def summary(meta: dict[str, Any], latest: int | None) -> dict[str, Any]:
     return {
         "version": meta["version"],
@@ -51,6 +59,7 @@ def summary(meta: dict[str, Any], latest: int | None) -> dict[str, Any]:
         "users": meta.get("n_users"),
         "items": meta.get("n_items"),
         "quality": _quality(meta),
+        "ranker": _ranker(meta),
         "device": meta.get("device"),
         "seconds": meta.get("seconds"),
     }
@@ -70,8 +79,8 @@ def list_versions(
     if not rows:
         out.print(f"no model versions in {registry.root}: train one with `reco train`")
         return
-    columns = ["version", "parent", "kind", "mode", "created", "cursor", "rows", "users", "items"]
-    print_table(f"models in {registry.root}", [*columns, "quality", "device", "seconds"], map(_row, rows))
+    columns = ["version", "parent", "kind", "mode", "created", "cursor", "rows", "users", "items", "quality"]
+    print_table(f"models in {registry.root}", [*columns, "ranker", "device", "seconds"], map(_row, rows))
 
 
 def _row(r: dict[str, Any]) -> list[Any]:
@@ -86,6 +95,7 @@ def _row(r: dict[str, Any]) -> list[Any]:
         r["users"],
         r["items"],
         r["quality"],
+        r["ranker"],
         r["device"],
         r["seconds"],
     ]
@@ -113,7 +123,9 @@ def show(
 def _flatten(data: dict[str, Any], prefix: str = ""):
     """[dotted key, value] rows of nested metadata; lists and cursors stay JSON."""
     for key, value in data.items():
-        if isinstance(value, dict) and value and key not in ("cursor", "consumed", "rows"):
+        if isinstance(value, dict) and set(value) == {"ndcg@10", "users"}:  # a ranker choice's figure
+            yield [f"{prefix}{key}", f"NDCG@10 {value['ndcg@10']} on {value['users']:g} users"]
+        elif isinstance(value, dict) and value and key not in ("cursor", "consumed", "rows"):
             yield from _flatten(value, f"{prefix}{key}.")
         else:
             yield [f"{prefix}{key}", json.dumps(value) if isinstance(value, dict | list) else value]

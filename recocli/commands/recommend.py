@@ -45,8 +45,10 @@ def recommend(
     already interacted with and blocklisted items, and append one run to gold/recommendations.
 
     SASRec reads each user's latest events at recommend time, so clicks ingested after the model
-    was trained already change the list. Users the model knows nothing about get the popular items
-    (strategy = popular). Readers take the newest run_id: a run appears whole, in one commit.
+    was trained already change the list. The version's ranker blends the model's scores with
+    time-decayed popularity (half-life and weight chosen at training: `reco models show`); users the
+    model knows nothing about get that popularity alone (strategy = popular). Readers take the
+    newest run_id: a run appears whole, in one commit.
     """
     from recocli.recommend.export import export_format as choose_format
     from recocli.recommend.export import export_rows

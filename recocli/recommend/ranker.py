@@ -85,7 +85,7 @@ class Ranker:
         """Scores [B, model items] and whether each user's are the model's (False: popularity alone).
         Histories come from `interactions` (every event so far, read at serving time), or else
         from what the model remembers."""
-        raw, has = self._raw(users, interactions)
+        raw, has = self.model_scores(users, interactions)
         if popular_only:
             has = torch.zeros_like(has)
         return self._blend(raw, has, self.state.half_life_s, self.state.weight)
@@ -105,7 +105,8 @@ class Ranker:
         values, rows = masked_topk(scores, k, exclude, blocked)
         return values, rows, personal
 
-    def _raw(self, users: list[str], interactions: pa.Table | None) -> tuple[Tensor, Tensor]:
+    def model_scores(self, users: list[str], interactions: pa.Table | None) -> tuple[Tensor, Tensor]:
+        """The model's raw scores [B, items] and whether it knows anything of each user."""
         if interactions is not None:
             return score_users(self.model, self.vocabs, interactions, users)
         rows = self.vocabs.users.rows(users)
@@ -115,6 +116,11 @@ class Ranker:
         if self.model.kind == "sasrec":
             known &= (self.model.history(user_rows) != PAD).any(dim=1).cpu()
         return scores, known
+
+    def blended(self, raw: Tensor, has: Tensor, weight: float) -> tuple[Tensor, Tensor]:
+        """`model_scores` blended at `weight` (ablations; serving uses the chosen one) with the
+        chosen half-life's counts."""
+        return self._blend(raw, has, self.state.half_life_s, weight)
 
     def _blend(self, raw: Tensor, has: Tensor, half_life_s: float, weight: float) -> tuple[Tensor, Tensor]:
         log_prior = self.state.priors[half_life_s].log_prob(raw.shape[1])
@@ -143,7 +149,7 @@ class Ranker:
         if batch is None:
             return
         users, exclude, relevant, n_relevant = batch
-        raw, has = self._raw(users, None)
+        raw, has = self.model_scores(users, None)
         pooled = {}
         for h in self.state.priors:
             for w in self.state.weights:

@@ -24,6 +24,7 @@ from recocli.models.vocab import Vocabs
 from recocli.recommend.history import seen_items
 from recocli.recommend.ranker import Ranker
 from recocli.recommend.run import Request, read_interactions, recommend
+from recocli.recommend.topk import masked_topk
 from recocli.training.incremental import WarehouseTrainer
 from recocli.training.interactions import make_interactions
 
@@ -92,6 +93,10 @@ def test_recommend_serves_the_rankers_lists(warehouse):
     interactions = read_interactions(wh, settings)
     exclude = seen_items(interactions, users, ranker.vocabs.items)
     _, rows, personal = ranker.top_k(users, interactions, 10, exclude)
+    # The prequential protocol's path: model scores, blended at the chosen weight, seen items masked.
+    raw, has = ranker.model_scores(users, interactions)
+    evaluated = masked_topk(ranker.blended(raw, has, ranker.state.weight)[0], 10, exclude)[1]
+    assert torch.equal(evaluated, rows)
     for n, user in enumerate(users):
         mine = served.filter(pc.equal(served["user_id"], user)).sort_by("rank")
         assert mine["item_id"].to_pylist() == ranker.vocabs.items.ids(rows[n].tolist())

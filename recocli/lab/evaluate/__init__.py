@@ -26,7 +26,8 @@ def parse_list(text: str, kind: Callable = float) -> list:
 
 def prior_grid(cfg: EvaluateSettings) -> tuple[list[float], list[float]]:
     """The recency prior's half-lives (seconds) and blend weights to try, as configured
-    (evaluate.prior_half_life, evaluate.prior_weights); both protocols choose among them."""
+    (evaluate.prior_half_life, evaluate.prior_weights); loo chooses among them (prequential and served
+    rank with the ranker, which chooses its own: [rank])."""
     half_lives = [parse_duration(t) for t in cfg.prior_half_life.split(",") if t.strip()]
     weights = parse_list(cfg.prior_weights, float)
     if not half_lives or any(h <= 0 for h in half_lives) or any(w < 0 for w in weights):

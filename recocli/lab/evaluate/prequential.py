@@ -1,30 +1,31 @@
 """Prequential (test-then-train) evaluation: the real-time claim, measured on the same windows.
 
-Events in time order; the models bootstrap on the first part, the rest is replayed window by
-window. For every window, each strategy first recommends for every user active in it (from what
-happened before the window only) and is scored against the new items each user then took; only
-then may it learn from the window:
+Events in time order; the rankers (recocli.recommend.ranker: the ranker `reco recommend` serves)
+bootstrap on the first part as `reco train --full` does, the rest is replayed window by window.
+For every window, each strategy first ranks for every user active in it (from what happened
+before the window only) and is scored against the new items each user then took; only then may
+it learn from the window:
 
-  stale        the bootstrap model (weights and prior), never updated
-  incremental  one fine-tune per window (recocli.training.fit.fine_tune, as `reco train` does) and
-               an O(window) update of its recency-popularity prior
-  retrain      a full retrain from scratch (and a rebuilt prior) every `retrain_every` windows
+  stale        the bootstrap ranker, never updated
+  incremental  per window what `reco train` does with a micro-batch: choose the half-life and
+               weight on the window, fine-tune on it, add it to the decayed counts
+  retrain      a full `reco train --full` every `retrain_every` windows
   popular      positives in the trailing `popular_window` before the window, recounted per window
 
-Ablations ride along at no training cost: each model strategy without the prior blend
-(`-noblend`), the recency prior alone (`prior`), and `chance` (every candidate tied: the exact
-expectation of a random ranking: the floor a leak-free evaluation of an unlearnable stream shows).
-The blend weight and the prior's half-life are chosen once, on the last windows before the
-bootstrap cut (see `_bootstrap`).
+Ablations ride along at no training cost: each model strategy at blend weight 0 (`-noblend`, the
+model alone), the incremental ranker's decayed popularity alone (`prior`), and `chance` (every
+candidate tied: the exact expectation of a random ranking: the floor a leak-free evaluation of an
+unlearnable stream shows).
 
 Users active in a window with history before it are warm, the others cold; both are reported.
 A strategy that has learned anything from a window's time before scoring it is a bug: every
-scoring checks the strategy's real state (the newest event its model and prior hold).
+scoring checks the strategy's real state (the newest event its model and counts hold).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,18 +40,18 @@ from torch import Tensor
 from lakehouse.errors import RecoError
 from lakehouse.settings import parse_duration
 from recocli.config import Settings
-from recocli.lab.evaluate import metrics, prior_grid
+from recocli.lab.evaluate import metrics
 from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
 from recocli.lab.evaluate.source import Source
-from recocli.lab.evaluate.split import bootstrap_cut, prequential_windows, validation_windows
+from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows
 from recocli.models import KINDS
-from recocli.models.base import Recommender
-from recocli.models.prior import RecencyPrior, blend, choose_blend
-from recocli.models.vocab import Vocabs, Vocabulary
-from recocli.recommend.history import score_users, seen_items
-from recocli.training.fit import fine_tune, fit_full
+from recocli.models.prior import half_life_name
+from recocli.models.vocab import Vocabulary
+from recocli.recommend.history import seen_items
+from recocli.recommend.ranker import Ranker
+from recocli.training.rank import fit_ranker, learn_batch
 
-STRATEGIES = ("stale", "incremental", "retrain", "popular")
+MODES = ("stale", "incremental", "retrain")
 Log = Callable[[str], None]
 
 
@@ -62,43 +63,36 @@ def _positives(rows: pa.Table) -> pa.Table:
     return rows.filter(pc.equal(rows["label"], 1))
 
 
-def build_prior(rows: pa.Table, vocabs: Vocabs, half_life_s: float) -> RecencyPrior:
-    """A recency prior over `vocabs` rows from the positives in `rows`."""
-    prior = RecencyPrior(len(vocabs.items), half_life_s)
-    update_prior(prior, rows, vocabs)
-    return prior
+@dataclass(frozen=True)
+class Strategy:
+    """A model kind and how its ranker learns over the windows (one of MODES)."""
 
+    kind: str
+    mode: str
 
-def update_prior(prior: RecencyPrior, rows: pa.Table, vocabs: Vocabs) -> None:
-    pos = _positives(rows)
-    items = vocabs.items.rows(pos["item_id"])
-    known = items >= 0
-    prior.grow(len(vocabs.items))
-    prior.update(items[known], pos["ts"].cast(pa.int64()).to_numpy()[known], pos["weight"].to_numpy()[known])
+    def name(self, kinds: list[str]) -> str:
+        return self.mode if len(kinds) == 1 else f"{self.kind}:{self.mode}"
 
 
 @dataclass
-class ModelState:
-    """A model, its vocabularies and its prior: what a model strategy serves from."""
+class Runner:
+    """A strategy's ranker, the settings it trains with, and its compute time."""
 
-    model: Recommender
-    vocabs: Vocabs
-    prior: RecencyPrior
-
-    def copy(self) -> ModelState:
-        return ModelState(copy.deepcopy(self.model), copy.deepcopy(self.vocabs), self.prior.copy())
+    strategy: Strategy
+    ranker: Ranker
+    settings: Settings
+    seconds: float = 0.0
 
     def trained_through(self) -> int:
-        """The newest event time (µs) anything in this state learned from."""
-        hist = self.model.hist_ts
+        """The newest event time (µs) anything in this ranker learned from."""
+        hist = self.ranker.model.hist_ts
         newest = int(hist.max()) if hist.numel() else -1
-        return max(newest, self.prior.now_us if self.prior.now_us is not None else -1)
+        counts = [p.now_us for p in self.ranker.state.priors.values() if p.now_us is not None]
+        return max([newest, *counts])
 
-    def scores(self, users: list[str], history: pa.Table, weights: list[float]) -> dict[float, Tensor]:
-        """Blended scores [B, model items] per blend weight (cold users: the prior alone)."""
-        raw, has = score_users(self.model, self.vocabs, history, users)
-        log_prior = self.prior.log_prob(raw.shape[1])
-        return {w: blend(raw, log_prior, w, has) for w in weights}
+
+def copy_ranker(ranker: Ranker) -> Ranker:
+    return Ranker(copy.deepcopy(ranker.model), copy.deepcopy(ranker.vocabs), ranker.state.copy())
 
 
 @dataclass
@@ -205,63 +199,75 @@ class PrequentialResult:
         }
 
 
-def _name(kind: str, strategy: str, kinds: list[str]) -> str:
-    return strategy if len(kinds) == 1 else f"{kind}:{strategy}"
-
-
-@dataclass
-class Bootstrap:
-    state: ModelState
-    weight: float
-    half_life_s: float
-    tried: dict[str, float]
-    seconds: float
+def _check(models: list[str], retrain_every: int) -> list[str]:
+    """The model kinds asked for (RecoError on a model prequential does not run)."""
+    unknown = [m for m in models if m not in (*KINDS, "pop", "als")]
+    if unknown:
+        raise RecoError(f"unknown model {unknown[0]!r}: prequential runs {', '.join(KINDS)} and pop")
+    if "als" in models:
+        raise RecoError("als runs in --protocol loo only (a Spark refit per window is no real-time peer)")
+    if retrain_every < 1:
+        raise RecoError("--retrain-every must be at least 1")
+    return [m for m in models if m in KINDS]
 
 
 def _bootstrap(
-    kind: str, data: pa.Table, ts: np.ndarray, cut: int, settings: Settings, seed: int
-) -> Bootstrap:
-    """The bootstrap model and its blend: fit on the rows before the validation windows, then run
-    those windows as incremental does (score, then fine-tune and update the priors), scoring every
-    (half-life, weight) pair; the best pair on their pooled users' NDCG@10 is kept. The model has
-    then seen everything up to the cut."""
-    clock = time.perf_counter()
-    cfg = settings.evaluate
-    half_lives, weights = prior_grid(cfg)
-    weights = weights or [0.0]
-    vals = validation_windows(ts, cut, cfg.window, cfg.validation_windows)
-    first = data.slice(0, vals[0].lo if vals else cut)
-    model, vocabs, _ = fit_full(kind, first, settings, seed=seed, progress=False)
-    priors = {h: build_prior(first, vocabs, h) for h in half_lives}
-    per_pair: dict[tuple[float, float], list[np.ndarray]] = {(h, w): [] for h in half_lives for w in weights}
-    catalog = Vocabulary()
-    catalog.add(first["item_id"])
-    known = set(first["user_id"].to_pylist())
-    for n, val in enumerate(vals):
-        history, rows = data.slice(0, val.lo), data.slice(val.lo, val.rows)
-        targets = window_targets(rows, history, catalog, known)
-        if targets.users and len(per_pair) > 1:
-            raw, has = score_users(model, vocabs, history, targets.users)
-            index = vocabs.items.rows(catalog_ids(catalog))
-            for h, prior in priors.items():
-                log_prior = prior.log_prob(raw.shape[1])
-                for w in weights:
-                    scores = to_catalog(blend(raw, log_prior, w, has), index)
-                    per_pair[(h, w)].append(evaluate_window(scores, targets, (10,))["ndcg@10"])
-        catalog.add(rows["item_id"])
-        known.update(rows["user_id"].to_pylist())
-        fine_tune(model, vocabs, rows, None, settings, seed=seed + 10_000 + n)
-        for prior in priors.values():
-            update_prior(prior, rows, vocabs)
+    kinds: list[str], data: pa.Table, cut: int, own: dict[str, Settings], seed: int, result, log: Log
+) -> list[Runner]:
+    """One ranker per kind on the rows before the cut (as `reco train --full`), copied per mode."""
+    runners = []
+    for kind in kinds:
+        log(f"{kind}: bootstrap on {cut} interactions")
+        clock = time.perf_counter()
+        ranker, _ = fit_ranker(kind, data.slice(0, cut), own[kind], seed=seed, progress=False)
+        state = ranker.state
+        log(f"{kind}: half-life {half_life_name(state.half_life_s)}, blend weight {state.weight:g}")
+        result.blend[kind] = {
+            "weight": state.weight,
+            "half_life_days": state.half_life_s / 86400,
+            "validation_ndcg@10": {k: f["ndcg@10"] for k, f in state.figures.items()},
+        }
+        result.seconds[f"{kind}:bootstrap"] = round(time.perf_counter() - clock, 3)
+        runners += [Runner(Strategy(kind, mode), copy_ranker(ranker), own[kind]) for mode in MODES]
+    return runners
 
-    def quality(h: float, w: float) -> float:
-        values = per_pair[(h, w)]
-        return (metrics.mean(np.concatenate(values)) or 0.0) if values else 0.0
 
-    half_life, weight, tried = choose_blend(quality, half_lives, weights)
-    return Bootstrap(
-        ModelState(model, vocabs, priors[half_life]), weight, half_life, tried, time.perf_counter() - clock
-    )
+def _rank_window(
+    runners: list[Runner], kinds: list[str], targets: WindowTargets, history: pa.Table, window: Window, ids
+) -> dict[str, tuple[Tensor, int | None]]:
+    """Each runner's blended and model-alone scores on the catalog, and what it was trained through."""
+    out: dict[str, tuple[Tensor, int | None]] = {}
+    for runner in runners:
+        name = runner.strategy.name(kinds)
+        through = runner.trained_through()
+        if through >= window.start:
+            raise AssertionError(f"{name} learned from {iso(through)} before scoring window {window.index}")
+        index = runner.ranker.vocabs.items.rows(ids)
+        raw, has = runner.ranker.model_scores(targets.users, history)
+        for suffix, weight in (("", runner.ranker.state.weight), ("-noblend", 0.0)):
+            out[f"{name}{suffix}"] = (to_catalog(runner.ranker.blended(raw, has, weight)[0], index), through)
+        if runner.strategy.mode == "incremental" and runner.strategy.kind == kinds[0]:
+            out["prior"] = (to_catalog(runner.ranker.blended(raw, has, math.inf)[0], index), through)
+    return out
+
+
+def _learn(
+    runners: list[Runner], data: pa.Table, window: Window, n: int, last: bool, seed: int, log: Log
+) -> None:
+    """Then each strategy learns from the window (or not), as its mode says."""
+    rows = data.slice(window.lo, window.rows)
+    for runner in runners:
+        clock = time.perf_counter()
+        strategy, cfg = runner.strategy, runner.settings.evaluate
+        if strategy.mode == "incremental":
+            learn_batch(runner.ranker, rows, runner.settings, seed=seed + n + 1)
+        elif strategy.mode == "retrain" and (n + 1) % cfg.retrain_every == 0 and not last:
+            seen = data.slice(0, window.hi)
+            runner.ranker, _ = fit_ranker(strategy.kind, seen, runner.settings, seed=seed, progress=False)
+            log(
+                f"{strategy.kind}:{strategy.mode}: retrained on {seen.num_rows} interactions after window {n}"
+            )
+        runner.seconds += time.perf_counter() - clock
 
 
 def run_prequential(
@@ -278,15 +284,7 @@ def run_prequential(
     for some model kinds (their own training config), else `settings`."""
     started = time.perf_counter()
     cfg = settings.evaluate
-    kinds = [m for m in models if m in KINDS]
-    unknown = [m for m in models if m not in (*KINDS, "pop", "als")]
-    if unknown:
-        raise RecoError(f"unknown model {unknown[0]!r}: prequential runs {', '.join(KINDS)} and pop")
-    if "als" in models:
-        raise RecoError("als runs in --protocol loo only (a Spark refit per window is no real-time peer)")
-    if cfg.retrain_every < 1:
-        raise RecoError("--retrain-every must be at least 1")
-    popular_s = parse_duration(cfg.popular_window)
+    kinds = _check(models, cfg.retrain_every)
     data = source.interactions
     ts = data["ts"].cast(pa.int64()).to_numpy()
     cut = bootstrap_cut(ts, cfg.bootstrap)
@@ -296,125 +294,75 @@ def run_prequential(
     result = PrequentialResult(
         source.name, seed, ks, kinds,
         {"bootstrap": cfg.bootstrap, "window": cfg.window, "retrain_every": cfg.retrain_every,
-         "popular_window": cfg.popular_window, "prior_half_life": cfg.prior_half_life},
+         "popular_window": cfg.popular_window, "rank": vars(settings.rank)},
     )  # fmt: skip
-    result.data = {
-        "interactions": data.num_rows,
-        "bootstrap_interactions": cut,
-        "bootstrap_until": iso(int(ts[cut])),
-        "windows": len(windows),
-    }
-
-    # ---- bootstrap ----
-    states: dict[str, ModelState] = {}
-    weights: dict[str, float] = {}
-    compute: dict[str, float] = {}
-    half_lives: dict[str, float] = {}
+    result.data = {"interactions": data.num_rows, "bootstrap_interactions": cut,
+                   "bootstrap_until": iso(int(ts[cut])), "windows": len(windows)}  # fmt: skip
     own = {kind: (model_settings or {}).get(kind, settings) for kind in kinds}
-    for kind in kinds:
-        log(f"{kind}: bootstrap on {cut} interactions")
-        boot = _bootstrap(kind, data, ts, cut, own[kind], seed)
-        log(f"{kind}: prior half-life {boot.half_life_s / 86400:g}d, blend weight {boot.weight}")
-        result.blend[kind] = {
-            "weight": boot.weight,
-            "half_life_days": boot.half_life_s / 86400,
-            "validation_ndcg@10": boot.tried,
-        }
-        result.seconds[f"{kind}:bootstrap"] = round(boot.seconds, 3)
-        weights[kind], half_lives[kind] = boot.weight, boot.half_life_s
-        for strategy in ("stale", "incremental", "retrain"):
-            states[_name(kind, strategy, kinds)] = boot.state.copy()
-            compute[_name(kind, strategy, kinds)] = 0.0
-    prior_half_life = half_lives[kinds[0]] if kinds else prior_grid(cfg)[0][0]
-    prior_only = RecencyPrior(0, prior_half_life)
-    prior_vocabs = Vocabs()
-    prior_vocabs.items.add(data.slice(0, cut)["item_id"])
-    update_prior(prior_only, data.slice(0, cut), prior_vocabs)
-    compute["popular"] = compute["prior"] = 0.0
-
-    catalog = Vocabulary()
-    catalog.add(data.slice(0, cut)["item_id"])
-    bootstrap_items = set(catalog.ids(range(len(catalog))))
-    known_users = set(data.slice(0, cut)["user_id"].to_pylist())
-    scored: dict[str, Scored] = {}
-    metric_names = [f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "recall")]
-
+    runners = _bootstrap(kinds, data, cut, own, seed, result, log)
+    replay = _Replay(data, cut, ks, parse_duration(cfg.popular_window))
     for n, window in enumerate(windows):
-        history = data.slice(0, window.lo)
-        rows = data.slice(window.lo, window.rows)
-        targets = window_targets(rows, history, catalog, known_users)
-        row: dict = {
-            "window": window.index, "start": iso(window.start), "end": iso(window.end),
-            "events": window.rows, "users": len(targets.users), "warm_users": int(targets.warm.sum()),
-            "new_item_share": round(targets.new_item_share, 4),
-            "new_since_bootstrap_share": round(_share_outside(targets.item_ids, bootstrap_items), 4),
-            "strategies": {},
-        }  # fmt: skip
-        if targets.users:
-            ids = catalog_ids(catalog)
-            results: dict[str, tuple[Tensor, int | None]] = {}
-            for name, state in states.items():
-                kind = name.split(":")[0] if ":" in name else kinds[0]
-                through = state.trained_through()
-                if through >= window.start:
-                    raise AssertionError(f"{name} learned from {iso(through)} before scoring window {n}")
-                index = state.vocabs.items.rows(ids)
-                blended = state.scores(targets.users, history, sorted({weights[kind], 0.0}))
-                results[name] = (to_catalog(blended[weights[kind]], index), through)
-                results[f"{name}-noblend"] = (to_catalog(blended[0.0], index), through)
-            clock = time.perf_counter()
-            pop = popularity(history, catalog, popular_s)
-            compute["popular"] += time.perf_counter() - clock
-            results["popular"] = (pop[None, :].expand(len(targets.users), -1), int(ts[window.lo - 1]))
-            index = prior_vocabs.items.rows(ids)
-            prior_scores = prior_only.log_prob(len(prior_vocabs.items))[None, :]
-            results["prior"] = (
-                to_catalog(prior_scores, index).expand(len(targets.users), -1),
-                prior_only.now_us,
-            )
-            # Chance: every candidate tied, so each metric is its expectation under a random ranking.
-            results["chance"] = (torch.zeros(len(targets.users), len(catalog)), None)
-            for name, (scores, through) in results.items():
-                values = evaluate_window(scores, targets, ks)
-                scored.setdefault(name, Scored()).add(values, targets.warm)
-                summary = {m: metrics.mean(values[m]) for m in metric_names}
-                summary["trained_through"] = iso(through)
-                row["strategies"][name] = summary
-        result.windows.append(row)
+        result.windows.append(replay.score(window, runners, kinds))
         if on_window:
             on_window(n + 1, len(windows))
-
-        # ---- then learn from the window ----
-        catalog.add(rows["item_id"])
-        known_users.update(rows["user_id"].to_pylist())
-        for name, state in states.items():
-            kind = name.split(":")[0] if ":" in name else kinds[0]
-            strategy = name.split(":")[-1]
-            clock = time.perf_counter()
-            if strategy == "incremental":
-                fine_tune(state.model, state.vocabs, rows, None, own[kind], seed=seed + n + 1)
-                update_prior(state.prior, rows, state.vocabs)
-            elif strategy == "retrain" and (n + 1) % cfg.retrain_every == 0 and n + 1 < len(windows):
-                seen = data.slice(0, window.hi)
-                model, vocabs, _ = fit_full(kind, seen, own[kind], seed=seed, progress=False)
-                states[name] = ModelState(model, vocabs, build_prior(seen, vocabs, half_lives[kind]))
-                log(f"{name}: retrained on {seen.num_rows} interactions after window {n}")
-            compute[name] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        prior_vocabs.items.add(rows["item_id"])
-        update_prior(prior_only, rows, prior_vocabs)
-        compute["prior"] += time.perf_counter() - clock
-
-    for name, values in scored.items():
-        result.models[name] = values.summary(metric_names)
-        base = name.removesuffix("-noblend")
-        result.models[name]["seconds"] = round(compute.get(base, 0.0), 3)
+        replay.advance(window)
+        _learn(runners, data, window, n, n + 1 == len(windows), seed, log)
+    compute = {r.strategy.name(kinds): r.seconds for r in runners} | replay.seconds
+    for name, values in replay.scored.items():
+        result.models[name] = values.summary(replay.metric_names)
+        result.models[name]["seconds"] = round(compute.get(name.removesuffix("-noblend"), 0.0), 3)
     result.seconds.update({name: round(value, 3) for name, value in compute.items()})
     result.seconds["total"] = round(time.perf_counter() - started, 3)
     result.data["scored_user_windows"] = sum(w["users"] for w in result.windows)
     for key in ("new_item_share", "new_since_bootstrap_share"):
         result.data[key] = _weighted_share(result.windows, key)
     return result
+
+
+class _Replay:
+    """What the windows share: the catalog and users so far, the peers, the scores gathered."""
+
+    def __init__(self, data: pa.Table, cut: int, ks: tuple[int, ...], popular_s: float) -> None:
+        self.data, self.ks, self.popular_s = data, ks, popular_s
+        self.catalog = Vocabulary()
+        self.catalog.add(data.slice(0, cut)["item_id"])
+        self.bootstrap_items = set(self.catalog.ids(range(len(self.catalog))))
+        self.known_users = set(data.slice(0, cut)["user_id"].to_pylist())
+        self.scored: dict[str, Scored] = {}
+        self.metric_names = [f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "recall")]
+        self.seconds = {"popular": 0.0, "prior": 0.0}
+
+    def score(self, window: Window, runners: list[Runner], kinds: list[str]) -> dict:
+        """Every strategy and peer on the window's users, before anything learns from it."""
+        history, rows = self.data.slice(0, window.lo), self.data.slice(window.lo, window.rows)
+        targets = window_targets(rows, history, self.catalog, self.known_users)
+        row: dict = {
+            "window": window.index, "start": iso(window.start), "end": iso(window.end),
+            "events": window.rows, "users": len(targets.users), "warm_users": int(targets.warm.sum()),
+            "new_item_share": round(targets.new_item_share, 4),
+            "new_since_bootstrap_share": round(_share_outside(targets.item_ids, self.bootstrap_items), 4),
+            "strategies": {},
+        }  # fmt: skip
+        if not targets.users:
+            return row
+        results = _rank_window(runners, kinds, targets, history, window, catalog_ids(self.catalog))
+        clock = time.perf_counter()
+        pop = popularity(history, self.catalog, self.popular_s)
+        self.seconds["popular"] += time.perf_counter() - clock
+        results["popular"] = (pop[None, :].expand(len(targets.users), -1), int(window.start) - 1)
+        # Chance: every candidate tied, so each metric is its expectation under a random ranking.
+        results["chance"] = (torch.zeros(len(targets.users), len(self.catalog)), None)
+        for name, (scores, through) in results.items():
+            values = evaluate_window(scores, targets, self.ks)
+            self.scored.setdefault(name, Scored()).add(values, targets.warm)
+            summary = {m: metrics.mean(values[m]) for m in self.metric_names}
+            row["strategies"][name] = summary | {"trained_through": iso(through)}
+        return row
+
+    def advance(self, window: Window) -> None:
+        rows = self.data.slice(window.lo, window.rows)
+        self.catalog.add(rows["item_id"])
+        self.known_users.update(rows["user_id"].to_pylist())
 
 
 def _share_outside(items: list[str], known: set[str]) -> float:

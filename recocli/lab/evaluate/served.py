@@ -30,6 +30,7 @@ import torch
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.registry import ModelRegistry
 from recocli.config import Settings
 from recocli.lab.evaluate.prequential import Log, evaluate_window, iso, window_targets
 from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows
@@ -196,6 +197,7 @@ def _windows(
     models = scores.summary()
     return {
         "models": models,
+        "ranker": ModelRegistry(warehouse).metadata().get("ranker", {}),
         "windows": rows,
         "ratios": _ratios(models),
         "data": {"windows": len(windows), "scored_user_windows": sum(r["users"] for r in rows)},
@@ -205,8 +207,6 @@ def _windows(
 
 def _ranker(warehouse: Warehouse) -> dict:
     """The served version's choice: half-life, weight, and the NDCG@10 it was chosen on."""
-    from lakehouse.registry import ModelRegistry
-
     meta = ModelRegistry(warehouse).metadata().get("ranker", {})
     return {k: meta.get(k) for k in ("half_life", "weight")} | {
         "on": meta.get("chosen_on", {}).get("ndcg@10")

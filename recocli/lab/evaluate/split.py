@@ -158,31 +158,3 @@ def prequential_windows(ts: np.ndarray, cut: int, window: str) -> list[Window]:
         )
         for j, (a, b) in enumerate(zip(firsts, lasts, strict=True))
     ]
-
-
-def validation_windows(ts: np.ndarray, cut: int, window: str, count: int = 1) -> list[Window]:
-    """The last `count` windows before the bootstrap cut, oldest first, to choose settings on the
-    way the evaluation itself runs (empty when they would leave nothing before them to fit on)."""
-    kind, size = parse_window(window)
-    if cut <= 1 or count < 1:
-        return []
-    end = int(ts[cut]) if cut < len(ts) else int(ts[-1]) + 1
-    if kind == "events":
-        lo = max(0, cut - int(size) * count)
-        lo = int(np.searchsorted(ts, ts[lo], side="left"))
-    else:
-        lo = int(np.searchsorted(ts, end - int(size * 1_000_000) * count, side="left"))
-    if lo <= 0 or lo >= cut:
-        return []
-    if kind == "events":
-        spans = _row_windows(ts, lo, cut, int(size))
-        return [Window(-1, int(ts[a]), int(ts[b]) if b < len(ts) else end, a, b) for a, b in spans]
-    step = int(size * 1_000_000)
-    out = []
-    for j in range(count):
-        start = end - (count - j) * step
-        a = int(np.searchsorted(ts, start, side="left"))
-        b = int(np.searchsorted(ts, start + step, side="left"))
-        if b > a:
-            out.append(Window(-1, start, start + step, a, b))
-    return out

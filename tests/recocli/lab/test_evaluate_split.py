@@ -16,7 +16,6 @@ from recocli.lab.evaluate.split import (
     loo_split,
     parse_window,
     prequential_windows,
-    validation_windows,
 )
 from recocli.training.interactions import make_interactions
 
@@ -119,11 +118,6 @@ def test_prequential_windows_tile_the_rows_after_the_cut(seconds, fraction, wind
         assert np.all((ts[w.lo : w.hi] >= w.start) & (ts[w.lo : w.hi] < w.end))
         # Rows of one timestamp never straddle two windows.
         assert w.hi == len(ts) or ts[w.hi - 1] < ts[w.hi]
-    val = validation_windows(ts, cut, window, 3)
-    if val:
-        assert val[-1].hi == cut and 0 < val[0].lo < cut
-        for a, b in pairwise(val):
-            assert a.hi == b.lo
 
 
 def test_parse_window():
@@ -145,6 +139,3 @@ def test_median_bootstrap_and_monthly_windows():
     windows = prequential_windows(ts, cut, "30d")
     assert [w.rows for w in windows] == [30, 21]
     assert windows[0].start == ts[cut] and windows[0].end == ts[cut] + 30 * day
-    (val,) = validation_windows(ts, cut, "30d")
-    assert (val.lo, val.hi) == (19, 49)
-    assert [(w.lo, w.hi) for w in validation_windows(ts, cut, "10d", 3)] == [(19, 29), (29, 39), (39, 49)]

@@ -12,15 +12,10 @@ import pytest
 from recocli.config import Settings
 from recocli.lab.evaluate import metrics
 from recocli.lab.evaluate.peers import catalog_ids, to_catalog
-from recocli.lab.evaluate.prequential import (
-    ModelState,
-    build_prior,
-    evaluate_window,
-    run_prequential,
-    window_targets,
-)
+from recocli.lab.evaluate.prequential import evaluate_window, run_prequential, window_targets
 from recocli.lab.evaluate.source import Source
 from recocli.models.vocab import Vocabulary
+from recocli.recommend.ranker import Ranker
 from recocli.training.fit import fine_tune, fit_full
 from recocli.training.interactions import make_interactions
 
@@ -70,7 +65,8 @@ def fast_settings() -> Settings:
     s.evaluate.window = "1d"
     s.evaluate.bootstrap = 0.5
     s.evaluate.retrain_every = 5
-    s.evaluate.prior_weights = "0,1"
+    s.rank.half_lives = "1d,all"
+    s.rank.weights = "0,1,inf"
     return s
 
 
@@ -128,13 +124,13 @@ def test_a_model_that_saw_the_window_would_stand_out(shuffled):
     settings = fast_settings()
     model, vocabs, _ = fit_full("sasrec", history, settings, seed=0, progress=False)
     fine_tune(model, vocabs, window, None, settings, seed=0)  # the leak
-    state = ModelState(model, vocabs, build_prior(history, vocabs, 86400.0))
+    ranker = Ranker.new(model, vocabs, settings.rank)
+    ranker.observe(history)
     catalog = Vocabulary()
     catalog.add(history["item_id"])
     targets = window_targets(window, history, catalog, set(history["user_id"].to_pylist()))
-    scores = to_catalog(
-        state.scores(targets.users, history, [0.0])[0.0], vocabs.items.rows(catalog_ids(catalog))
-    )
+    raw, has = ranker.model_scores(targets.users, history)
+    scores = to_catalog(ranker.blended(raw, has, 0.0)[0], vocabs.items.rows(catalog_ids(catalog)))
     leaky = metrics.mean(evaluate_window(scores, targets, (10,))["ndcg@10"])
     assert leaky > 2 * shuffled["models"]["chance"]["ndcg@10"]
 

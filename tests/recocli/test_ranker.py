@@ -17,7 +17,7 @@ from lakehouse.catalog import Warehouse
 from lakehouse.registry import ModelRegistry
 from recocli.config import Settings, load_settings
 from recocli.data.synthetic import World
-from recocli.lab.evaluate.served import commit
+from recocli.lab.evaluate.served import commit, run_served
 from recocli.models import build_model
 from recocli.models.store import load_version
 from recocli.models.vocab import Vocabs
@@ -29,6 +29,7 @@ from recocli.training.incremental import WarehouseTrainer
 from recocli.training.interactions import make_interactions
 
 WORLD = World(users=50, items=80, clusters=5)
+PEERS = ("1d", "7d", "30d", "90d", "365d", "all")
 
 
 def _settings(tmp_path) -> Settings:
@@ -129,3 +130,19 @@ def test_popularity_alone_wins_over_a_model_that_knows_nothing():
     assert not personal.any() and torch.equal(scores[0], scores[1])
     best = max(f["ndcg@10"] for f in ranker.state.figures.values())
     assert ranker.state.figures["all/0"]["ndcg@10"] < best
+
+
+def test_the_served_protocol_scores_recommend_lists_window_by_window(tmp_path):
+    settings = _settings(tmp_path)
+    settings.evaluate.bootstrap, settings.evaluate.window = 0.6, "12h"
+    stream = events(2500, WORLD, seed=7, start=START, span_days=2)
+    result = run_served(stream, "planted", settings)
+    assert result["data"]["windows"] == len(result["windows"]) >= 2
+    models = result["models"]
+    assert set(models) == {"served", "never updated"} | {f"popularity {h}" for h in PEERS}
+    scored = sum(w["users"] for w in result["windows"])
+    assert scored > 20 and all(m["users"] == scored for m in models.values())
+    for m in models.values():
+        assert 0 <= m["ndcg@10"] <= 1 and m["ndcg@10_se"] > 0
+    assert result["ratios"]["served/never updated"] is not None
+    assert result["ranker"]["half_life"] in result["ranker"]["half_lives"]

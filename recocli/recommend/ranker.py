@@ -82,13 +82,15 @@ class Ranker:
     def scores(
         self, users: list[str], interactions: pa.Table | None = None, popular_only: bool = False
     ) -> tuple[Tensor, Tensor]:
-        """Scores [B, model items] and whether each user's are the model's (False: popularity alone).
-        Histories come from `interactions` (every event so far, read at serving time), or else
-        from what the model remembers."""
+        """Scores [B, model items] and whether the version ranks each user as one it knows (False:
+        the popularity fallback, for unknown users and `popular_only` holdouts; a known user at
+        weight inf gets the same popularity, but as the version's choice). Histories come from
+        `interactions` (every event so far, read at serving time), or else from what the model
+        remembers."""
         raw, has = self.model_scores(users, interactions)
         if popular_only:
             has = torch.zeros_like(has)
-        return self._blend(raw, has, self.state.half_life_s, self.state.weight)
+        return self._blend(raw, has, self.state.half_life_s, self.state.weight)[0], has
 
     def top_k(
         self,
@@ -100,7 +102,7 @@ class Ranker:
         popular_only: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """(values, item rows) [B, k] best first, less `exclude` [B, S] (PAD-padded item rows each
-        user has seen) and `blocked` [items]; and whether each list is the model's."""
+        user has seen) and `blocked` [items]; and whether each user is one the version knows."""
         scores, personal = self.scores(users, interactions, popular_only)
         values, rows = masked_topk(scores, k, exclude, blocked)
         return values, rows, personal

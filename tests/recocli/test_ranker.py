@@ -126,8 +126,9 @@ def test_popularity_alone_wins_over_a_model_that_knows_nothing():
     ranker.observe(rows.slice(0, 2500))
     ranker.choose(rows.slice(2500), max_users=500)
     assert math.isinf(ranker.state.weight)
-    scores, personal = ranker.scores(["u1", "u2"])
-    assert not personal.any() and torch.equal(scores[0], scores[1])
+    scores, known = ranker.scores(["u1", "u2", "stranger"])
+    assert known.tolist() == [True, True, False]
+    assert torch.equal(scores[0], scores[1]) and torch.equal(scores[0], scores[2])
     best = max(f["ndcg@10"] for f in ranker.state.figures.values())
     assert ranker.state.figures["all/0"]["ndcg@10"] < best
 

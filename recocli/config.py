@@ -178,6 +178,8 @@ class ServeSettings:
     # List length of GET /recommendations when ?k is not given, and the most ?k may ask for.
     k: int = 10
     max_k: int = 100
+    # Most GET requests scored together in one batch (those that arrive while a batch is scored).
+    max_batch: int = 64
     # Largest request body and most records per POST (larger: 413).
     max_body: str = "1MB"
     max_records: int = 1000

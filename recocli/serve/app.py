@@ -18,13 +18,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request, Security
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lakehouse.contracts import CONTRACTS, Contract, validate_record
 from lakehouse.landing import KINDS, SERVED
 from lakehouse.settings import parse_duration, parse_size
 from recocli.config import Settings
+from recocli.serve.batcher import RankBatcher
 from recocli.serve.landing import LandingWriter
 from recocli.serve.metrics import Metrics
 from recocli.serve.state import LiveState
@@ -40,6 +41,7 @@ class Service:
         serve, ingest = settings.serve, settings.ingest
         self.settings, self.token = settings, token
         self.state = LiveState(settings)
+        self.batcher = RankBatcher(self.state, serve.max_batch)
         self.metrics = Metrics()
         size = parse_size(serve.landing_file_size)
         interval = parse_duration(serve.landing_interval)
@@ -123,11 +125,10 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/recommendations/{user_id}")
     async def recommendations(
         user_id: str, k: int = Query(serve.k, ge=1, le=serve.max_k, description="List length.")
-    ) -> dict:
+    ) -> Response:
         """The user's top-k, scored now from their committed events and those accepted since;
         the popular list for users the model knows nothing about. Recorded for `reco report`."""
-        state = service.state
-        ranked = state.ranking.rank(user_id, state.interactions_of(user_id), k)
+        ranked = await service.batcher.rank(user_id, k)
         items = [
             {"item_id": item, "score": score, "position": n}
             for n, (item, score) in enumerate(ranked.items, 1)
@@ -139,9 +140,9 @@ def create_app(service: Service) -> FastAPI:
             "strategy": ranked.strategy,
             "items": items,
         }
-        record = {**body, "served_at": datetime.now(UTC).isoformat()}
-        service.served.submit([json.dumps(record, separators=(",", ":"), ensure_ascii=False)])
-        return body
+        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        service.served.submit([f'{text[:-1]},"served_at":"{datetime.now(UTC).isoformat()}"}}'])
+        return Response(text, media_type="application/json")
 
     async def land(request: Request, credentials, kind: str) -> JSONResponse:
         if not authorized(credentials):

@@ -63,19 +63,32 @@ class Ranking:
         popular = [(i, float(w)) for i, w in zip(ranked, weights, strict=True) if i not in banned]
         return cls(loaded, popular, blocked, cfg)
 
-    def rank(self, user_id: str, interactions: pa.Table, k: int) -> Ranked:
-        """Top `k` for `user_id` from `interactions` (that user's rows, oldest first): the model's list
-        when it knows anything of the user, else the popular items the user has not seen."""
+    def rank(self, users: list[str], interactions: pa.Table, k: int) -> list[Ranked]:
+        """Top `k` for each of `users` (distinct) from `interactions` (their rows, oldest first within
+        each user), in one batched matrix product as `reco recommend` scores: the model's list when it
+        knows anything of the user, else the popular items the user has not seen."""
+        out: dict[str, Ranked] = {}
         if self.loaded is not None:
             model, vocabs = self.loaded.model, self.loaded.vocabs
-            scores, has_signal = score_users(model, vocabs, interactions, [user_id])
-            if bool(has_signal[0]):
-                exclude = seen_items(interactions, [user_id], vocabs.items) if self.cfg.exclude_seen else None
-                values, rows = masked_topk(scores, k, exclude, self.blocked)
-                values, rows = values[0].numpy(), rows[0].numpy()
-                keep = np.isfinite(values)
-                ids = vocabs.items.ids(rows[keep])
-                return Ranked(MODEL, self.loaded.version, list(zip(ids, values[keep].tolist(), strict=True)))
-        seen = set(pc.unique(interactions["item_id"]).to_pylist()) if self.cfg.exclude_seen else set()
-        items = [(item, weight) for item, weight in self.popular if item not in seen][:k]
-        return Ranked(POPULAR, None, items)
+            scores, has_signal = score_users(model, vocabs, interactions, users)
+            exclude = seen_items(interactions, users, vocabs.items) if self.cfg.exclude_seen else None
+            values, rows = masked_topk(scores, k, exclude, self.blocked)
+            values, rows = values.numpy(), rows.numpy()
+            for n, user in enumerate(users):
+                if bool(has_signal[n]):
+                    keep = np.isfinite(values[n])
+                    ids = vocabs.items.ids(rows[n][keep])
+                    out[user] = Ranked(
+                        MODEL, self.loaded.version, list(zip(ids, values[n][keep].tolist(), strict=True))
+                    )
+        cold = [user for user in users if user not in out]
+        if cold:
+            seen: dict[str, set[str]] = {user: set() for user in cold}
+            if self.cfg.exclude_seen:
+                mine = interactions.filter(pc.is_in(interactions["user_id"], pa.array(cold, pa.string())))
+                for user, item in zip(mine["user_id"].to_pylist(), mine["item_id"].to_pylist(), strict=True):
+                    seen[user].add(item)
+            for user in cold:
+                items = [(item, weight) for item, weight in self.popular if item not in seen[user]][:k]
+                out[user] = Ranked(POPULAR, None, items)
+        return [out[user] for user in users]

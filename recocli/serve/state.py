@@ -105,12 +105,14 @@ class LiveState:
             if kind == "events"
             else from_bronze(None, rows, weights, threshold)
         )
-        users = interactions["user_id"].to_pylist()
+        rows_of: dict[str, list[int]] = defaultdict(list)
+        for row, user in enumerate(interactions["user_id"].to_pylist()):
+            rows_of[user].append(row)
+        mine = {user: interactions.take(rows) for user, rows in rows_of.items()}
         with self._lock:
             self._unconfirmed[landed] = time.time()
-            for user in dict.fromkeys(users):
-                mine = interactions.filter(pc.equal(interactions["user_id"], user))
-                self._pending[user].append((landed, mine))
+            for user, rows in mine.items():
+                self._pending[user].append((landed, rows))
 
     def landing_lag(self) -> float:
         """Seconds since the oldest file this service landed that ingest has not committed (0: none)."""

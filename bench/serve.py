@@ -1,0 +1,294 @@
+"""`reco serve` on localhost with a real HTTP client (httpx): GET latency at a fixed request rate,
+POST /feedback throughput, read-your-writes delay, each bounded in count and time.
+
+The server is a real `reco serve` process on 127.0.0.1 over a warehouse holding ml-latest-small's
+ratings in bronze/events and a sasrec of the default size (dim 64, 2 blocks, 50 items of history)
+over its users and items (weights untrained: the cost of scoring does not depend on them). The
+client runs in this process, so it shares the machine's cores with the server.
+
+- GET: open loop at --rate requests/s over known users for --seconds; latency counted from each
+  request's scheduled time (a slow server cannot slow the schedule down and hide its queue).
+- POST: batches of 100 feedback records from 8 concurrent clients for at most --seconds.
+- Read-your-writes: a user's list, then a click on its first item POSTed to /events, then GETs until
+  that item has left the list; the time from the POST's start to that GET's answer.
+
+    .venv/bin/python bench/serve.py                  # 200 req/s for 15 s, POST for 10 s, 50 trials
+    .venv/bin/python bench/serve.py --seconds 5      # shorter
+    .venv/bin/python bench/serve.py --data ../shared/datasets/movielens/ml-latest-small
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse import catalog, delta
+from lakehouse.catalog import Warehouse
+from lakehouse.registry import ModelRegistry
+from recocli.config import load_settings
+from recocli.console import print_table
+from recocli.data.movielens import detect, read_ratings
+from recocli.models import build_model
+from recocli.models.store import publish_version
+from recocli.models.vocab import Vocabs, Vocabulary
+
+MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "movielens" / "ml-latest-small"
+TOKEN = "bench-token"
+TARGETS = {"get_p99_ms": 20.0, "get_rate": 200, "post_events_per_s": 5000, "ryw_p50_ms": 100.0}
+
+
+def prepare(root: Path, data: Path) -> list[str]:
+    """bronze/events from ml-latest-small and a default-size sasrec over its ids; the user ids."""
+    warehouse = Warehouse(root / "warehouse")
+    ratings = read_ratings(detect(data))
+    n, now = ratings.num_rows, datetime.now(UTC)
+    rows = ratings.select(["event_id", "user_id", "item_id", "event_type", "value", "ts"])
+    for name, column in {
+        "session_id": pa.nulls(n, pa.string()),
+        "context": pa.nulls(n, catalog.EVENTS.schema.field("context").type),
+        "event_date": pc.cast(rows["ts"], pa.date32()),
+        "ingested_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+        "batch_id": pa.array(np.zeros(n, dtype=np.int64)),
+        "source_file": pa.array(["bench"] * n),
+    }.items():
+        rows = rows.append_column(name, column)
+    delta.append_once(warehouse.uri(catalog.EVENTS), catalog.EVENTS, rows, "bench", 0)
+    settings = load_settings(env={}, overrides={"warehouse": str(warehouse.root)})
+    cfg = dataclasses.replace(settings.model, kind="sasrec")
+    users = sorted(set(rows["user_id"].to_pylist()))
+    vocabs = Vocabs(Vocabulary(users), Vocabulary(sorted(set(rows["item_id"].to_pylist()))))
+    model = build_model("sasrec", len(vocabs.users), len(vocabs.items), cfg)
+    meta = {"config": {"model": dataclasses.asdict(cfg)}}
+    publish_version(ModelRegistry(warehouse), model, vocabs, meta, parent=None)
+    return users
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(root: Path, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "recocli", "serve", "--warehouse", str(root / "warehouse")]
+    cmd += ["--landing", str(root / "landing"), "--port", str(port)]
+    env = {**os.environ, "RECO_SERVE_TOKEN": TOKEN, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"reco serve ended: {server.stderr.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.5)
+    server.kill()
+    raise SystemExit("reco serve did not come up in 300 s")
+
+
+async def get_load(http: httpx.AsyncClient, users: list[str], rate: float, seconds: float) -> dict:
+    rng = random.Random(0)
+    count = int(rate * seconds)
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter() + 0.1
+
+    async def one(n: int) -> None:
+        nonlocal errors
+        scheduled = start + n / rate
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        try:
+            response = await http.get(f"/recommendations/{rng.choice(users)}", params={"k": 10}, timeout=10)
+            ok = response.status_code == 200
+        except httpx.TransportError:
+            ok = False
+        if ok:
+            latencies.append(time.perf_counter() - scheduled)
+        else:
+            errors += 1
+
+    await asyncio.gather(*(one(n) for n in range(count)))
+    elapsed = time.perf_counter() - start
+    ms = np.array(latencies) * 1000
+    return {
+        "requests": count,
+        "errors": errors,
+        "rate": round(count / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
+    }
+
+
+async def post_load(http: httpx.AsyncClient, seconds: float, clients: int = 8, batch: int = 100) -> dict:
+    now = datetime.now(UTC).isoformat()
+    sent = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(worker: int) -> None:
+        nonlocal sent
+        for n in range(10_000):  # bounded; the deadline ends it first
+            if time.perf_counter() >= deadline:
+                return
+            records = [
+                {"event_id": f"b{worker}-{n}-{m}", "rec_id": f"r{worker}-{n}", "user_id": f"u{m}",
+                 "item_id": f"i{m}", "action": "impression", "position": m % 10 + 1, "ts": now}
+                for m in range(batch)
+            ]  # fmt: skip
+            response = await http.post("/feedback", json=records, timeout=30)
+            assert response.status_code == 202, response.text
+            sent += batch
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(w) for w in range(clients)))
+    elapsed = time.perf_counter() - start
+    return {"events": sent, "seconds": round(elapsed, 2), "events_per_s": round(sent / elapsed)}
+
+
+async def read_your_writes(http: httpx.AsyncClient, users: list[str], trials: int) -> dict:
+    rng = random.Random(1)
+    delays, failures = [], 0
+    for n in range(trials):
+        user = rng.choice(users)
+        listed = (await http.get(f"/recommendations/{user}")).json()["items"]
+        item = listed[0]["item_id"]
+        click = {"event_id": f"ryw-{n}", "user_id": user, "item_id": item, "event_type": "click",
+                 "ts": datetime.now(UTC).isoformat()}  # fmt: skip
+        started = time.perf_counter()
+        assert (await http.post("/events", json=click)).status_code == 202
+        for _ in range(100):  # at most 100 GETs
+            now = [i["item_id"] for i in (await http.get(f"/recommendations/{user}")).json()["items"]]
+            if item not in now:
+                delays.append(time.perf_counter() - started)
+                break
+        else:
+            failures += 1
+    ms = np.array(delays) * 1000
+    return {
+        "trials": trials,
+        "moved": len(delays),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+        "max_ms": round(float(ms.max()), 2) if len(ms) else None,
+    }
+
+
+async def measure(port: int, users: list[str], args) -> dict:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits) as http:
+        await get_load(http, users, 50, 2)  # warm-up
+        get = await get_load(http, users, args.rate, args.seconds)
+        post = await post_load(http, min(args.seconds, 10))
+        ryw = await read_your_writes(http, users, args.trials)
+        metrics = (await http.get("/metrics")).text
+    return {"get": get, "post": post, "ryw": ryw, "metrics": metrics}
+
+
+def server_side(metrics: str) -> dict:
+    """Mean GET time and the share within 20 ms, from the server's own histogram (every GET so far)."""
+    route = 'method="GET",route="/recommendations/{user_id}"'
+    values = {}
+    for text in metrics.splitlines():
+        if text.startswith(
+            ("reco_serve_request_seconds_sum{" + route, "reco_serve_request_seconds_count{" + route)
+        ):
+            values[text.split("{")[0].rsplit("_", 1)[1]] = float(text.rsplit(" ", 1)[1])
+        if text.startswith("reco_serve_request_seconds_bucket{" + route + ',le="0.02"}'):
+            values["within"] = float(text.rsplit(" ", 1)[1])
+    count = values.get("count") or 1
+    return {
+        "server_mean_ms": round(1000 * values.get("sum", 0) / count, 2),
+        "server_within_20ms": round(values.get("within", 0) / count, 4),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--data", type=Path, default=MOVIELENS, help="the ml-latest-small folder")
+    args = parser.parse_args()
+    if not (args.data / "ratings.csv").exists():
+        print(json.dumps({"bench": "serve", "skipped": f"{args.data} not found"}))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        root = Path(tmp)
+        users = prepare(root, args.data)
+        port = free_port()
+        server = start_server(root, port)
+        try:
+            result = asyncio.run(measure(port, users, args))
+        finally:
+            server.kill()
+            server.wait()
+    get, post, ryw = result["get"], result["post"], result["ryw"]
+    get.update(server_side(result["metrics"]))
+    print_table(
+        "reco serve on 127.0.0.1, ml-latest-small sasrec (dim 64), client in the same machine",
+        ["measure", "value", "target"],
+        [
+            [f"GET p50 / p99 at {get['rate']} req/s", f"{get['p50_ms']} / {get['p99_ms']} ms", "p99 ≤ 20 ms"],
+            ["GET errors", get["errors"], "0"],
+            [
+                "GET server side: mean / share ≤ 20 ms",
+                f"{get['server_mean_ms']} ms / {get['server_within_20ms']}",
+                "",
+            ],
+            ["POST /feedback, batches of 100", f"{post['events_per_s']} events/s", "≥ 5,000"],
+            [
+                "read-your-writes p50",
+                f"{ryw['p50_ms']} ms ({ryw['moved']}/{ryw['trials']} moved)",
+                "≤ 100 ms",
+            ],
+        ],
+    )
+    meets = (
+        get["p99_ms"] <= TARGETS["get_p99_ms"]
+        and get["errors"] == 0
+        and get["rate"] >= 0.95 * args.rate
+        and post["events_per_s"] >= TARGETS["post_events_per_s"]
+        and ryw["moved"] == ryw["trials"]
+        and (ryw["p50_ms"] or 1e9) <= TARGETS["ryw_p50_ms"]
+    )
+    line = {
+        "bench": "serve",
+        "get_rate": get["rate"],
+        "get_p50_ms": get["p50_ms"],
+        "get_p99_ms": get["p99_ms"],
+        "get_errors": get["errors"],
+        "get_server_mean_ms": get["server_mean_ms"],
+        "get_server_within_20ms": get["server_within_20ms"],
+        "post_events_per_s": post["events_per_s"],
+        "ryw_p50_ms": ryw["p50_ms"],
+        "ryw_moved": f"{ryw['moved']}/{ryw['trials']}",
+        "cpus": os.cpu_count(),
+        "ratio": round(TARGETS["get_p99_ms"] / get["p99_ms"], 2) if get["p99_ms"] else None,
+        "target": TARGETS,
+        "meets_target": meets,
+    }
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

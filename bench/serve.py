@@ -6,9 +6,10 @@ ratings in bronze/events and a sasrec of the default size (dim 64, 2 blocks, 50 
 over its users and items (weights untrained: the cost of scoring does not depend on them). The
 client runs in this process, so it shares the machine's cores with the server.
 
-- GET: open loop at --rate requests/s over known users for --seconds; latency counted from each
-  request's scheduled time (a slow server cannot slow the schedule down and hide its queue).
-- POST: batches of 100 feedback records from 8 concurrent clients for at most --seconds.
+- GET: open loop at --rate requests/s over known users for --seconds, sent by 16 client threads;
+  latency counted from each request's due time (a slow server cannot slow the schedule down and
+  hide its queue).
+- POST: batches of 100 feedback records from 8 concurrent clients for at most 10 s.
 - Read-your-writes: a user's list, then a click on its first item POSTed to /events, then GETs until
   that item has left the list; the time from the POST's start to that GET's answer.
 
@@ -20,15 +21,16 @@ client runs in this process, so it shares the machine's cores with the server.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import os
+import queue
 import random
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,33 +105,41 @@ def start_server(root: Path, port: int) -> subprocess.Popen:
     raise SystemExit("reco serve did not come up in 300 s")
 
 
-async def get_load(http: httpx.AsyncClient, users: list[str], rate: float, seconds: float) -> dict:
+def get_load(base: str, users: list[str], rate: float, seconds: float, threads: int = 16) -> dict:
+    """Open loop: request n is due at start + n / rate; `threads` clients take the due requests in
+    turn, and each latency runs from the request's due time."""
     rng = random.Random(0)
     count = int(rate * seconds)
+    due = queue.Queue()
+    start = time.perf_counter() + 0.2
+    for n in range(count):
+        due.put((start + n / rate, rng.choice(users)))
     latencies: list[float] = []
-    errors = 0
-    start = time.perf_counter() + 0.1
+    errors = [0]
 
-    async def one(n: int) -> None:
-        nonlocal errors
-        scheduled = start + n / rate
-        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-        try:
-            response = await http.get(f"/recommendations/{rng.choice(users)}", params={"k": 10}, timeout=10)
-            ok = response.status_code == 200
-        except httpx.TransportError:
-            ok = False
-        if ok:
-            latencies.append(time.perf_counter() - scheduled)
-        else:
-            errors += 1
+    def client() -> None:
+        with httpx.Client(base_url=base, timeout=10) as http:
+            while True:
+                try:
+                    scheduled, user = due.get_nowait()
+                except queue.Empty:
+                    return
+                time.sleep(max(0.0, scheduled - time.perf_counter()))
+                try:
+                    ok = http.get(f"/recommendations/{user}", params={"k": 10}).status_code == 200
+                except httpx.TransportError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - scheduled)
+                else:
+                    errors[0] += 1
 
-    await asyncio.gather(*(one(n) for n in range(count)))
+    run_threads(client, threads)
     elapsed = time.perf_counter() - start
     ms = np.array(latencies) * 1000
     return {
         "requests": count,
-        "errors": errors,
+        "errors": errors[0],
         "rate": round(count / elapsed, 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
@@ -137,49 +147,61 @@ async def get_load(http: httpx.AsyncClient, users: list[str], rate: float, secon
     }
 
 
-async def post_load(http: httpx.AsyncClient, seconds: float, clients: int = 8, batch: int = 100) -> dict:
-    now = datetime.now(UTC).isoformat()
-    sent = 0
-    deadline = time.perf_counter() + seconds
+def run_threads(target, count: int) -> None:
+    workers = [threading.Thread(target=target) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
 
-    async def client(worker: int) -> None:
-        nonlocal sent
-        for n in range(10_000):  # bounded; the deadline ends it first
-            if time.perf_counter() >= deadline:
-                return
-            records = [
-                {"event_id": f"b{worker}-{n}-{m}", "rec_id": f"r{worker}-{n}", "user_id": f"u{m}",
-                 "item_id": f"i{m}", "action": "impression", "position": m % 10 + 1, "ts": now}
-                for m in range(batch)
-            ]  # fmt: skip
-            response = await http.post("/feedback", json=records, timeout=30)
-            assert response.status_code == 202, response.text
-            sent += batch
+
+def post_load(base: str, seconds: float, clients: int = 8, batch: int = 100) -> dict:
+    """`clients` threads POST batches of `batch` feedback records back to back for `seconds`."""
+    now = datetime.now(UTC).isoformat()
+    sent = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+    workers = iter(range(clients))
+
+    def client() -> None:
+        worker = next(workers)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http:
+            for n in range(10_000):  # bounded; the deadline ends it first
+                if time.perf_counter() >= deadline:
+                    return
+                records = [
+                    {"event_id": f"b{worker}-{n}-{m}", "rec_id": f"r{worker}-{n}", "user_id": f"u{m}",
+                     "item_id": f"i{m}", "action": "impression", "position": m % 10 + 1, "ts": now}
+                    for m in range(batch)
+                ]  # fmt: skip
+                response = http.post("/feedback", json=records)
+                assert response.status_code == 202, response.text
+                with lock:
+                    sent[0] += batch
 
     start = time.perf_counter()
-    await asyncio.gather(*(client(w) for w in range(clients)))
+    run_threads(client, clients)
     elapsed = time.perf_counter() - start
-    return {"events": sent, "seconds": round(elapsed, 2), "events_per_s": round(sent / elapsed)}
+    return {"events": sent[0], "seconds": round(elapsed, 2), "events_per_s": round(sent[0] / elapsed)}
 
 
-async def read_your_writes(http: httpx.AsyncClient, users: list[str], trials: int) -> dict:
+def read_your_writes(base: str, users: list[str], trials: int) -> dict:
     rng = random.Random(1)
     delays, failures = [], 0
-    for n in range(trials):
-        user = rng.choice(users)
-        listed = (await http.get(f"/recommendations/{user}")).json()["items"]
-        item = listed[0]["item_id"]
-        click = {"event_id": f"ryw-{n}", "user_id": user, "item_id": item, "event_type": "click",
-                 "ts": datetime.now(UTC).isoformat()}  # fmt: skip
-        started = time.perf_counter()
-        assert (await http.post("/events", json=click)).status_code == 202
-        for _ in range(100):  # at most 100 GETs
-            now = [i["item_id"] for i in (await http.get(f"/recommendations/{user}")).json()["items"]]
-            if item not in now:
-                delays.append(time.perf_counter() - started)
-                break
-        else:
-            failures += 1
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as http:
+        for n in range(trials):
+            user = rng.choice(users)
+            item = http.get(f"/recommendations/{user}").json()["items"][0]["item_id"]
+            click = {"event_id": f"ryw-{n}", "user_id": user, "item_id": item, "event_type": "click",
+                     "ts": datetime.now(UTC).isoformat()}  # fmt: skip
+            started = time.perf_counter()
+            assert http.post("/events", json=click).status_code == 202
+            for _ in range(100):  # at most 100 GETs
+                if item not in [i["item_id"] for i in http.get(f"/recommendations/{user}").json()["items"]]:
+                    delays.append(time.perf_counter() - started)
+                    break
+            else:
+                failures += 1
     ms = np.array(delays) * 1000
     return {
         "trials": trials,
@@ -189,16 +211,13 @@ async def read_your_writes(http: httpx.AsyncClient, users: list[str], trials: in
     }
 
 
-async def measure(port: int, users: list[str], args) -> dict:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, limits=limits) as http:
-        await get_load(http, users, 50, 2)  # warm-up
-        get = await get_load(http, users, args.rate, args.seconds)
-        post = await post_load(http, min(args.seconds, 10))
-        ryw = await read_your_writes(http, users, args.trials)
-        metrics = (await http.get("/metrics")).text
-    return {"get": get, "post": post, "ryw": ryw, "metrics": metrics}
+def measure(port: int, users: list[str], args) -> dict:
+    base = f"http://127.0.0.1:{port}"
+    get_load(base, users, 50, 2)  # warm-up
+    get = get_load(base, users, args.rate, args.seconds)
+    post = post_load(base, min(args.seconds, 10))
+    ryw = read_your_writes(base, users, args.trials)
+    return {"get": get, "post": post, "ryw": ryw, "metrics": httpx.get(f"{base}/metrics").text}
 
 
 def server_side(metrics: str) -> dict:
@@ -237,7 +256,7 @@ def main() -> int:
         port = free_port()
         server = start_server(root, port)
         try:
-            result = asyncio.run(measure(port, users, args))
+            result = measure(port, users, args)
         finally:
             server.kill()
             server.wait()

@@ -101,6 +101,18 @@ _BODY = {
 }
 
 
+_LIST = {
+    "user_id": "42",
+    "rec_id": "5f0c…",
+    "model_version": 3,
+    "strategy": "model",
+    "items": [
+        {"item_id": "318", "score": 7.91, "position": 1},
+        {"item_id": "296", "score": 7.55, "position": 2},
+    ],
+}
+
+
 def create_app(service: Service) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -122,7 +134,9 @@ def create_app(service: Service) -> FastAPI:
         given = credentials.credentials if credentials is not None else ""
         return secrets.compare_digest(given.encode(), service.token.encode())
 
-    @app.get("/recommendations/{user_id}")
+    @app.get(
+        "/recommendations/{user_id}", responses={200: {"content": {"application/json": {"example": _LIST}}}}
+    )
     async def recommendations(
         user_id: str, k: int = Query(serve.k, ge=1, le=serve.max_k, description="List length.")
     ) -> Response:

@@ -7,10 +7,11 @@ so a file is only ever seen whole.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from lakehouse.files import atomic_file
 
 KINDS = ("events", "feedback")
 
@@ -24,14 +25,11 @@ def write_landing_file(landing: str | Path, kind: str, name: str, records: Itera
     """Write records as one JSON-lines file, atomically (temp file, fsync, rename)."""
     folder = landing_dirs(landing)[kind]
     folder.mkdir(parents=True, exist_ok=True)
-    final, temp = folder / name, folder / f".{name}.tmp"
-    with open(temp, "w", encoding="utf-8") as out:
+    final = folder / name
+    with atomic_file(final, "w") as out:
         for record in records:
             out.write(record if isinstance(record, str) else json.dumps(record, separators=(",", ":")))
             out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, final)
     return final
 
 

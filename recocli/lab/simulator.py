@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +31,7 @@ import pyarrow as pa
 from lakehouse import catalog
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
+from lakehouse.files import atomic_file
 from lakehouse.landing import write_landing_file
 from lakehouse.locks import exclusive_lock
 from lakehouse.recommendations import read_run
@@ -152,18 +152,18 @@ class SimWorld:
             "responded": self.responded,
             "settings": dataclasses.asdict(self.settings),
         }
-        temp, final = folder / f".{STATE_FILE}.tmp.npz", folder / STATE_FILE
-        np.savez(
-            temp,
-            users=self.users,
-            items=self.items,
-            popularity=self.popularity,
-            born=self.born,
-            activity=self.activity,
-            centers=self.centers,
-            meta=np.array(json.dumps(meta)),
-        )
-        os.replace(temp, final)
+        final = folder / STATE_FILE
+        with atomic_file(final) as out:
+            np.savez(
+                out,
+                users=self.users,
+                items=self.items,
+                popularity=self.popularity,
+                born=self.born,
+                activity=self.activity,
+                centers=self.centers,
+                meta=np.array(json.dumps(meta)),
+            )
         return final
 
     # ---- what the world knows -----------------------------------------------------------------

@@ -25,8 +25,9 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 
 from lakehouse.errors import RecoError
 from recocli.config import Settings, TrainSettings
+from recocli.metrics import hit_and_ndcg
 from recocli.models import build_model
-from recocli.models.base import PAD, Recommender, hit_and_ndcg, rank_from_end
+from recocli.models.base import PAD, Recommender, rank_from_end
 from recocli.models.vocab import Vocabs
 from recocli.training.datamodule import (
     Batch,

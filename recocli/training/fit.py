@@ -367,11 +367,7 @@ def fine_tune(
         "new_items": len(vocabs.items) - rows_before[1],
         "prequential_hr10": prequential_hits(model, new),
     }
-    if replay_interactions is None:
-        wanted = min(train.replay_size, round(train.replay_ratio * len(new)))
-        replay = replay_from_memory(model, wanted, np.random.default_rng(seed))
-    else:
-        replay = encode(replay_interactions, vocabs)
+    replay = _replay(model, vocabs, replay_interactions, train, len(new), seed)
     metrics["replay_interactions"] = len(replay)
     parts = [_new_examples(model, new, context)]
     if len(replay):
@@ -379,26 +375,45 @@ def fine_tune(
     data = concat_examples(parts)
     metrics["examples"] = len(data[0]) if data else 0
     if data:
-        model.lr, model.weight_decay = train.finetune_lr, train.weight_decay
-        model.fresh_lr_scale = train.new_row_lr_scale
-        trainer = make_trainer(train, train.finetune_epochs, progress=False)
-        model.train()
-        try:
-            batch_size = max(train.finetune_batch_size, -(-len(data[0]) // max(train.finetune_steps, 1)))
-            trainer.fit(model, datamodule=InteractionDataModule(data, None, batch_size, seed))
-        finally:
-            model.fresh, model.fresh_lr_scale = {}, 1.0
-        model.cpu().eval()
-        metrics.update(
-            train_loss=_float(trainer.callback_metrics.get("train_loss")),
-            device=device_name(trainer),
-        )
+        metrics.update(_fine_tune_passes(model, data, train, seed))
     positives = sort_by_user_time(positives)
     model.remember(positives.users, positives.items, positives.ts, positives.weights)
     metrics["seconds"] = round(time.perf_counter() - started, 3)
     if report is not None:
         report.update(metrics)
     return model
+
+
+def _replay(
+    model: Recommender,
+    vocabs: Vocabs,
+    replay_interactions: pa.Table | None,
+    train: TrainSettings,
+    n_new: int,
+    seed: int,
+) -> Encoded:
+    """The history to mix in: the given table, or `replay_ratio` × `n_new` rows (at most
+    `replay_size`) sampled from the model's remembered histories."""
+    if replay_interactions is None:
+        wanted = min(train.replay_size, round(train.replay_ratio * n_new))
+        return replay_from_memory(model, wanted, np.random.default_rng(seed))
+    return encode(replay_interactions, vocabs)
+
+
+def _fine_tune_passes(model: Recommender, data: Batch, train: TrainSettings, seed: int) -> dict[str, Any]:
+    """A few passes at the fine-tune lr over `data`, fresh rows at their own lr scale; the model
+    ends on the CPU in eval mode. Returns the last train loss and the device."""
+    model.lr, model.weight_decay = train.finetune_lr, train.weight_decay
+    model.fresh_lr_scale = train.new_row_lr_scale
+    trainer = make_trainer(train, train.finetune_epochs, progress=False)
+    model.train()
+    try:
+        batch_size = max(train.finetune_batch_size, -(-len(data[0]) // max(train.finetune_steps, 1)))
+        trainer.fit(model, datamodule=InteractionDataModule(data, None, batch_size, seed))
+    finally:
+        model.fresh, model.fresh_lr_scale = {}, 1.0
+    model.cpu().eval()
+    return {"train_loss": _float(trainer.callback_metrics.get("train_loss")), "device": device_name(trainer)}
 
 
 def _new_examples(model: Recommender, new: Encoded, context: Encoded) -> Batch:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -14,6 +14,9 @@ from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import out, print_json, print_table
+
+if TYPE_CHECKING:
+    from recocli.recommend.run import RunResult
 
 
 def recommend(
@@ -54,13 +57,7 @@ def recommend(
     from recocli.recommend.run import recommend as run_recommend
 
     settings = settings_from(config, warehouse, **{"recommend.k": k})
-    chosen = [u for u in (users or "").split(",") if u.strip()] if users else None
-    if users_file is not None:
-        if not users_file.is_file():
-            raise RecoError(f"users file not found: {users_file}")
-        chosen = (chosen or []) + [t.strip() for t in users_file.read_text().splitlines() if t.strip()]
-    if user is not None:
-        chosen = [user]
+    chosen = chosen_users(users, users_file, user)
     fmt = choose_format(export, export_format) if export is not None else None
     request = Request(
         k=settings.recommend.k, users=chosen, active_since=active_since, model_version=model_version
@@ -72,6 +69,23 @@ def recommend(
     publish(settings, result)
     if export is not None:
         export_rows(result.rows, export, fmt)
+    print_run(result, export, json_output)
+
+
+def chosen_users(users: str | None, users_file: Path | None, user: str | None) -> list[str] | None:
+    """The users asked for: --users and the lines of --users-file, or --user alone; None: all."""
+    chosen = [u for u in (users or "").split(",") if u.strip()] if users else None
+    if users_file is not None:
+        if not users_file.is_file():
+            raise RecoError(f"users file not found: {users_file}")
+        chosen = (chosen or []) + [t.strip() for t in users_file.read_text().splitlines() if t.strip()]
+    if user is not None:
+        chosen = [user]
+    return chosen
+
+
+def print_run(result: RunResult, export: Path | None, json_output: bool) -> None:
+    """The run's id, version, user counts, rows and seconds, as JSON or one line."""
     summary = {
         "run_id": result.run_id,
         "model_version": result.model_version,

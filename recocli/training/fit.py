@@ -316,19 +316,26 @@ def replay_sample(model: Recommender, vocabs: Vocabs, rows: int, seed: int = 0) 
     return decode(replay_from_memory(model, rows, np.random.default_rng(seed)), vocabs)
 
 
-def prequential_hits(model: Recommender, new: Encoded, max_users: int = 2000) -> float | None:
+def prequential_hits(
+    model: Recommender, new: Encoded, max_users: int = 2000, chunk: int = 1024
+) -> float | None:
     """Before learning from `new`: the share of its positives that were in their user's top 10
-    (no masking). A test-then-train score of the model on the batch it is about to learn."""
+    (no masking; ties counted in expectation, as recocli.metrics does). A test-then-train score of
+    the model on the batch it is about to learn."""
     pos = new.positives()
     pos = pos.take(pos.users < model.n_users)
     if not len(pos):
         return None
     users = np.unique(pos.users)[:max_users]
     pos = pos.take(np.isin(pos.users, users))
-    top = torch.topk(model.score(torch.from_numpy(users)), min(K, model.n_items), dim=1).indices.numpy()
-    slot = np.searchsorted(users, pos.users)
-    hit = (top[slot] == pos.items[:, None]).any(axis=1)
-    return round(float(hit.mean()), 4)
+    scores = model.score(torch.from_numpy(users))
+    slot = torch.from_numpy(np.searchsorted(users, pos.users))
+    items = torch.as_tensor(pos.items, dtype=torch.long)
+    hits = [
+        hit_and_ndcg(scores[slot[n : n + chunk]], items[n : n + chunk], None, K)[0]
+        for n in range(0, len(items), chunk)
+    ]
+    return round(float(torch.cat(hits).mean()), 4)
 
 
 def fine_tune(

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from chispa import assert_df_equality
 
-from spark_jobs.validate import EVENTS, FEEDBACK, Bounds, validate
+from lakehouse.contracts import EVENTS, FEEDBACK
+from spark_jobs.validate import Bounds, validate
 
 BOUNDS = Bounds(min_ts=datetime(1995, 1, 1, tzinfo=UTC), max_future_s=86400.0, max_line_bytes=300)
 BATCH = datetime(2026, 1, 1, tzinfo=UTC)

@@ -6,9 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
+import pytest
 
 from lakehouse import catalog, delta
+from lakehouse.errors import RecoError
 from spark_jobs.dedup import SeenIds
+from spark_jobs.ingest import run_ingest
+from spark_jobs.settings import load_job_settings
 
 NOW = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
 TODAY = (NOW - datetime(1970, 1, 1, tzinfo=UTC)).days
@@ -105,3 +109,17 @@ def test_an_id_again_beyond_the_horizon_is_a_new_event(tmp_path):
     assert _sightings(seen, ["d20", "d5"], 0) == [True, False]  # today: d20 is 20 days off, d5 is 5
     seen = SeenIds(uri, "q", horizon=0)
     assert _sightings(seen, ["d1", "d0"], 0) == [True, False]
+
+
+def test_a_bad_horizon_is_refused_before_anything_is_created(tmp_path):
+    settings = load_job_settings(
+        env={},
+        overrides={
+            "warehouse": str(tmp_path / "warehouse"),
+            "ingest.landing": str(tmp_path / "landing"),
+            "ingest.dedup_horizon": "a week",
+        },
+    )
+    with pytest.raises(RecoError, match="not a duration: 'a week'"):
+        run_ingest(settings, once=True)
+    assert not (tmp_path / "warehouse").exists()

@@ -133,7 +133,8 @@ def rss_mb():
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
 uri, mode, n, start_us = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 ids = pa.chunked_array([pa.array([f"new-{i}" for i in range(n)])])
-ts = pa.chunked_array([pa.array(start_us + np.arange(n) * (172_800_000_000 // n), pa.timestamp("us", tz="UTC"))])
+step = 172_800_000_000 // n  # two days
+ts = pa.chunked_array([pa.array(start_us + np.arange(n) * step, pa.timestamp("us", tz="UTC"))])
 before = rss_mb()
 clock = time.perf_counter()
 if mode == "horizon":
@@ -148,7 +149,7 @@ print(json.dumps({"seconds": round(seconds, 2), "held_ids": len(held), "grown_mb
 
 
 def time_dedup(warehouse: Path, mode: str, batch: int, start: datetime) -> dict:
-    """The dedup step alone (`horizon` or `every-id`) in its own process: seconds, memory grown."""
+    """The dedup step alone (`horizon` or `every-id`) in its own process: seconds, ids and memory held."""
     uri = Warehouse(str(warehouse)).uri(catalog.EVENTS)
     args = [sys.executable, "-c", DEDUP_CHILD, uri, mode, str(batch), str(int(start.timestamp() * 1e6))]
     done = subprocess.run(args, env={**os.environ, "PYTHONPATH": str(HERE)}, capture_output=True, text=True)
@@ -166,10 +167,9 @@ def dedup_only(work: Path, sizes: list[int], batch: int, per_day: int, now: date
             results[f"{mode} {size}"] = time_dedup(history, mode, batch, now - timedelta(days=2))
             print(mode, size, results[f"{mode} {size}"], file=sys.stderr)
         shutil.rmtree(history)
-    rows = [[key, str(r["seconds"]), str(r["grown_mb"])] for key, r in results.items()]
-    print_table(
-        f"dedup of {batch:,} new ids", ["judged by, existing events", "seconds", "memory grown MB"], rows
-    )
+    rows = [[key, str(r["seconds"]), str(r["held_ids"]), str(r["grown_mb"])] for key, r in results.items()]
+    headers = ["judged by, existing events", "seconds", "ids held", "memory held MB"]
+    print_table(f"dedup of {batch:,} new ids", headers, rows)
     grown = [results[f"horizon {size}"]["grown_mb"] for size in (sizes[0], sizes[-1])]
     spread_mb = round(spread([max(g, 1) for g in grown]), 3)
     print(

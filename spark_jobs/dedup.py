@@ -27,7 +27,7 @@ class SeenIds:
     that re-stamp a retry). Each batch loads, by partition pruning, the dates within the horizon of
     its own event dates that are not loaded yet; after it, the dates older than the newest event date
     seen minus the horizon are dropped. Memory and start time so follow the events of the horizon,
-    not the table's history (about 100 bytes an id). A late event (older than the horizon) is judged
+    not the table's history (about 140 bytes an id). A late event (older than the horizon) is judged
     the same way: its dates are read for its batch and dropped after it. An id seen again with an
     event time further than the horizon from the known one counts as a new event and is written.
 

@@ -15,6 +15,8 @@ from lakehouse.errors import RecoError
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import out, print_json, print_table
 
+ENGINES = ("local", "spark")
+
 if TYPE_CHECKING:
     from recocli.recommend.run import RunResult
 
@@ -42,6 +44,13 @@ def recommend(
     export_format: Annotated[
         str | None, typer.Option("--format", help="parquet, csv or jsonl (default: from the file name).")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local: score in this process; spark: on Spark's executors (spark.master), the model "
+            "broadcast, the same lists."
+        ),
+    ] = "local",
     json_output: JsonOption = False,
 ) -> None:
     """Score the whole catalog for each user (batched matrix products + top-K), leave out what they
@@ -56,13 +65,21 @@ def recommend(
     from recocli.recommend.run import Request, publish
     from recocli.recommend.run import recommend as run_recommend
 
+    if engine not in ENGINES:
+        raise RecoError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     settings = settings_from(config, warehouse, **{"recommend.k": k})
     chosen = chosen_users(users, users_file, user)
     fmt = choose_format(export, export_format) if export is not None else None
     request = Request(
         k=settings.recommend.k, users=chosen, active_since=active_since, model_version=model_version
     )
-    result = run_recommend(settings, request)
+    if engine == "spark":
+        from recocli.engines.spark import spark_scorer  # starts a JVM: import only for this engine
+        from spark_jobs.session import build_session
+
+        result = run_recommend(settings, request, spark_scorer(build_session(settings.spark)))
+    else:
+        result = run_recommend(settings, request)
     if user is not None:
         _show_user(Warehouse(settings.warehouse), result.rows, user, json_output)
         return

@@ -21,7 +21,6 @@ from pyspark.sql import types as T
 
 from lakehouse.errors import RecoError
 from lakehouse.schemas import EVENT_TYPES, FEEDBACK_ACTIONS
-from lakehouse.settings import parse_duration
 from spark_jobs.settings import IngestSettings
 
 STRING, DOUBLE, INT, LONG, MAP, TIMESTAMP = "string", "double", "int", "long", "map", "timestamp"
@@ -90,7 +89,7 @@ class Bounds:
         except ValueError:
             text = ingest.min_event_time
             raise RecoError(f"ingest.min_event_time is not an ISO-8601 time: {text!r}") from None
-        return cls(min_ts, parse_duration(ingest.max_future), ingest.max_line_bytes)
+        return cls(min_ts, ingest.max_future, ingest.max_line_bytes)
 
     def latest(self, batch_time: datetime) -> datetime:
         """The latest event time accepted in a batch whose own time is `batch_time`."""

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lakehouse.errors import RecoError
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import err, out, print_json, print_table
 
 PROTOCOLS = ("loo", "prequential")
@@ -37,26 +37,29 @@ def evaluate(
     ] = None,
     k: Annotated[
         str | None,
-        typer.Option("--k", help="Cut-offs K, comma-separated [default: 10,20].", show_default=False),
+        typer.Option("--k", help=f"Cut-offs K, comma-separated {default('evaluate.k')}.", show_default=False),
     ] = None,
     bootstrap: Annotated[
         float | None,
         typer.Option(
-            help="prequential: share of the events (in time) that bootstraps [default: 0.5].",
+            help="prequential: share of the events (in time) that bootstraps "
+            f"{default('evaluate.bootstrap')}.",
             show_default=False,
         ),
     ] = None,
     window: Annotated[
         str | None,
         typer.Option(
-            help="prequential: window as event time (30d, 12h) or a number of events [default: 30d].",
+            help="prequential: window as event time (30d, 12h) or a number of events "
+            f"{default('evaluate.window')}.",
             show_default=False,
         ),
     ] = None,
     retrain_every: Annotated[
         int | None,
         typer.Option(
-            help="prequential: the retrain strategy retrains fully every N windows [default: 4].",
+            help="prequential: the retrain strategy retrains fully every N windows "
+            f"{default('evaluate.retrain_every')}.",
             show_default=False,
         ),
     ] = None,
@@ -68,8 +71,8 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--set",
-            help="A setting for one model only, MODEL.SECTION.KEY=VALUE (repeatable), e.g. "
-            "mf.train.lr=0.003 or sasrec.model.dropout=0.5: each model trains with its own config.",
+            help="A setting for one model only, MODEL.SETTING=VALUE (repeatable), e.g. "
+            "mf.train.mf.lr=0.003 or sasrec.model.sasrec.dropout=0.5: each model trains with its own config.",
             show_default=False,
         ),
     ] = None,
@@ -84,7 +87,7 @@ def evaluate(
     every item the user has not interacted with is a candidate (full ranking, no sampled negatives).
     HR@K, NDCG@K, Recall@K, MRR and catalog coverage; RMSE/MAE of an explicit ALS on held-out ratings.
     sasrec and mf are blended with a time-local recency-popularity prior (what was popular at each
-    user's own last event; evaluate.prior_half_life × evaluate.prior_weights chosen on the validation
+    user's own last event; evaluate.loo_prior_half_life × loo_prior_weights chosen on the validation
     item), and also shown alone (-noblend), next to the prior alone (prior).
 
     **prequential**: bootstrap on the first part of time, then window by window recommend first,
@@ -106,14 +109,11 @@ def evaluate(
     if data is not None and not data.exists():
         raise RecoError(f"--data folder not found: {data}")
 
-    from recocli.lab.evaluate import parse_list
     from recocli.lab.evaluate.report import table_columns, table_rows, write_report
     from recocli.lab.evaluate.source import load
     from recocli.progress import Bar
 
-    ks = tuple(parse_list(settings.evaluate.k, int))
-    if not ks or min(ks) < 1:
-        raise RecoError(f"--k must list positive cut-offs, got {settings.evaluate.k!r}")
+    ks = settings.evaluate.k
     chosen = [m.strip().lower() for m in (models or DEFAULT_MODELS[protocol]).split(",") if m.strip()]
     if not chosen:
         raise RecoError("--models is empty")
@@ -123,10 +123,7 @@ def evaluate(
         raise RecoError(f"--set names {unused[0]!r}, which is not among --models")
     model_settings = {}
     for name, values in per_model.items():
-        try:
-            model_settings[name] = settings_from(config, warehouse, **{**flags, **values})
-        except (AttributeError, KeyError):
-            raise RecoError(f"--set {name}.…: unknown setting among {', '.join(values)}") from None
+        model_settings[name] = settings_from(config, warehouse, **{**flags, **values})
 
     def log(message: str) -> None:
         if not json_output:
@@ -169,12 +166,12 @@ def evaluate(
 
 
 def model_overrides(items: list[str]) -> dict[str, dict[str, str]]:
-    """['mf.train.lr=0.003'] → {'mf': {'train.lr': '0.003'}}."""
+    """['mf.train.mf.lr=0.003'] → {'mf': {'train.mf.lr': '0.003'}}."""
     out: dict[str, dict[str, str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         model, _, path = key.strip().partition(".")
         if not sep or not model or "." not in path:
-            raise RecoError(f"--set expects MODEL.SECTION.KEY=VALUE (e.g. mf.train.lr=0.003), got {item!r}")
+            raise RecoError(f"--set expects MODEL.SETTING=VALUE (e.g. mf.train.mf.lr=0.003), got {item!r}")
         out.setdefault(model.lower(), {})[path] = value.strip()
     return out

@@ -24,7 +24,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 
 from lakehouse.errors import RecoError
-from recocli.config import Settings, TrainSettings
+from recocli.config import ModelKind, Settings, TrainSettings
 from recocli.models import build_model
 from recocli.models.base import PAD, Recommender, hit_and_ndcg, rank_from_end
 from recocli.models.vocab import Vocabs
@@ -209,7 +209,7 @@ def examples(model: Recommender, enc: Encoded, is_target: np.ndarray | None = No
 
 
 def fit_full(
-    kind: str,
+    kind: ModelKind,
     interactions: pa.Table,
     settings: Settings,
     seed: int | None = None,
@@ -229,10 +229,11 @@ def fit_full(
     enc = encode(interactions, vocabs, min_count=train.min_count)
     if not len(enc):
         raise ValueError("no interactions to train on (every row was dropped or below min_count)")
-    model = build_model(kind, len(vocabs.users), len(vocabs.items), settings.model)
-    model.lr, model.weight_decay = train.lr, train.weight_decay
-    fit_part, targets = split_validation(enc, train.val_users if val else 0, seed)
-    val_batch = validation_examples(fit_part, targets, settings.model.max_len) if len(targets) else None
+    model = build_model(kind, len(vocabs.users), len(vocabs.items), settings.model.of(kind))
+    fit = train.of(kind)
+    model.lr, model.weight_decay = fit.lr, fit.weight_decay
+    fit_part, targets = split_validation(enc, fit.val_users if val else 0, seed)
+    val_batch = validation_examples(fit_part, targets, model.cfg.max_len) if len(targets) else None
     data = InteractionDataModule(
         examples(model, fit_part), val_batch, train.batch_size, seed, train.min_epoch_steps
     )
@@ -241,7 +242,7 @@ def fit_full(
     if val_batch is not None:
         callbacks = [EarlyStopping("val_hr10", mode="max", patience=train.patience), keep]
     show = _show_progress() if progress is None else progress
-    trainer = make_trainer(train, train.epochs, callbacks, show, validate=val_batch is not None)
+    trainer = make_trainer(train, fit.epochs, callbacks, show, validate=val_batch is not None)
     model.train()
     trainer.fit(model, datamodule=data)
     model.cpu().eval()
@@ -378,7 +379,7 @@ def fine_tune(
     data = concat_examples(parts)
     metrics["examples"] = len(data[0]) if data else 0
     if data:
-        model.lr, model.weight_decay = train.finetune_lr, train.weight_decay
+        model.lr, model.weight_decay = train.finetune_lr, train.of(model.kind).weight_decay
         model.fresh_lr_scale = train.new_row_lr_scale
         trainer = make_trainer(train, train.finetune_epochs, progress=False)
         model.train()
@@ -403,7 +404,7 @@ def fine_tune(
 def _new_examples(model: Recommender, new: Encoded, context: Encoded) -> Batch:
     """sasrec: the batch users' remembered histories (`context`) before their new positives, the
     targets on the new positives only. mf: the new rows themselves (explicit negatives included),
-    read after the remembered histories when it uses them (model.mf_history)."""
+    read after the remembered histories when it uses them (model.mf.history)."""
     if not len(new):
         return examples(model, new)
     if model.kind == "sasrec":

@@ -25,13 +25,19 @@ from recocli.models.store import load_version
 from recocli.training.incremental import WarehouseTrainer, train_lock
 
 TINY = """
-[model]
+[model.sasrec]
 dim = 16
 max_len = 10
 blocks = 1
+[model.mf]
+dim = 16
+max_len = 10
 [train]
-epochs = 2
 min_epoch_steps = 3
+[train.sasrec]
+epochs = 2
+[train.mf]
+epochs = 2
 """
 
 
@@ -113,7 +119,7 @@ def test_full_then_incremental_then_nothing_new_through_the_cli(setup):
     assert table.returncode == 0 and "*v2" in table.stdout
     shown = json.loads(run_reco("models", "show", "2", "--json", *w).stdout)
     assert shown["consumed"][catalog.EVENTS.name] == [3, 3] and shown["parent"] == 1
-    assert shown["metrics"]["new_rows"] == 300 and shown["config"]["model"]["dim"] == 16
+    assert shown["metrics"]["new_rows"] == 300 and shown["config"]["model"]["sasrec"]["dim"] == 16
     missing = run_reco("models", "show", "9", *w)
     assert missing.returncode == 2 and "no model version 9" in missing.stderr
 

@@ -136,6 +136,27 @@ def test_full_then_incremental_then_nothing_new_through_the_cli(setup):
     assert_every_row_consumed_once(warehouse)
 
 
+def test_an_incremental_version_records_its_parents_config_plus_what_changed(setup):
+    """A cron `reco train` with default settings fine-tunes an mf model: the new version still says
+    mf with the parent's settings, and names the fine-tune settings that differ from the parent's."""
+    warehouse, conf, data = setup
+    commit_events(warehouse, data.slice(0, 600), 0)
+    full = settings_for(warehouse, conf, **{"model.kind": "mf", "model.mf.history": 3, "train.mf.epochs": 3})
+    assert WarehouseTrainer(full).run().version == 1
+    commit_events(warehouse, data.slice(600, 300), 1)
+    cron = settings_for(warehouse, conf, **{"train.finetune_epochs": 1})
+    assert cron.model.kind == "sasrec" and cron.train.mf.epochs == 2
+    assert WarehouseTrainer(cron).run().version == 2
+    registry = ModelRegistry(warehouse)
+    parent, child = (registry.metadata(v)["config"] for v in (1, 2))
+    assert child["model"] == parent["model"] == {"kind": "mf", "mf": {**child["model"]["mf"], "history": 3}}
+    assert child["train"]["mf"] == parent["train"]["mf"] == {**parent["train"]["mf"], "epochs": 3}
+    assert "sasrec" not in child["train"] and child["train"]["finetune_epochs"] == 1
+    assert child["changed"] == ["train.finetune_epochs"]
+    loaded = load_version(registry, 2)
+    assert loaded.model.kind == "mf" and loaded.model.history_len == 3
+
+
 def test_a_second_trainer_exits_at_once(setup):
     warehouse, conf, data = setup
     commit_events(warehouse, data.slice(0, 100), 0)

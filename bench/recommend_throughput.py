@@ -33,7 +33,7 @@ from lakehouse.registry import ModelRegistry
 from recocli.config import load_settings
 from recocli.console import print_table
 from recocli.models import build_model
-from recocli.models.store import publish_version
+from recocli.models.store import model_config, publish_version
 from recocli.models.vocab import Vocabs, Vocabulary
 from recocli.recommend.run import Request, publish, recommend
 
@@ -88,13 +88,13 @@ def write_bronze(warehouse: Warehouse, users: np.ndarray, items: np.ndarray) -> 
 def publish_mf(warehouse: Warehouse, users: np.ndarray, items: np.ndarray, settings) -> None:
     """An mf model of rank 64 over exactly these users and items (weights random: scoring cost does
     not depend on them)."""
-    cfg = dataclasses.replace(settings.model, kind="mf", dim=RANK)
+    cfg = dataclasses.replace(settings.model.mf, dim=RANK, history=0)
     vocabs = Vocabs(
         Vocabulary(np.unique(users).astype(str).tolist()), Vocabulary(np.unique(items).astype(str).tolist())
     )
     model = build_model("mf", len(vocabs.users), len(vocabs.items), cfg)
     publish_version(
-        ModelRegistry(warehouse), model, vocabs, {"config": {"model": dataclasses.asdict(cfg)}}, parent=None
+        ModelRegistry(warehouse), model, vocabs, {"config": {"model": model_config(model)}}, parent=None
     )
 
 

@@ -17,7 +17,6 @@ import pyarrow as pa
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.locks import exclusive_lock
-from lakehouse.settings import parse_duration
 from lakehouse.writers import make_writer
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.session import build_session
@@ -47,7 +46,7 @@ def backfill_events(
     """Validate and commit each chunk of event JSON lines as one batch; the reports, in order."""
     warehouse = Warehouse(settings.warehouse)
     bounds = Bounds.from_settings(settings.ingest)
-    dedup_horizon_s = parse_duration(settings.ingest.dedup_horizon)
+    dedup_horizon_s = settings.ingest.dedup_horizon
     with exclusive_lock(warehouse.lock(BRONZE_LOCK), "a bronze writer (reco ingest or reco data import)"):
         for spec in catalog.INGEST_TABLES:
             delta.ensure_table(warehouse.uri(spec), spec)

@@ -16,7 +16,6 @@ import pyarrow.compute as pc
 from lakehouse import catalog
 from lakehouse.catalog import TableSpec, Warehouse
 from lakehouse.errors import RecoError
-from lakehouse.settings import parse_duration
 from lakehouse.writers import BatchWriter
 from spark_jobs.dedup import SeenIds, horizon_days
 from spark_jobs.settings import IngestSettings
@@ -52,7 +51,7 @@ class BatchProcessor:
         warehouse: Warehouse,
         writer: BatchWriter,
         app_id: str,
-        dedup_horizon_s: float = parse_duration(IngestSettings.dedup_horizon),
+        dedup_horizon_s: float = IngestSettings.dedup_horizon,
     ) -> None:
         self.writer, self.app_id = writer, app_id
         days = horizon_days(dedup_horizon_s)

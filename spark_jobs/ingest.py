@@ -29,7 +29,6 @@ from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
 from lakehouse.locks import exclusive_lock
-from lakehouse.settings import parse_duration
 from lakehouse.writers import make_writer
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.session import build_session
@@ -228,8 +227,8 @@ def run_ingest(
     warehouse = Warehouse(settings.warehouse)
     app_id = settings.ingest.query_name
     checkpoint = checkpoint_dir(settings)
-    interval = parse_duration(settings.ingest.interval)
-    dedup_horizon_s = parse_duration(settings.ingest.dedup_horizon)
+    interval = settings.ingest.interval
+    dedup_horizon_s = settings.ingest.dedup_horizon
     bounds = Bounds.from_settings(settings.ingest)
     source_options(settings.ingest)  # a bad setting fails here, before Spark starts
     stop = threading.Event()

@@ -22,7 +22,6 @@ from pyspark.sql import types as T
 from lakehouse.contracts import CONTRACTS as CONTRACTS  # the contracts are lakehouse's, re-exported
 from lakehouse.contracts import EPOCH_LIMIT, EPOCH_MS_FROM, MAP, STRING, TIMESTAMP, Contract
 from lakehouse.errors import RecoError
-from lakehouse.settings import parse_duration
 from spark_jobs.settings import IngestSettings
 
 RAW_MAP = T.MapType(T.StringType(), T.StringType())
@@ -46,7 +45,7 @@ class Bounds:
         except ValueError:
             text = ingest.min_event_time
             raise RecoError(f"ingest.min_event_time is not an ISO-8601 time: {text!r}") from None
-        return cls(min_ts, parse_duration(ingest.max_future), ingest.max_line_bytes)
+        return cls(min_ts, ingest.max_future, ingest.max_line_bytes)
 
     def latest(self, batch_time: datetime) -> datetime:
         """The latest event time accepted in a batch whose own time is `batch_time`."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lakehouse.errors import RecoError
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import err, out, print_json, print_table
 
 if TYPE_CHECKING:
@@ -42,26 +42,29 @@ def evaluate(
     ] = None,
     k: Annotated[
         str | None,
-        typer.Option("--k", help="Cut-offs K, comma-separated [default: 10,20].", show_default=False),
+        typer.Option("--k", help=f"Cut-offs K, comma-separated {default('evaluate.k')}.", show_default=False),
     ] = None,
     bootstrap: Annotated[
         float | None,
         typer.Option(
-            help="prequential: share of the events (in time) that bootstraps [default: 0.5].",
+            help="prequential: share of the events (in time) that bootstraps "
+            f"{default('evaluate.bootstrap')}.",
             show_default=False,
         ),
     ] = None,
     window: Annotated[
         str | None,
         typer.Option(
-            help="prequential: window as event time (30d, 12h) or a number of events [default: 30d].",
+            help="prequential: window as event time (30d, 12h) or a number of events "
+            f"{default('evaluate.window')}.",
             show_default=False,
         ),
     ] = None,
     retrain_every: Annotated[
         int | None,
         typer.Option(
-            help="prequential: the retrain strategy retrains fully every N windows [default: 4].",
+            help="prequential: the retrain strategy retrains fully every N windows "
+            f"{default('evaluate.retrain_every')}.",
             show_default=False,
         ),
     ] = None,
@@ -73,8 +76,8 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--set",
-            help="A setting for one model only, MODEL.SECTION.KEY=VALUE (repeatable), e.g. "
-            "mf.train.lr=0.003 or sasrec.model.dropout=0.5: each model trains with its own config.",
+            help="A setting for one model only, MODEL.SETTING=VALUE (repeatable), e.g. "
+            "mf.train.mf.lr=0.003 or sasrec.model.sasrec.dropout=0.5: each model trains with its own config.",
             show_default=False,
         ),
     ] = None,
@@ -89,7 +92,7 @@ def evaluate(
     every item the user has not interacted with is a candidate (full ranking, no sampled negatives).
     HR@K, NDCG@K, Recall@K, MRR and catalog coverage; RMSE/MAE of an explicit ALS on held-out ratings.
     sasrec and mf are blended with a time-local recency-popularity prior (what was popular at each
-    user's own last event; evaluate.prior_half_life × evaluate.prior_weights chosen on the validation
+    user's own last event; evaluate.loo_prior_half_life × loo_prior_weights chosen on the validation
     item), and also shown alone (-noblend), next to the prior alone (prior).
 
     **prequential**: bootstrap on the first part of time, then window by window recommend first,
@@ -130,14 +133,11 @@ def evaluate(
     show_result(result, report, f"{protocol} on {result['dataset']} (seed {run_seed})", json_output)
 
 
-def cutoffs(text: str) -> tuple[int, ...]:
-    """The cut-offs K of evaluate.k ("10,20"), each at least 1."""
-    from recocli.lab.evaluate import parse_list
-
-    ks = tuple(parse_list(text, int))
+def cutoffs(ks: list[int]) -> tuple[int, ...]:
+    """The cut-offs K of evaluate.k, each at least 1."""
     if not ks or min(ks) < 1:
-        raise RecoError(f"--k must list positive cut-offs, got {text!r}")
-    return ks
+        raise RecoError(f"--k must list positive cut-offs, got {','.join(map(str, ks))!r}")
+    return tuple(ks)
 
 
 def chosen_models(models: str, per_model: dict[str, dict[str, str]]) -> list[str]:
@@ -213,12 +213,12 @@ def show_result(result: dict[str, Any], report: Path | None, title: str, json_ou
 
 
 def model_overrides(items: list[str]) -> dict[str, dict[str, str]]:
-    """['mf.train.lr=0.003'] → {'mf': {'train.lr': '0.003'}}."""
+    """['mf.train.mf.lr=0.003'] → {'mf': {'train.mf.lr': '0.003'}}."""
     out: dict[str, dict[str, str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         model, _, path = key.strip().partition(".")
         if not sep or not model or "." not in path:
-            raise RecoError(f"--set expects MODEL.SECTION.KEY=VALUE (e.g. mf.train.lr=0.003), got {item!r}")
+            raise RecoError(f"--set expects MODEL.SETTING=VALUE (e.g. mf.train.mf.lr=0.003), got {item!r}")
         out.setdefault(model.lower(), {})[path] = value.strip()
     return out

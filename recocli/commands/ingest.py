@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import out, print_json, print_table
 
 if TYPE_CHECKING:
@@ -22,19 +22,22 @@ def ingest(
     config: ConfigOption = None,
     landing: Annotated[
         Path | None,
-        typer.Option(help="Landing folder: JSON lines under events/ and feedback/ [default: ./landing]."),
+        typer.Option(
+            help=f"Landing folder: JSON lines under events/ and feedback/ {default('ingest.landing')}."
+        ),
     ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="Ingest everything landed so far, then exit (for cron).")
     ] = False,
     interval: Annotated[
-        str | None, typer.Option(help="Micro-batch interval when running continuously [default: 1s].")
+        str | None,
+        typer.Option(help=f"Micro-batch interval when running continuously {default('ingest.interval')}."),
     ] = None,
     max_bytes_per_batch: Annotated[
         str | None,
         typer.Option(
             help="Most landed bytes one micro-batch reads from each folder, e.g. 64MB; 0: no cap "
-            "[default: 128MB]. Each batch passes through this process's memory."
+            f"{default('ingest.max_bytes_per_batch')}. Each batch passes through this process's memory."
         ),
     ] = None,
     max_files_per_batch: Annotated[
@@ -45,7 +48,7 @@ def ingest(
         Path | None,
         typer.Option(help="Spark checkpoint folder [default: <warehouse>/_checkpoints/<query name>]."),
     ] = None,
-    master: Annotated[str | None, typer.Option(help="Spark master [default: local[*]].")] = None,
+    master: Annotated[str | None, typer.Option(help=f"Spark master {default('spark.master')}.")] = None,
     train: Annotated[
         bool,
         typer.Option(

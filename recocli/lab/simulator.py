@@ -36,7 +36,6 @@ from lakehouse.files import atomic_file
 from lakehouse.landing import write_landing_file
 from lakehouse.locks import exclusive_lock
 from lakehouse.recommendations import read_run
-from lakehouse.settings import parse_duration
 from recocli.config import SimulateSettings
 
 STATE_FILE = "world.npz"
@@ -218,7 +217,7 @@ class SimWorld:
             picks[start : start + len(part)] = np.argmax(scores + rng.gumbel(size=scores.shape), axis=1)
         engaged = rng.random(n) < self._pair_affinity(users, picks)
         kinds = rng.choice([k for k, _ in ENGAGEMENT], size=n, p=[p for _, p in ENGAGEMENT])
-        span = timedelta(seconds=parse_duration(self.settings.round_span))
+        span = timedelta(seconds=self.settings.round_span)
         step = span / n
         seed = self.settings.seed
         events = []

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from recocli.config import ModelSettings
+from recocli.config import MFSettings, SASRecSettings
 from recocli.metrics import hit_and_ndcg
 
 PAD = -1
@@ -72,7 +72,7 @@ class Recommender(L.LightningModule):
 
     kind: ClassVar[str] = ""
 
-    def __init__(self, n_users: int, cfg: ModelSettings) -> None:
+    def __init__(self, n_users: int, cfg: SASRecSettings | MFSettings) -> None:
         super().__init__()
         self.cfg = cfg
         # Set by the trainer code before each fit (full training vs small fine-tune).

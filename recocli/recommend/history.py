@@ -62,7 +62,7 @@ def score_users(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores [B, model items] for these users and whether the model has anything on each.
 
-    A model that reads histories (sasrec; mf with model.mf_history) gets each user's latest
+    A model that reads histories (sasrec; mf with model.mf.history) gets each user's latest
     positives in `interactions`, so a model serves fresh histories even when its weights are old;
     mf needs the user's learned row.
     """

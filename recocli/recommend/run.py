@@ -204,7 +204,7 @@ def _popular_rows(
     users: list[str], interactions: pa.Table, blocked: torch.Tensor, item_ids: pa.Array, k: int, cfg
 ) -> pa.Table:
     """The same popular list for every cold user, less what that user has already seen."""
-    ranked, weights = popular_items(interactions, parse_duration(cfg.popular_window))
+    ranked, weights = popular_items(interactions, cfg.popular_window)
     banned = set(item_ids.filter(pa.array(blocked.numpy())).to_pylist())
     candidates = [(item, float(w)) for item, w in zip(ranked, weights, strict=True) if item not in banned]
     seen: dict[str, set[str]] = {}

@@ -23,7 +23,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lakehouse.contracts import CONTRACTS, Contract, validate_record
 from lakehouse.landing import KINDS, SERVED
-from lakehouse.settings import parse_duration, parse_size
 from recocli.config import Settings
 from recocli.serve.batcher import RankBatcher
 from recocli.serve.landing import LandingWriter
@@ -43,14 +42,13 @@ class Service:
         self.state = LiveState(settings)
         self.batcher = RankBatcher(self.state, serve.max_batch)
         self.metrics = Metrics()
-        size = parse_size(serve.landing_file_size)
-        interval = parse_duration(serve.landing_interval)
+        size, interval = serve.landing_file_size, serve.landing_interval
         self.writers = {kind: LandingWriter(ingest.landing, kind, interval, size) for kind in KINDS}
-        self.served = LandingWriter(ingest.landing, SERVED, parse_duration(serve.served_interval), size)
-        self.max_body, self.refresh_s = parse_size(serve.max_body), parse_duration(serve.refresh)
+        self.served = LandingWriter(ingest.landing, SERVED, serve.served_interval, size)
+        self.max_body, self.refresh_s = serve.max_body, serve.refresh
         min_ts = datetime.fromisoformat(ingest.min_event_time)
         self.min_ts = min_ts if min_ts.tzinfo else min_ts.replace(tzinfo=UTC)
-        self.max_future = timedelta(seconds=parse_duration(ingest.max_future))
+        self.max_future = timedelta(seconds=ingest.max_future)
         self._stop = threading.Event()
         self._refresher = threading.Thread(target=self._refresh_loop, name="refresh", daemon=True)
 

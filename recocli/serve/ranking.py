@@ -16,7 +16,6 @@ import pyarrow.compute as pc
 import torch
 
 from lakehouse.catalog import Warehouse
-from lakehouse.settings import parse_duration
 from recocli.config import RecommendSettings
 from recocli.models.store import ModelVersion
 from recocli.recommend.history import score_users, seen_items
@@ -59,7 +58,7 @@ class Ranking:
             item_ids = pa.array(loaded.vocabs.items.ids(range(len(loaded.vocabs.items))), pa.string())
             blocked = blocked_mask(warehouse, item_ids)
             banned = set(item_ids.filter(pa.array(blocked.numpy())).to_pylist())
-        ranked, weights = popular_items(interactions, parse_duration(cfg.popular_window))
+        ranked, weights = popular_items(interactions, cfg.popular_window)
         popular = [(i, float(w)) for i, w in zip(ranked, weights, strict=True) if i not in banned]
         return cls(loaded, popular, blocked, cfg)
 

@@ -24,7 +24,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 
 from lakehouse.errors import RecoError
-from recocli.config import Settings, TrainSettings
+from recocli.config import ModelKind, Settings, TrainSettings
 from recocli.metrics import hit_and_ndcg
 from recocli.models import build_model
 from recocli.models.base import PAD, Recommender, rank_from_end
@@ -210,7 +210,7 @@ def examples(model: Recommender, enc: Encoded, is_target: np.ndarray | None = No
 
 
 def fit_full(
-    kind: str,
+    kind: ModelKind,
     interactions: pa.Table,
     settings: Settings,
     seed: int | None = None,
@@ -230,10 +230,11 @@ def fit_full(
     enc = encode(interactions, vocabs, min_count=train.min_count)
     if not len(enc):
         raise ValueError("no interactions to train on (every row was dropped or below min_count)")
-    model = build_model(kind, len(vocabs.users), len(vocabs.items), settings.model)
-    model.lr, model.weight_decay = train.lr, train.weight_decay
-    fit_part, targets = split_validation(enc, train.val_users if val else 0, seed)
-    val_batch = validation_examples(fit_part, targets, settings.model.max_len) if len(targets) else None
+    model = build_model(kind, len(vocabs.users), len(vocabs.items), settings.model.of(kind))
+    fit = train.of(kind)
+    model.lr, model.weight_decay = fit.lr, fit.weight_decay
+    fit_part, targets = split_validation(enc, fit.val_users if val else 0, seed)
+    val_batch = validation_examples(fit_part, targets, model.cfg.max_len) if len(targets) else None
     data = InteractionDataModule(
         examples(model, fit_part), val_batch, train.batch_size, seed, train.min_epoch_steps
     )
@@ -242,7 +243,7 @@ def fit_full(
     if val_batch is not None:
         callbacks = [EarlyStopping("val_hr10", mode="max", patience=train.patience), keep]
     show = _show_progress() if progress is None else progress
-    trainer = make_trainer(train, train.epochs, callbacks, show, validate=val_batch is not None)
+    trainer = make_trainer(train, fit.epochs, callbacks, show, validate=val_batch is not None)
     model.train()
     trainer.fit(model, datamodule=data)
     model.cpu().eval()
@@ -410,7 +411,7 @@ def _replay(
 def _fine_tune_passes(model: Recommender, data: Batch, train: TrainSettings, seed: int) -> dict[str, Any]:
     """A few passes at the fine-tune lr over `data`, fresh rows at their own lr scale; the model
     ends on the CPU in eval mode. Returns the last train loss and the device."""
-    model.lr, model.weight_decay = train.finetune_lr, train.weight_decay
+    model.lr, model.weight_decay = train.finetune_lr, train.of(model.kind).weight_decay
     model.fresh_lr_scale = train.new_row_lr_scale
     trainer = make_trainer(train, train.finetune_epochs, progress=False)
     model.train()
@@ -426,7 +427,7 @@ def _fine_tune_passes(model: Recommender, data: Batch, train: TrainSettings, see
 def _new_examples(model: Recommender, new: Encoded, context: Encoded) -> Batch:
     """sasrec: the batch users' remembered histories (`context`) before their new positives, the
     targets on the new positives only. mf: the new rows themselves (explicit negatives included),
-    read after the remembered histories when it uses them (model.mf_history)."""
+    read after the remembered histories when it uses them (model.mf.history)."""
     if not len(new):
         return examples(model, new)
     if model.kind == "sasrec":

@@ -28,9 +28,9 @@ def trained(spark, tmp_path_factory):
         overrides={
             "warehouse": str(root / "warehouse"),
             "ingest.landing": str(root / "landing"),
-            "train.epochs": 2,
-            "train.val_users": 20,
-            "model.dim": 16,
+            "train.sasrec.epochs": 2,
+            "train.sasrec.val_users": 20,
+            "model.sasrec.dim": 16,
             "recommend.batch_users": 7,  # several batches per Arrow batch and a short last one
         },
     )

@@ -5,7 +5,7 @@ trains (recocli.lab.evaluate.split.loo_split). Each model ranks the whole catalo
 training — with the user's own items left out (no sampled negatives), and the same metric code
 scores every list. The validation item chooses ALS's grid point and is read, not learned, as the
 newest history item when the test item is scored (sasrec reads it, and so does mf with a history
-term, model.mf_history; ALS cannot).
+term, model.mf.history; ALS cannot).
 
 Our models (sasrec, mf) are blended with a time-local recency-popularity prior — what was popular
 at the user's own "now" (recocli.lab.evaluate.timeprior) — as a product of experts, the half-life and
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from lakehouse.errors import RecoError
 from recocli.config import Settings
-from recocli.lab.evaluate import metrics, parse_list, prior_grid
+from recocli.lab.evaluate import metrics
 from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
 from recocli.lab.evaluate.source import Source, rating_values
 from recocli.lab.evaluate.split import LooSplit, loo_split
@@ -250,9 +250,10 @@ def run_loo(
 
 
 def blend_grid(settings: Settings) -> tuple[list[float], list[float]]:
-    """The configured prior grid, with weight 0 (the plain model) always among the weights."""
-    half_lives, weights = prior_grid(settings.evaluate)
-    return half_lives, sorted({0.0, *weights})
+    """The configured prior grid (evaluate.loo_prior_*), with weight 0 (the plain model) always among the
+    weights."""
+    cfg = settings.evaluate
+    return list(cfg.loo_prior_half_life), sorted({0.0, *cfg.loo_prior_weights})
 
 
 def _blended_rows(
@@ -366,8 +367,7 @@ def _als_grid_search(
 
     return als.grid_search(
         spark, als.Ratings(u_rows, i_rows, weights, len(users), len(catalog)), quality,
-        ranks=parse_list(cfg.als_ranks, int), regs=parse_list(cfg.als_regs, float),
-        alphas=parse_list(cfg.als_alphas, float),
+        ranks=list(cfg.als_ranks), regs=list(cfg.als_regs), alphas=list(cfg.als_alphas),
         iters=cfg.als_iters, seed=seed,
         on_fit=lambda params, value: log(f"als {params}: validation NDCG@10 {value:.4f}"),
     )  # fmt: skip

@@ -27,10 +27,10 @@ from recocli.training.incremental import WarehouseTrainer
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TINY = {
-    "model.dim": 16,
-    "model.max_len": 10,
-    "model.blocks": 1,
-    "train.epochs": 2,
+    "model.sasrec.dim": 16,
+    "model.sasrec.max_len": 10,
+    "model.sasrec.blocks": 1,
+    "train.sasrec.epochs": 2,
     "train.min_epoch_steps": 3,
 }
 

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recocli.config import ModelSettings
-from recocli.models.base import INIT_STD, PAD, Recommender, fold_in_rows
+from recocli.models.base import INIT_STD, Recommender, fold_in_rows
+from recocli.models.padded import PAD
 
 
 class MF(Recommender):

@@ -53,7 +53,11 @@ class Vocabulary:
 
     def rows(self, ids: IdsLike) -> np.ndarray:
         """Row of each id (int64), -1 for ids without a row."""
-        found = pc.index_in(_as_array(ids), value_set=self.id_array())
+        values = _as_array(ids)
+        if len(values) * 8 < len(self):
+            # A few ids (one batch of users): dict lookups beat hashing the whole vocabulary again.
+            return np.fromiter((self._row.get(k, -1) for k in values.to_pylist()), np.int64, len(values))
+        found = pc.index_in(values, value_set=self.id_array())
         return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
     def ids(self, rows: Iterable[int] | np.ndarray) -> list[str]:

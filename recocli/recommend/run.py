@@ -111,7 +111,7 @@ def top_k(
     interactions: pa.Table,
     users: list[str],
     k: int,
-    blocked: torch.Tensor,
+    blocked: torch.Tensor | None,
     exclude_seen: bool,
 ) -> TopK:
     """The scoring seam: scores of one batch of users over the whole catalog (score_users), their
@@ -149,13 +149,19 @@ def recommend(settings: Settings, request: Request) -> RunResult:
     interactions = bronze.interactions(warehouse, settings, None if everyone else chosen)
     held = {u for u in chosen if in_holdout(u, request.holdout)} if request.holdout > 0 else set()
     item_ids = loaded.vocabs.items.id_array()
-    blocked = blocked_mask(warehouse, item_ids).to(device)
+    blocked = blocked_mask(warehouse, item_ids)
 
     model_rows, cold = _model_lists(
-        loaded, interactions, [u for u in chosen if u not in held], request.k, blocked, item_ids, settings
+        loaded,
+        interactions,
+        [u for u in chosen if u not in held],
+        request.k,
+        blocked.to(device) if bool(blocked.any()) else None,
+        item_ids,
+        settings,
     )
     cold = pa.concat_arrays([pa.array([u for u in chosen if u in held], pa.string()), cold])
-    popular = _popular_rows(warehouse, settings, cold, interactions, blocked.cpu(), item_ids, request.k)
+    popular = _popular_rows(warehouse, settings, cold, interactions, blocked, item_ids, request.k)
     return RunResult(
         run_id=(run_id := new_run_id()),
         rows=_gold(pa.concat_tables([model_rows, popular]), run_id),
@@ -172,7 +178,7 @@ def _model_lists(
     interactions: pa.Table,
     users: list[str],
     k: int,
-    blocked: torch.Tensor,
+    blocked: torch.Tensor | None,
     item_ids: pa.Array,
     settings: Settings,
 ) -> tuple[pa.Table, pa.Array]:

@@ -18,7 +18,7 @@ def masked_topk(
     of items nobody gets. Left-out items come back as -inf; callers drop those (a user who has seen
     almost everything gets fewer than k). k larger than the catalog is cut to the catalog.
     """
-    if blocked is not None and bool(blocked.any()):
+    if blocked is not None:
         scores[:, blocked.to(scores.device)] = float("-inf")
     if exclude is not None:
         fill_padded_(scores, exclude, float("-inf"))

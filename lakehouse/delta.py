@@ -76,8 +76,11 @@ def committed_version(uri: str, app_id: str) -> int | None:
     return None if table is None else table.transaction_version(app_id)
 
 
-def read_table(uri: str, columns: list[str] | None = None, filters: list | None = None) -> pa.Table | None:
-    """The current snapshot as Arrow (None when the table does not exist)."""
+def read_table(
+    uri: str, columns: list[str] | None = None, filters: list | pa_ds.Expression | None = None
+) -> pa.Table | None:
+    """The current snapshot as Arrow (None when the table does not exist). `filters` (DNF tuples or an
+    Arrow expression) prune files by partition and statistics, then select the rows exactly."""
     table = open_table(uri)
     if table is None:
         return None

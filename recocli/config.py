@@ -220,7 +220,7 @@ class RecommendSettings:
     # Popularity fallback (users without history): positive events in this window before the newest.
     popular_window: Duration = Duration("30d")
     # Users scored per matrix product.
-    batch_users: int = 2048
+    batch_users: int = 256
 
 
 @dataclass

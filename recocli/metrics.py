@@ -21,25 +21,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-PAD = -1
+from recocli.models.padded import fill_padded_
 
 
 def mask_scores(scores: Tensor, exclude: Tensor | None, keep: Tensor | None = None) -> Tensor:
     """A copy of `scores` [B, I] with the item rows in `exclude` [B, S] (PAD-padded) set to -inf,
     except those in `keep` [B, R] (the relevant items: a user's test item is never masked out)."""
-    scores = scores.float().clone()
-    n_items = scores.shape[1]
-    if exclude is None or not exclude.numel():
-        return scores
-    padded = torch.cat([scores, scores.new_zeros(len(scores), 1)], dim=1)
-    kept = None
-    if keep is not None and keep.numel():
-        keep_index = torch.where((keep < 0) | (keep >= n_items), n_items, keep)
-        kept = padded.gather(1, keep_index)
-    padded.scatter_(1, torch.where(exclude < 0, n_items, exclude), float("-inf"))
-    if kept is not None:
-        padded.scatter_(1, keep_index, kept)
-    return padded[:, :n_items]
+    return fill_padded_(scores.float().clone(), exclude, float("-inf"), keep)
 
 
 def positions(scores: Tensor, relevant: Tensor) -> tuple[Tensor, Tensor]:

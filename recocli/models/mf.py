@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recocli.config import MFSettings
-from recocli.models.base import INIT_STD, PAD, Recommender, fold_in_rows
+from recocli.models.base import INIT_STD, Recommender, fold_in_rows
+from recocli.models.padded import PAD
 
 
 class MF(Recommender):
@@ -61,7 +62,10 @@ class MF(Recommender):
         if user_rows is None:
             raise ValueError("mf scores users: pass user_rows")
         p = self.user_vectors(user_rows, histories)  # [B, d]
-        return p @ self.item_vec.T + self.item_bias + (self.user_bias[user_rows] + self.bias)[:, None]
+        # One [B, I] result, the biases added into it: at catalogue scale each extra copy costs as
+        # much as the product itself.
+        scores = torch.addmm(self.item_bias, p, self.item_vec.T)
+        return scores.add_((self.user_bias[user_rows] + self.bias)[:, None])
 
     def pair_logits(self, users: Tensor, items: Tensor, histories: Tensor | None = None) -> Tensor:
         """Scores of (users[j], items[j, ...]) pairs; `items` may carry extra trailing dims."""

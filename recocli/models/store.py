@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from lakehouse.errors import RecoError
 from lakehouse.registry import ModelRegistry
 from recocli.config import MFSettings, SASRecSettings
@@ -34,9 +36,10 @@ def load_version(registry: ModelRegistry, version: int | None = None) -> ModelVe
     meta = stored.metadata
     vocabs = Vocabs(*(Vocabulary.from_arrow(stored.tables[name]) for name in ("users", "items")))
     cfg = recorded_model_settings(meta["kind"], meta["config"]["model"])
-    model = build_model(meta["kind"], len(vocabs.users), len(vocabs.items), cfg)
+    with torch.device("meta"):  # no random init of tables that the stored tensors replace
+        model = build_model(meta["kind"], len(vocabs.users), len(vocabs.items), cfg)
     try:
-        model.load_state_dict(stored.tensors, strict=True)
+        model.load_state_dict(stored.tensors, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise RecoError(f"model version {stored.version} does not fit its metadata: {first}") from None

@@ -27,7 +27,8 @@ from lakehouse.errors import RecoError
 from recocli.config import ModelKind, Settings, TrainSettings
 from recocli.metrics import hit_and_ndcg
 from recocli.models import build_model
-from recocli.models.base import PAD, Recommender, rank_from_end
+from recocli.models.base import Recommender
+from recocli.models.padded import PAD, latest_padded
 from recocli.models.vocab import Vocabs
 from recocli.training.datamodule import (
     Batch,
@@ -292,13 +293,7 @@ def build_histories(interactions: pa.Table, vocabs: Vocabs, max_len: int) -> tor
     For scoring sasrec from interactions held elsewhere (e.g. `reco evaluate`): row u is user row u.
     """
     enc = sort_by_user_time(encode(interactions, vocabs).positives())
-    out = torch.full((len(vocabs.users), max_len), PAD, dtype=torch.long)
-    back = rank_from_end(enc.users)
-    keep = back < max_len
-    out[torch.from_numpy(enc.users[keep]), torch.from_numpy(max_len - 1 - back[keep])] = torch.from_numpy(
-        enc.items[keep]
-    )
-    return out
+    return torch.from_numpy(latest_padded(enc.users, enc.items.astype(np.int64), len(vocabs.users), max_len))
 
 
 def replay_from_memory(model: Recommender, rows: int, rng: np.random.Generator) -> Encoded:

@@ -10,7 +10,7 @@ from lakehouse.errors import RecoError
 from recocli.config import MFSettings, SASRecSettings
 from recocli.metrics import hit_and_ndcg
 from recocli.models import build_model
-from recocli.models.base import PAD, rank_from_end
+from recocli.models.padded import PAD, rank_from_end
 
 CFG = {
     "sasrec": SASRecSettings(dim=16, blocks=1, heads=2, max_len=6, dropout=0.1),

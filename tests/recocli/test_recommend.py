@@ -21,7 +21,8 @@ from lakehouse.recommendations import read_run, run_ids
 from lakehouse.registry import ModelRegistry
 from recocli.config import load_settings
 from recocli.data.synthetic import World, generate_lines
-from recocli.recommend.run import Request, in_holdout, read_interactions, recommend
+from recocli.recommend.bronze import interactions as read_interactions
+from recocli.recommend.run import Request, in_holdout, recommend
 from recocli.training.incremental import WarehouseTrainer
 from spark_jobs.ingest import run_ingest
 

@@ -71,7 +71,11 @@ def recommend(
     chosen = chosen_users(users, users_file, user)
     fmt = choose_format(export, export_format) if export is not None else None
     request = Request(
-        k=settings.recommend.k, users=chosen, active_since=active_since, model_version=model_version
+        k=settings.recommend.k,
+        users=chosen,
+        active_since=active_since,
+        model_version=model_version,
+        holdout=holdout,
     )
     if engine == "spark":
         from recocli.engines.spark import spark_scorer  # starts a JVM: import only for this engine

@@ -297,3 +297,14 @@ def test_a_reader_during_runs_sees_only_complete_runs(trained):
     assert len(mine) >= 2
     for run_id, rows in seen_counts:
         assert rows == read_run(warehouse, run_id).num_rows, f"run {run_id} was seen half-written"
+
+
+def test_cli_holdout_serves_the_popular_list_to_its_share(trained):
+    """`reco recommend --holdout` reaches the run (the flag was parsed and then dropped)."""
+    root, _ = trained
+    done = run_reco("recommend", "-w", str(root / "warehouse"), "-k", "3", "--holdout", "0.3", "--json")
+    assert done.returncode == 0, done.stderr
+    newest = _lists(read_run(Warehouse(root / "warehouse")))
+    held = {u for u in newest if in_holdout(u, 0.3)}
+    assert 5 < len(held) < 35 and json.loads(done.stdout)["popular_users"] == len(held)
+    assert all({r["strategy"] for r in newest[u]} == {"popular"} for u in held)

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recocli.metrics import PAD, mask_scores, positions, ranking_metrics
+from recocli.metrics import mask_scores, positions, ranking_metrics
+from recocli.models.padded import PAD
 from recocli.recommend.topk import masked_topk
 
 

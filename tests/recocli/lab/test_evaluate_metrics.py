@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recocli.lab.evaluate.metrics import coverage, evaluate_scores, mae, mean, padded, rmse
-from recocli.metrics import PAD, hit_and_ndcg, mask_scores, positions
+from recocli.metrics import hit_and_ndcg, mask_scores, positions
+from recocli.models.padded import PAD
 
 DESC = torch.tensor([[9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.25, 0.1]])
 

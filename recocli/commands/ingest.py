@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 from typing import Annotated
 
@@ -117,6 +119,8 @@ def ingest(
 
     summary = run_ingest(settings, once=once, on_start=on_start, on_batch=on_batch)
     totals = summary.totals()
+    for refused in summary.refused:
+        print(f"reco ingest: refused {refused.path}: {refused.reason}", file=sys.stderr)
     if json_output:
         print_json({"summary": totals, "stopped_by_signal": summary.stopped_by_signal})
         return

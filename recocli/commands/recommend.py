@@ -39,6 +39,7 @@ def recommend(
     export_format: Annotated[
         str | None, typer.Option("--format", help="parquet, csv or jsonl (default: from the file name).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing export file.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Score the whole catalog for each user (batched matrix products + top-K), leave out what they
@@ -48,11 +49,11 @@ def recommend(
     was trained already change the list. Users the model knows nothing about get the popular items
     (strategy = popular). Readers take the newest run_id: a run appears whole, in one commit.
     """
-    from recocli.recommend.export import export_format as choose_format
-    from recocli.recommend.export import export_rows
+    from recocli.recommend.export import check_export_target, export_rows
     from recocli.recommend.run import Request, publish
     from recocli.recommend.run import recommend as run_recommend
 
+    fmt = check_export_target(export, export_format, force) if export is not None else None
     settings = settings_from(config, warehouse, **{"recommend.k": k})
     chosen = [u for u in (users or "").split(",") if u.strip()] if users else None
     if users_file is not None:
@@ -61,7 +62,6 @@ def recommend(
         chosen = (chosen or []) + [t.strip() for t in users_file.read_text().splitlines() if t.strip()]
     if user is not None:
         chosen = [user]
-    fmt = choose_format(export, export_format) if export is not None else None
     request = Request(
         k=settings.recommend.k, users=chosen, active_since=active_since, model_version=model_version
     )

@@ -27,6 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.contracts import CONTRACTS
 from lakehouse.errors import RecoError
 from lakehouse.landing import Refused, prepare_landing
 from lakehouse.locks import exclusive_lock
@@ -37,7 +38,7 @@ from spark_jobs.session import build_session
 from spark_jobs.settings import JobSettings, load_job_settings
 from spark_jobs.sources import source_options, source_streams
 from spark_jobs.spool import BackgroundCommit, BatchSpool
-from spark_jobs.validate import CONTRACTS, Bounds, validate
+from spark_jobs.validate import Bounds, validate
 
 OnBatch = Callable[[BatchReport], None]
 # Batches this run plans get a time no earlier than its start, short of the clock being set back.

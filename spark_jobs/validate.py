@@ -21,60 +21,15 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.contracts import DOUBLE, MAP, STRING, TIMESTAMP, Contract
 from lakehouse.errors import RecoError
-from lakehouse.schemas import EVENT_TYPES, FEEDBACK_ACTIONS
 from lakehouse.settings import parse_duration
 from spark_jobs.settings import IngestSettings
 
-STRING, DOUBLE, INT, LONG, MAP, TIMESTAMP = "string", "double", "int", "long", "map", "timestamp"
 RAW_MAP = T.MapType(T.StringType(), T.StringType())
 CORRUPT = "_corrupt_line"
 # Strict RFC 8259: Spark's JSON reader otherwise takes single quotes and NaN/Infinity as numbers.
 STRICT_JSON = {"allowSingleQuotes": "false", "allowNonNumericNumbers": "false"}
-
-
-@dataclass(frozen=True)
-class Contract:
-    kind: str
-    fields: tuple[tuple[str, str, bool], ...]  # (name, type, required), in contract order
-    type_field: str
-    allowed_types: tuple[str, ...]
-
-
-EVENTS = Contract(
-    kind="events",
-    fields=(
-        ("event_id", STRING, True),
-        ("user_id", STRING, True),
-        ("item_id", STRING, True),
-        ("event_type", STRING, True),
-        ("value", DOUBLE, False),
-        ("ts", TIMESTAMP, True),
-        ("session_id", STRING, False),
-        ("context", MAP, False),
-    ),
-    type_field="event_type",
-    allowed_types=EVENT_TYPES,
-)
-
-FEEDBACK = Contract(
-    kind="feedback",
-    fields=(
-        ("event_id", STRING, True),
-        ("rec_id", STRING, True),
-        ("user_id", STRING, True),
-        ("item_id", STRING, True),
-        ("action", STRING, True),
-        ("value", DOUBLE, False),
-        ("position", INT, False),
-        ("model_version", LONG, False),
-        ("ts", TIMESTAMP, True),
-    ),
-    type_field="action",
-    allowed_types=FEEDBACK_ACTIONS,
-)
-
-CONTRACTS = {c.kind: c for c in (EVENTS, FEEDBACK)}
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,11 @@ def test_odd_names_are_read_once_and_conservation_holds(landed):
 
 
 def test_links_are_refused_subfolders_ignored_and_both_shown_by_status(landed):
-    warehouse, landing, _, _ = landed
+    warehouse, landing, _, summary = landed
+    assert [(r.path.name, r.reason) for r in summary.refused] == [
+        ("link.jsonl", "symbolic link (not followed)")
+    ]
+    assert summary.totals()["refused"] == 1
     quarantine = table(warehouse, catalog.QUARANTINE).to_pylist()
     assert all("root:x" not in row["raw"] for row in quarantine)
     report = warehouse_status(Warehouse(warehouse), str(landing))

@@ -3,7 +3,9 @@
 Producers write a hidden temporary file (leading dot, which Spark ignores) and rename it into place,
 so a file is only ever seen whole. Only regular files directly in those folders are read; what Spark
 cannot read safely is renamed or set aside by `prepare_landing` before Spark lists the folder
-(docs/ingest.md, "Inputs: what ingest accepts and refuses").
+(docs/ingest.md, "Inputs: what ingest accepts and refuses"). <landing>/served/ holds the lists
+`reco serve` showed (one JSON object per list: rec_id, user_id, model_version, strategy, served_at,
+items), which ingest does not read and `reco report` joins feedback to.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+import pyarrow.json as pa_json
+
+from lakehouse.files import atomic_file
 
 KINDS = ("events", "feedback")
 # Spark's file source takes a file's path as a glob (? * [ ] { } \\) and as a URI (a ':' fails with
@@ -32,23 +39,32 @@ class Refused:
     reason: str
 
 
+SERVED = "served"
+SERVED_SCHEMA = pa.schema(
+    [
+        pa.field("rec_id", pa.string()),
+        pa.field("user_id", pa.string()),
+        pa.field("model_version", pa.int64()),
+        pa.field("strategy", pa.string()),
+    ]
+)
+
+
 def landing_dirs(landing: str | Path) -> dict[str, Path]:
     root = Path(landing).expanduser().resolve()
     return {kind: root / kind for kind in KINDS}
 
 
 def write_landing_file(landing: str | Path, kind: str, name: str, records: Iterable[dict | str]) -> Path:
-    """Write records as one JSON-lines file, atomically (temp file, fsync, rename)."""
-    folder = landing_dirs(landing)[kind]
+    """Write records as one JSON-lines file, atomically (temp file, fsync, rename). `kind`: one of
+    KINDS, or SERVED."""
+    folder = landing_dirs(landing)[kind] if kind in KINDS else served_dir(landing)
     folder.mkdir(parents=True, exist_ok=True)
-    final, temp = folder / name, folder / f".{name}.tmp"
-    with open(temp, "w", encoding="utf-8") as out:
+    final = folder / name
+    with atomic_file(final, "w") as out:
         for record in records:
             out.write(record if isinstance(record, str) else json.dumps(record, separators=(",", ":")))
             out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, final)
     return final
 
 
@@ -124,3 +140,19 @@ def pending_files(landing: str | Path, ingested_uris: Iterable[str]) -> list[Pat
     """Landed files with records that no committed batch has read yet."""
     done = {file_uri_path(uri) for uri in ingested_uris}
     return [path for path in landed_files(landing) if path.resolve() not in done and not _is_blank(path)]
+
+
+def served_dir(landing: str | Path) -> Path:
+    return Path(landing).expanduser().resolve() / SERVED
+
+
+def served_lists(landing: str | Path) -> pa.Table:
+    """rec_id, user_id, model_version, strategy of every list recorded under <landing>/served/."""
+    parts = []
+    folder = served_dir(landing)
+    if folder.is_dir():
+        options = pa_json.ParseOptions(explicit_schema=SERVED_SCHEMA, unexpected_field_behavior="ignore")
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and not path.name.startswith((".", "_")):
+                parts.append(pa_json.read_json(path, parse_options=options).select(SERVED_SCHEMA.names))
+    return pa.concat_tables(parts) if parts else SERVED_SCHEMA.empty_table()

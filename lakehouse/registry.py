@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
+from lakehouse.files import fsync_path, write_text_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -71,14 +72,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _check_regular(path: Path, version: int) -> None:
     """A version's file must be a regular file: a link (to /dev/zero, say) is never followed."""
     try:
@@ -87,16 +80,6 @@ def _check_regular(path: Path, version: int) -> None:
         raise RecoError(f"model version {version} is incomplete: {path.name} is missing") from None
     if not stat.S_ISREG(mode):
         raise RecoError(f"model version {version}: {path} is a link or not a regular file: refused")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync(path.parent)
 
 
 def _write_table(path: Path, table: pa.Table) -> None:
@@ -137,7 +120,7 @@ class ModelRegistry:
 
     def _write_pointer(self, version: int, published: int, checksums: dict[str, str]) -> None:
         pointer = {"version": version, "published": published, "metadata_sha256": checksums}
-        _write_atomic(self.root / POINTER, json.dumps(pointer))
+        write_text_atomic(self.root / POINTER, json.dumps(pointer))
 
     def latest(self) -> int | None:
         """The version served and trained on next, or None when there is none."""
@@ -260,10 +243,10 @@ class ModelRegistry:
         meta["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS, USERS, ITEMS)}
         (tmp / METADATA).write_text(json.dumps(meta, indent=2, default=str))
         for name in (WEIGHTS, USERS, ITEMS, METADATA):
-            _fsync(tmp / name)
-        _fsync(tmp)
+            fsync_path(tmp / name)
+        fsync_path(tmp)
         os.rename(tmp, self.path(version))
-        _fsync(self.root)
+        fsync_path(self.root)
         checksums = {**self._pointer().get("sha", {}), str(version): _sha256(self.path(version) / METADATA)}
         self._write_pointer(version, version, checksums)
         return version

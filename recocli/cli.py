@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from lakehouse.errors import RecoError, cannot_write
 from recocli import __version__
-from recocli.commands import data, demo, ingest, recommend, replay, report, simulate, status
+from recocli.commands import data, demo, ingest, recommend, replay, report, serve, simulate, status
 from recocli.commands import evaluate as evaluate_command
 from recocli.commands import models as models_command
 from recocli.commands import train as train_command
@@ -32,6 +32,7 @@ app.command("status")(status.status)
 app.command("demo")(demo.demo)
 app.command("recommend")(recommend.recommend)
 app.command("report")(report.report)
+app.command("serve")(serve.serve)
 app.add_typer(data.app, name="data")
 app.command("replay")(replay.replay)
 app.command("evaluate")(evaluate_command.evaluate)

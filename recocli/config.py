@@ -167,6 +167,37 @@ class EvaluateSettings:
 
 
 @dataclass
+class ServeSettings:
+    """`reco serve`: lists over HTTP, events and feedback in (docs/serve.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Bearer token the write routes (POST /events, /feedback) require; or RECO_SERVE_TOKEN. Empty:
+    # the service refuses to start unless given --no-auth on a loopback host.
+    token: str = ""
+    # List length of GET /recommendations when ?k is not given, and the most ?k may ask for.
+    k: int = 10
+    max_k: int = 100
+    # Most GET requests scored together in one batch (those that arrive while a batch is scored).
+    max_batch: int = 64
+    # Largest request body and most records per POST (larger: 413).
+    max_body: str = "1MB"
+    max_records: int = 1000
+    # Accepted requests are written together: at most one landing file per folder this often, or
+    # sooner once landing_file_size is waiting; each file is fsync'd and renamed into place before
+    # the requests in it are answered 202.
+    landing_interval: str = "50ms"
+    landing_file_size: str = "16MB"
+    # The lists served are recorded under <landing>/served/ in one file at most this often.
+    served_interval: str = "1s"
+    # How often the service looks for a new model version (or rollback) and new bronze commits.
+    refresh: str = "1s"
+    # Per user, the events of the newest this many accepted requests are kept in memory until ingest
+    # has committed them (read-your-writes).
+    pending_per_user: int = 200
+
+
+@dataclass
 class Settings(JobSettings):
     data: DataSettings = field(default_factory=DataSettings)
     simulate: SimulateSettings = field(default_factory=SimulateSettings)
@@ -174,6 +205,7 @@ class Settings(JobSettings):
     train: TrainSettings = field(default_factory=TrainSettings)
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
 
 def load_settings(

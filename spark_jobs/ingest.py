@@ -232,6 +232,7 @@ def run_ingest(
     app_id = settings.ingest.query_name
     checkpoint = checkpoint_dir(settings)
     interval = parse_duration(settings.ingest.interval)
+    dedup_horizon_s = parse_duration(settings.ingest.dedup_horizon)
     bounds = Bounds.from_settings(settings.ingest)
     source_options(settings.ingest)  # a bad setting fails here, before Spark starts
     stop = threading.Event()
@@ -253,7 +254,7 @@ def run_ingest(
             on_start(writer.name)
         summary.writer = writer.name
         callback = _BatchCallback(
-            BatchProcessor(warehouse, writer, app_id),
+            BatchProcessor(warehouse, writer, app_id, dedup_horizon_s),
             BatchSpool(checkpoint / "spool"),
             lambda batch_id: bounds.latest(batch_time(checkpoint, batch_id)),
             on_batch,

@@ -59,6 +59,10 @@ class IngestSettings:
     min_event_time: str = "1995-01-01T00:00:00Z"
     max_future: str = "1d"
     max_line_bytes: int = 65536
+    # How far apart in event time two events with one event_id still count as one (e.g. "7d", rounded
+    # up to whole days): ingest holds the ids of the event dates within it of each batch, so its memory
+    # and start follow the events of this span, not the table's history (docs/ingest.md).
+    dedup_horizon: str = "7d"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
 

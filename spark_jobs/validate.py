@@ -21,7 +21,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse.contracts import DOUBLE, MAP, STRING, TIMESTAMP, Contract
+from lakehouse.contracts import CONTRACTS as CONTRACTS  # the contracts are lakehouse's, re-exported
+from lakehouse.contracts import DOUBLE, EPOCH_LIMIT, EPOCH_MS_FROM, MAP, STRING, TIMESTAMP, Contract
 from lakehouse.errors import RecoError
 from lakehouse.settings import parse_duration
 from spark_jobs.settings import IngestSettings
@@ -61,8 +62,8 @@ def parse_timestamp(raw: Column) -> Column:
 
     Text with a '-' is read as a date-time only (the common case: no number parse is attempted)."""
     number = raw.try_cast("double")
-    micros = F.when(F.abs(number) >= 1e11, number * 1_000).otherwise(number * 1_000_000)
-    from_number = F.when(F.abs(number) < 1e14, F.timestamp_micros(micros.cast("long")))
+    micros = F.when(F.abs(number) >= EPOCH_MS_FROM, number * 1_000).otherwise(number * 1_000_000)
+    from_number = F.when(F.abs(number) < EPOCH_LIMIT, F.timestamp_micros(micros.cast("long")))
     return F.when(raw.contains("-"), raw.try_cast("timestamp")).otherwise(from_number)
 
 

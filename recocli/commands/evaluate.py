@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lakehouse.errors import RecoError
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import err, out, print_json, print_table
+
+if TYPE_CHECKING:
+    from recocli.config import Settings
+    from recocli.lab.evaluate.source import Source
 
 PROTOCOLS = ("loo", "prequential")
 DEFAULT_MODELS = {"loo": "sasrec,mf,als,pop", "prequential": "sasrec,pop"}
@@ -106,27 +111,12 @@ def evaluate(
     if data is not None and not data.exists():
         raise RecoError(f"--data folder not found: {data}")
 
-    from recocli.lab.evaluate import parse_list
-    from recocli.lab.evaluate.report import table_columns, table_rows, write_report
     from recocli.lab.evaluate.source import load
-    from recocli.progress import Bar
 
-    ks = tuple(parse_list(settings.evaluate.k, int))
-    if not ks or min(ks) < 1:
-        raise RecoError(f"--k must list positive cut-offs, got {settings.evaluate.k!r}")
-    chosen = [m.strip().lower() for m in (models or DEFAULT_MODELS[protocol]).split(",") if m.strip()]
-    if not chosen:
-        raise RecoError("--models is empty")
+    ks = cutoffs(settings.evaluate.k)
+    chosen = chosen_models(models or DEFAULT_MODELS[protocol], per_model)
     run_seed = settings.train.seed
-    unused = sorted(set(per_model) - set(chosen))
-    if unused:
-        raise RecoError(f"--set names {unused[0]!r}, which is not among --models")
-    model_settings = {}
-    for name, values in per_model.items():
-        try:
-            model_settings[name] = settings_from(config, warehouse, **{**flags, **values})
-        except (AttributeError, KeyError):
-            raise RecoError(f"--set {name}.…: unknown setting among {', '.join(values)}") from None
+    model_settings = settings_per_model(config, warehouse, flags, per_model)
 
     def log(message: str) -> None:
         if not json_output:
@@ -134,30 +124,84 @@ def evaluate(
 
     source = load(settings, data, sample_users, run_seed)
     log(f"{source.name}: {source.interactions.num_rows} interactions")
+    result = run_protocol(protocol, source, settings, chosen, ks, run_seed, log, model_settings)
+    if per_model:
+        result["model_settings"] = per_model
+    show_result(result, report, f"{protocol} on {result['dataset']} (seed {run_seed})", json_output)
+
+
+def cutoffs(text: str) -> tuple[int, ...]:
+    """The cut-offs K of evaluate.k ("10,20"), each at least 1."""
+    from recocli.lab.evaluate import parse_list
+
+    ks = tuple(parse_list(text, int))
+    if not ks or min(ks) < 1:
+        raise RecoError(f"--k must list positive cut-offs, got {text!r}")
+    return ks
+
+
+def chosen_models(models: str, per_model: dict[str, dict[str, str]]) -> list[str]:
+    """The models of --models, lower-cased; every model that --set names must be among them."""
+    chosen = [m.strip().lower() for m in models.split(",") if m.strip()]
+    if not chosen:
+        raise RecoError("--models is empty")
+    unused = sorted(set(per_model) - set(chosen))
+    if unused:
+        raise RecoError(f"--set names {unused[0]!r}, which is not among --models")
+    return chosen
+
+
+def settings_per_model(
+    config: Path | None, warehouse: Path | None, flags: dict[str, Any], per_model: dict[str, dict[str, str]]
+) -> dict[str, Settings]:
+    """Each model named by --set: the run's settings with its own values on top."""
+    model_settings = {}
+    for name, values in per_model.items():
+        try:
+            model_settings[name] = settings_from(config, warehouse, **{**flags, **values})
+        except (AttributeError, KeyError):
+            raise RecoError(f"--set {name}.…: unknown setting among {', '.join(values)}") from None
+    return model_settings
+
+
+def run_protocol(
+    protocol: str,
+    source: Source,
+    settings: Settings,
+    chosen: list[str],
+    ks: tuple[int, ...],
+    run_seed: int,
+    log: Callable[[str], None],
+    model_settings: dict[str, Settings],
+) -> dict[str, Any]:
+    """The result of one protocol's run, as a dict (what the report and --json show)."""
     if protocol == "loo":
         from recocli.lab.evaluate.loo import run_loo
 
-        result = run_loo(source, settings, chosen, ks, run_seed, log, model_settings).as_dict()
-    else:
-        from recocli.lab.evaluate.prequential import run_prequential
+        return run_loo(source, settings, chosen, ks, run_seed, log, model_settings).as_dict()
+    from recocli.lab.evaluate.prequential import run_prequential
+    from recocli.progress import Bar
 
-        with Bar("windows") as bar:
+    with Bar("windows") as bar:
 
-            def on_window(done: int, total: int) -> None:
-                if bar.total != total:
-                    bar.set_total(total)
-                bar.advance(1)
+        def on_window(done: int, total: int) -> None:
+            if bar.total != total:
+                bar.set_total(total)
+            bar.advance(1)
 
-            result = run_prequential(
-                source, settings, chosen, ks, run_seed, log, on_window, model_settings
-            ).as_dict()
-    if per_model:
-        result["model_settings"] = per_model
+        return run_prequential(
+            source, settings, chosen, ks, run_seed, log, on_window, model_settings
+        ).as_dict()
+
+
+def show_result(result: dict[str, Any], report: Path | None, title: str, json_output: bool) -> None:
+    """Write the report folder (when asked), then print the result as JSON or as a table."""
+    from recocli.lab.evaluate.report import table_columns, table_rows, write_report
+
     written = write_report(result, report) if report is not None else []
     if json_output:
         print_json({**result, "report": [str(p) for p in written]})
         return
-    title = f"{protocol} on {result['dataset']} (seed {run_seed})"
     print_table(title, ["model", *table_columns(result)], table_rows(result))
     if result.get("ratings"):
         r = result["ratings"]

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import out, print_json, print_table
+
+if TYPE_CHECKING:
+    from recocli.config import Settings
+    from recocli.training.incremental import TrainAfterBatch
+    from spark_jobs.batch import BatchReport
+    from spark_jobs.ingest import IngestSummary
 
 
 def ingest(
@@ -79,44 +85,52 @@ def ingest(
 
         trainer = TrainAfterBatch(settings)
 
-    def after_batch(report) -> None:
-        from recocli.commands.train import describe
-
-        result = trainer(report.tables_written)
-        if result is None:
-            return
-        if json_output:
-            print_json({"train": {"batch_id": report.batch_id, **result.as_dict()}})
-        else:
-            out.print(f"batch {report.batch_id}: fine-tune {result.seconds:.2f}s → {describe(result)}")
-
     def on_start(writer: str) -> None:
-        if json_output:
-            print_json(
-                {"writer": writer, "warehouse": settings.warehouse, "landing": settings.ingest.landing}
-            )
-        else:
-            out.print(
-                f"reco ingest: writer {writer}, landing {settings.ingest.landing} → {settings.warehouse}"
-            )
+        print_start(writer, settings, json_output)
 
-    def on_batch(report) -> None:
-        if json_output:
-            print_json({"batch": report.as_dict()})
-            if trainer is not None:
-                after_batch(report)
-            return
-        lag = "-" if report.lag_s is None else f"{report.lag_s:.1f}s"
-        replay = "" if report.committed_now else " (already committed before a restart)"
-        out.print(
-            f"batch {report.batch_id}: read {report.lines_read} → events {report.events_written}, "
-            f"feedback {report.feedback_written}, quarantined {report.quarantined}, "
-            f"duplicates {report.duplicates} in {report.duration_s:.2f}s, lag {lag}{replay}"
-        )
+    def on_batch(report: BatchReport) -> None:
+        print_batch(report, json_output)
         if trainer is not None:
-            after_batch(report)
+            train_after(trainer, report, json_output)
 
     summary = run_ingest(settings, once=once, on_start=on_start, on_batch=on_batch)
+    print_summary(summary, json_output)
+
+
+def train_after(trainer: TrainAfterBatch, report: BatchReport, json_output: bool) -> None:
+    """--train: fine-tune on what the batch wrote and say which version it published, if any."""
+    from recocli.commands.train import describe
+
+    result = trainer(report.tables_written)
+    if result is None:
+        return
+    if json_output:
+        print_json({"train": {"batch_id": report.batch_id, **result.as_dict()}})
+    else:
+        out.print(f"batch {report.batch_id}: fine-tune {result.seconds:.2f}s → {describe(result)}")
+
+
+def print_start(writer: str, settings: Settings, json_output: bool) -> None:
+    if json_output:
+        print_json({"writer": writer, "warehouse": settings.warehouse, "landing": settings.ingest.landing})
+    else:
+        out.print(f"reco ingest: writer {writer}, landing {settings.ingest.landing} → {settings.warehouse}")
+
+
+def print_batch(report: BatchReport, json_output: bool) -> None:
+    if json_output:
+        print_json({"batch": report.as_dict()})
+        return
+    lag = "-" if report.lag_s is None else f"{report.lag_s:.1f}s"
+    replay = "" if report.committed_now else " (already committed before a restart)"
+    out.print(
+        f"batch {report.batch_id}: read {report.lines_read} → events {report.events_written}, "
+        f"feedback {report.feedback_written}, quarantined {report.quarantined}, "
+        f"duplicates {report.duplicates} in {report.duration_s:.2f}s, lag {lag}{replay}"
+    )
+
+
+def print_summary(summary: IngestSummary, json_output: bool) -> None:
     totals = summary.totals()
     for refused in summary.refused:
         print(f"reco ingest: refused {refused.path}: {refused.reason}", file=sys.stderr)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from recocli.config import ModelSettings
+from recocli.metrics import hit_and_ndcg
 
 PAD = -1
 INIT_STD = 0.02
@@ -41,21 +42,6 @@ def grown(param: Tensor, rows: int) -> nn.Parameter:
     else:
         new = torch.randn(shape, dtype=param.dtype, device=param.device) * INIT_STD
     return nn.Parameter(torch.cat([param.detach(), new]), requires_grad=param.requires_grad)
-
-
-def hit_and_ndcg(scores: Tensor, targets: Tensor, seen: Tensor | None, k: int = 10) -> tuple[Tensor, Tensor]:
-    """Per row: 1.0 when `targets` ranks in the top k of `scores` [B, I] (items in `seen` [B, S],
-    PAD-padded, masked out), and its NDCG@k."""
-    if seen is not None and seen.numel():
-        n_items = scores.shape[1]
-        scores = torch.cat([scores, scores.new_zeros(len(scores), 1)], dim=1)
-        keep_target = scores.gather(1, targets[:, None])
-        scores = scores.scatter(1, torch.where(seen < 0, n_items, seen), float("-inf"))
-        scores = scores.scatter(1, targets[:, None], keep_target)[:, :n_items]
-    target = scores.gather(1, targets[:, None])
-    rank = (scores > target).sum(1)
-    hit = (rank < k).float()
-    return hit, hit / torch.log2(rank.float() + 2)
 
 
 @torch.no_grad()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lakehouse.errors import RecoError
+from lakehouse.files import atomic_file
 
 FORMATS = ("parquet", "csv", "jsonl")
 
@@ -53,20 +53,17 @@ def check_export_target(path: Path, fmt: str | None, force: bool) -> str:
 
 def export_rows(rows: pa.Table, path: Path, fmt: str) -> None:
     """Write atomically (temp file, then rename) so a reader never picks up half a file."""
-    temp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "parquet":
-            pq.write_table(rows, temp)
-        elif fmt == "csv":
-            pacsv.write_csv(rows, temp)
-        else:
-            with open(temp, "w", encoding="utf-8") as out:
+        with atomic_file(path) as out:
+            if fmt == "parquet":
+                pq.write_table(rows, out)
+            elif fmt == "csv":
+                pacsv.write_csv(rows, out)
+            else:
                 for record in rows.to_pylist():
-                    out.write(json.dumps(record, default=_iso) + "\n")
-        os.replace(temp, path)
+                    out.write((json.dumps(record, default=_iso) + "\n").encode())
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise RecoError(f"cannot write the export {path}: {exc.strerror or exc}") from None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,8 +20,10 @@ from lakehouse.recommendations import new_run_id, write_run
 from lakehouse.registry import ModelRegistry
 from lakehouse.schemas import RECOMMENDATIONS
 from lakehouse.settings import parse_duration
-from recocli.config import Settings
+from recocli.config import RecommendSettings, Settings
+from recocli.models.base import Recommender
 from recocli.models.store import load_version
+from recocli.models.vocab import Vocabs
 from recocli.recommend.history import score_users, seen_items
 from recocli.recommend.popular import popular_items
 from recocli.recommend.topk import masked_topk
@@ -81,8 +84,62 @@ def blocked_mask(warehouse: Warehouse, item_ids: pa.Array) -> torch.Tensor:
     return torch.from_numpy(mask.to_numpy(zero_copy_only=False).copy())
 
 
-def recommend(settings: Settings, request: Request) -> RunResult:
-    """Top-K lists for the chosen users; popularity for users the model knows nothing about."""
+def score_batch(
+    model: Recommender,
+    vocabs: Vocabs,
+    interactions: pa.Table,
+    batch: list[str],
+    k: int,
+    blocked: torch.Tensor,
+    exclude_seen: bool,
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """One batch of users' top-k (user_id, rank, item_row, score) and the users the model has nothing
+    on. `interactions` needs only these users' rows (the Spark engine passes just those)."""
+    scores, has_signal = score_users(model, vocabs, interactions, batch)
+    has_signal = has_signal.numpy()
+    exclude = seen_items(interactions, batch, vocabs.items) if exclude_seen else None
+    values, rows = masked_topk(scores, k, exclude, blocked)
+    values, rows = values.cpu().numpy(), rows.cpu().numpy()
+    keep = np.isfinite(values) & has_signal[:, None]
+    user_index, rank_index = np.nonzero(keep)
+    part = {
+        "user_id": np.asarray(batch, dtype=object)[user_index],
+        "rank": rank_index + 1,
+        "item_row": rows[user_index, rank_index],
+        "score": values[user_index, rank_index].astype(np.float64),
+    }
+    return part, [user for user, signal in zip(batch, has_signal, strict=True) if not signal]
+
+
+def score_locally(
+    model: Recommender,
+    vocabs: Vocabs,
+    interactions: pa.Table,
+    users: list[str],
+    k: int,
+    blocked: torch.Tensor,
+    cfg: RecommendSettings,
+) -> tuple[list[dict[str, np.ndarray]], list[str]]:
+    """The local engine: every batch of `recommend.batch_users` users in this process."""
+    parts, cold = [], []
+    for start in range(0, len(users), cfg.batch_users):
+        part, no_signal = score_batch(
+            model, vocabs, interactions, users[start : start + cfg.batch_users], k, blocked, cfg.exclude_seen
+        )
+        parts.append(part)
+        cold += no_signal
+    return parts, cold
+
+
+Scorer = Callable[
+    [Recommender, Vocabs, pa.Table, list[str], int, torch.Tensor, RecommendSettings],
+    tuple[list[dict[str, np.ndarray]], list[str]],
+]
+
+
+def recommend(settings: Settings, request: Request, score: Scorer = score_locally) -> RunResult:
+    """Top-K lists for the chosen users; popularity for users the model knows nothing about. `score`
+    is the engine (local by default; recocli.engines.spark scores on Spark's executors)."""
     if request.k < 1:
         raise RecoError("k must be at least 1")
     started = time.perf_counter()
@@ -98,26 +155,8 @@ def recommend(settings: Settings, request: Request) -> RunResult:
     blocked = blocked_mask(warehouse, item_ids)
     cfg = settings.recommend
 
-    parts: list[dict[str, np.ndarray]] = []
-    cold: list[str] = list(held_out)
-    for start in range(0, len(users), cfg.batch_users):
-        batch = users[start : start + cfg.batch_users]
-        scores, has_signal = score_users(model, vocabs, interactions, batch)
-        has_signal = has_signal.numpy()
-        exclude = seen_items(interactions, batch, vocabs.items) if cfg.exclude_seen else None
-        values, rows = masked_topk(scores, request.k, exclude, blocked)
-        values, rows = values.cpu().numpy(), rows.cpu().numpy()
-        keep = np.isfinite(values) & has_signal[:, None]
-        user_index, rank_index = np.nonzero(keep)
-        parts.append(
-            {
-                "user_id": np.asarray(batch, dtype=object)[user_index],
-                "rank": rank_index + 1,
-                "item_row": rows[user_index, rank_index],
-                "score": values[user_index, rank_index].astype(np.float64),
-            }
-        )
-        cold += [user for user, signal in zip(batch, has_signal, strict=True) if not signal]
+    parts, cold = score(model, vocabs, interactions, users, request.k, blocked, cfg)
+    cold = list(held_out) + cold
 
     run_id, now = new_run_id(), datetime.now(UTC)
     model_rows = _model_rows(parts, item_ids, version)

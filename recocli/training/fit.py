@@ -25,8 +25,9 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 
 from lakehouse.errors import RecoError
 from recocli.config import Settings, TrainSettings
+from recocli.metrics import hit_and_ndcg
 from recocli.models import build_model
-from recocli.models.base import PAD, Recommender, hit_and_ndcg, rank_from_end
+from recocli.models.base import PAD, Recommender, rank_from_end
 from recocli.models.vocab import Vocabs
 from recocli.training.datamodule import (
     Batch,
@@ -315,19 +316,26 @@ def replay_sample(model: Recommender, vocabs: Vocabs, rows: int, seed: int = 0) 
     return decode(replay_from_memory(model, rows, np.random.default_rng(seed)), vocabs)
 
 
-def prequential_hits(model: Recommender, new: Encoded, max_users: int = 2000) -> float | None:
+def prequential_hits(
+    model: Recommender, new: Encoded, max_users: int = 2000, chunk: int = 1024
+) -> float | None:
     """Before learning from `new`: the share of its positives that were in their user's top 10
-    (no masking). A test-then-train score of the model on the batch it is about to learn."""
+    (no masking; ties counted in expectation, as recocli.metrics does). A test-then-train score of
+    the model on the batch it is about to learn."""
     pos = new.positives()
     pos = pos.take(pos.users < model.n_users)
     if not len(pos):
         return None
     users = np.unique(pos.users)[:max_users]
     pos = pos.take(np.isin(pos.users, users))
-    top = torch.topk(model.score(torch.from_numpy(users)), min(K, model.n_items), dim=1).indices.numpy()
-    slot = np.searchsorted(users, pos.users)
-    hit = (top[slot] == pos.items[:, None]).any(axis=1)
-    return round(float(hit.mean()), 4)
+    scores = model.score(torch.from_numpy(users))
+    slot = torch.from_numpy(np.searchsorted(users, pos.users))
+    items = torch.as_tensor(pos.items, dtype=torch.long)
+    hits = [
+        hit_and_ndcg(scores[slot[n : n + chunk]], items[n : n + chunk], None, K)[0]
+        for n in range(0, len(items), chunk)
+    ]
+    return round(float(torch.cat(hits).mean()), 4)
 
 
 def fine_tune(
@@ -366,11 +374,7 @@ def fine_tune(
         "new_items": len(vocabs.items) - rows_before[1],
         "prequential_hr10": prequential_hits(model, new),
     }
-    if replay_interactions is None:
-        wanted = min(train.replay_size, round(train.replay_ratio * len(new)))
-        replay = replay_from_memory(model, wanted, np.random.default_rng(seed))
-    else:
-        replay = encode(replay_interactions, vocabs)
+    replay = _replay(model, vocabs, replay_interactions, train, len(new), seed)
     metrics["replay_interactions"] = len(replay)
     parts = [_new_examples(model, new, context)]
     if len(replay):
@@ -378,26 +382,45 @@ def fine_tune(
     data = concat_examples(parts)
     metrics["examples"] = len(data[0]) if data else 0
     if data:
-        model.lr, model.weight_decay = train.finetune_lr, train.weight_decay
-        model.fresh_lr_scale = train.new_row_lr_scale
-        trainer = make_trainer(train, train.finetune_epochs, progress=False)
-        model.train()
-        try:
-            batch_size = max(train.finetune_batch_size, -(-len(data[0]) // max(train.finetune_steps, 1)))
-            trainer.fit(model, datamodule=InteractionDataModule(data, None, batch_size, seed))
-        finally:
-            model.fresh, model.fresh_lr_scale = {}, 1.0
-        model.cpu().eval()
-        metrics.update(
-            train_loss=_float(trainer.callback_metrics.get("train_loss")),
-            device=device_name(trainer),
-        )
+        metrics.update(_fine_tune_passes(model, data, train, seed))
     positives = sort_by_user_time(positives)
     model.remember(positives.users, positives.items, positives.ts, positives.weights)
     metrics["seconds"] = round(time.perf_counter() - started, 3)
     if report is not None:
         report.update(metrics)
     return model
+
+
+def _replay(
+    model: Recommender,
+    vocabs: Vocabs,
+    replay_interactions: pa.Table | None,
+    train: TrainSettings,
+    n_new: int,
+    seed: int,
+) -> Encoded:
+    """The history to mix in: the given table, or `replay_ratio` × `n_new` rows (at most
+    `replay_size`) sampled from the model's remembered histories."""
+    if replay_interactions is None:
+        wanted = min(train.replay_size, round(train.replay_ratio * n_new))
+        return replay_from_memory(model, wanted, np.random.default_rng(seed))
+    return encode(replay_interactions, vocabs)
+
+
+def _fine_tune_passes(model: Recommender, data: Batch, train: TrainSettings, seed: int) -> dict[str, Any]:
+    """A few passes at the fine-tune lr over `data`, fresh rows at their own lr scale; the model
+    ends on the CPU in eval mode. Returns the last train loss and the device."""
+    model.lr, model.weight_decay = train.finetune_lr, train.weight_decay
+    model.fresh_lr_scale = train.new_row_lr_scale
+    trainer = make_trainer(train, train.finetune_epochs, progress=False)
+    model.train()
+    try:
+        batch_size = max(train.finetune_batch_size, -(-len(data[0]) // max(train.finetune_steps, 1)))
+        trainer.fit(model, datamodule=InteractionDataModule(data, None, batch_size, seed))
+    finally:
+        model.fresh, model.fresh_lr_scale = {}, 1.0
+    model.cpu().eval()
+    return {"train_loss": _float(trainer.callback_metrics.get("train_loss")), "device": device_name(trainer)}
 
 
 def _new_examples(model: Recommender, new: Encoded, context: Encoded) -> Batch:

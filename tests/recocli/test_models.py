@@ -8,8 +8,9 @@ import torch
 
 from lakehouse.errors import RecoError
 from recocli.config import ModelSettings
+from recocli.metrics import hit_and_ndcg
 from recocli.models import build_model
-from recocli.models.base import PAD, hit_and_ndcg, rank_from_end
+from recocli.models.base import PAD, rank_from_end
 
 CFG = ModelSettings(dim=16, blocks=1, heads=2, max_len=6, dropout=0.1)
 

@@ -26,6 +26,7 @@ from recocli.training.fit import (
     copy_model,
     fine_tune,
     fit_full,
+    prequential_hits,
     remembered,
     replay_sample,
 )
@@ -188,6 +189,18 @@ def test_replay_sample_and_empty_replay(fitted):
     report = {}
     fine_tune(model, vocabs, interactions(200, seed=5), SCHEMA.empty_table(), settings, report=report)
     assert report["replay_interactions"] == 0 and report["new_interactions"] == 200
+
+
+def test_prequential_hits_is_the_share_of_new_positives_in_their_users_top_10(fitted):
+    _, model, vocabs = fresh(fitted)
+    new = encode(interactions(300, seed=21, start=START + timedelta(days=3)), vocabs)
+    pos = new.positives()
+    pos = pos.take(pos.users < model.n_users)
+    users = np.unique(pos.users)
+    top = torch.topk(model.score(torch.from_numpy(users)), 10, dim=1).indices.numpy()
+    in_top = (top[np.searchsorted(users, pos.users)] == pos.items[:, None]).any(axis=1)
+    assert 0.0 < in_top.mean() < 1.0
+    assert prequential_hits(model, new, chunk=7) == round(float(in_top.mean()), 4)
 
 
 def test_sampled_softmax_option_trains():

@@ -6,7 +6,9 @@
                  metadata.json   version, parent, kind, config, cursor (Delta version read up to,
                                  per table), rows, metrics, device, seconds, created_at, sha256 of
                                  every file
-      latest     {"version": 3, "published": 5}: the served version and the highest ever published
+      latest     {"version": 3, "published": 5, "metadata_sha256": {"1": …}}: the served version, the
+                 highest ever published, and each version's metadata.json checksum (a pointer
+                 written without them is still read; its versions' metadata is then unchecked)
       .tmp-*     a publish that did not finish (ignored; removed by the next publish)
 
 Publishing is one atomic step: write a temp folder, rename it to its version, then replace
@@ -23,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +47,7 @@ WEIGHTS, USERS, ITEMS, METADATA, POINTER = (
 # The Arrow tables a version holds beside its tensors, by name, and their files.
 TABLE_FILES = {"users": USERS, "items": ITEMS}
 VERSION_DIR = re.compile(r"^v(\d{6,})$")
+MAX_METADATA_BYTES = 1 << 20
 
 
 def version_name(version: int) -> str:
@@ -68,6 +72,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_regular(path: Path, version: int) -> None:
+    """A version's file must be a regular file: a link (to /dev/zero, say) is never followed."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise RecoError(f"model version {version} is incomplete: {path.name} is missing") from None
+    if not stat.S_ISREG(mode):
+        raise RecoError(f"model version {version}: {path} is a link or not a regular file: refused")
+
+
 def _write_table(path: Path, table: pa.Table) -> None:
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
@@ -90,15 +104,23 @@ class ModelRegistry:
 
     # ---- reading (no torch needed) ----
 
-    def _pointer(self) -> dict[str, int]:
+    def _pointer(self) -> dict[str, Any]:
         path = self.root / POINTER
         if not path.exists():
             return {}
         try:
+            _check_regular(path, 0)
             data = json.loads(path.read_text())
-            return {"version": int(data["version"]), "published": int(data["published"])}
-        except (ValueError, KeyError, TypeError):
+            checksums = data.get("metadata_sha256", {})
+            if not isinstance(checksums, dict):
+                raise TypeError
+            return {"version": int(data["version"]), "published": int(data["published"]), "sha": checksums}
+        except (ValueError, KeyError, TypeError, AttributeError, RecoError, UnicodeDecodeError):
             raise RecoError(f"model pointer {path} is corrupted: fix or delete it") from None
+
+    def _write_pointer(self, version: int, published: int, checksums: dict[str, str]) -> None:
+        pointer = {"version": version, "published": published, "metadata_sha256": checksums}
+        write_text_atomic(self.root / POINTER, json.dumps(pointer))
 
     def latest(self) -> int | None:
         """The version served and trained on next, or None when there is none."""
@@ -123,14 +145,30 @@ class ModelRegistry:
         return self.root / version_name(version)
 
     def metadata(self, version: int | None = None) -> dict[str, Any]:
+        """A version's metadata.json: a regular file, of bounded size, matching the checksum the
+        pointer records for it, holding a JSON object."""
         version = self._resolve(version)
         path = self.path(version) / METADATA
+        if not path.exists() and not path.is_symlink():
+            raise RecoError(f"model version {version} has no {METADATA} ({path})")
+        _check_regular(path, version)
+        if path.stat().st_size > MAX_METADATA_BYTES:
+            raise RecoError(
+                f"model version {version} is corrupted: {path} is over {MAX_METADATA_BYTES} bytes"
+            )
+        expected = self._pointer().get("sha", {}).get(str(version))
+        if expected is not None and _sha256(path) != expected:
+            raise RecoError(
+                f"model version {version} is corrupted or was tampered with: {METADATA} does not match its "
+                "checksum (roll back with `reco models rollback`, or retrain)"
+            )
         try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            raise RecoError(f"model version {version} has no {METADATA} ({path})") from None
+            meta = json.loads(path.read_text())
         except (ValueError, UnicodeDecodeError):
             raise RecoError(f"model version {version} is corrupted: {path} is not valid JSON") from None
+        if not isinstance(meta, dict):
+            raise RecoError(f"model version {version} is corrupted: {METADATA} is not a JSON object")
+        return meta
 
     def _resolve(self, version: int | None) -> int:
         if version is None:
@@ -152,8 +190,7 @@ class ModelRegistry:
             raise RecoError(f"model version {version} is corrupted: {METADATA} lists no valid checksums")
         for name, expected in files.items():
             path = folder / name
-            if not path.exists():
-                raise RecoError(f"model version {version} is incomplete: {name} is missing")
+            _check_regular(path, version)
             if _sha256(path) != expected:
                 raise RecoError(
                     f"model version {version} is corrupted or was tampered with: {name} does not "
@@ -210,14 +247,14 @@ class ModelRegistry:
         fsync_path(tmp)
         os.rename(tmp, self.path(version))
         fsync_path(self.root)
-        write_text_atomic(self.root / POINTER, json.dumps({"version": version, "published": version}))
+        checksums = {**self._pointer().get("sha", {}), str(version): _sha256(self.path(version) / METADATA)}
+        self._write_pointer(version, version, checksums)
         return version
 
     def rollback(self, version: int) -> None:
         """Serve `version` again; the next incremental run continues from its cursor."""
         self.verify(self._resolve(version))
-        pointer = {"version": version, "published": self.published()}
-        write_text_atomic(self.root / POINTER, json.dumps(pointer))
+        self._write_pointer(version, self.published(), self._pointer().get("sha", {}))
 
     def _clean(self) -> None:
         """Remove unfinished publishes: temp folders and versions the pointer never reached."""

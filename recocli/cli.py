@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from lakehouse.errors import RecoError
+from lakehouse.errors import RecoError, cannot_write
 from recocli import __version__
 from recocli.commands import data, demo, ingest, recommend, replay, report, serve, simulate, status
 from recocli.commands import evaluate as evaluate_command
@@ -65,3 +65,9 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except BaseException as exc:
+        explained = cannot_write(exc) if not isinstance(exc, SystemExit) else None
+        if explained is None:
+            raise
+        err.print(f"[bold red]error:[/] {escape(str(explained))}")
+        sys.exit(explained.exit_code)

@@ -16,12 +16,13 @@ import pyarrow as pa
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.contracts import CONTRACTS
 from lakehouse.locks import exclusive_lock
 from lakehouse.writers import make_writer
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.session import build_session
 from spark_jobs.settings import JobSettings
-from spark_jobs.validate import CONTRACTS, Bounds, validate
+from spark_jobs.validate import Bounds, validate
 
 # The lock `reco ingest` holds: bronze has one writer at a time, so dedup sees every id.
 BRONZE_LOCK = "ingest"

@@ -61,7 +61,7 @@ class BatchProcessor:
         """Commit one batch from spark_jobs.validate; valid lines with an event time after `latest`
         (the batch's time plus ingest.max_future) are quarantined as bad_timestamp."""
         try:
-            return self._process(_reject_late(data, latest), batch_id)
+            return self._process(_escape_bad_encoding(_reject_late(data, latest)), batch_id)
         except BaseException:
             for seen in self.seen.values():
                 seen.forget()
@@ -127,6 +127,20 @@ def _reject_late(data: pa.Table, latest: datetime) -> pa.Table:
         )
     reason = pc.if_else(late, pa.scalar("bad_timestamp"), data["reason"])
     return data.set_column(data.schema.get_field_index("reason"), "reason", reason)
+
+
+def _escape_bad_encoding(data: pa.Table) -> pa.Table:
+    """The text of lines that are not UTF-8, with each invalid byte written as \\xNN: raw bytes in a
+    string column would make the quarantine unreadable to Polars, DuckDB and pyarrow's to_pylist."""
+    bad = pc.fill_null(pc.equal(data["reason"], "bad_encoding"), False)
+    if not pc.any(bad).as_py():
+        return data
+    raw, flags = data["raw"].cast(pa.binary()).to_pylist(), bad.to_pylist()
+    escaped = [
+        t.decode("utf-8", "backslashreplace") if flag else t and t.decode()
+        for t, flag in zip(raw, flags, strict=True)
+    ]
+    return data.set_column(data.schema.get_field_index("raw"), "raw", pa.array(escaped, pa.string()))
 
 
 def _columns_of(data: pa.Table, spec: TableSpec) -> pa.Table:

@@ -27,7 +27,9 @@ from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.contracts import CONTRACTS
 from lakehouse.errors import RecoError
+from lakehouse.landing import Refused, prepare_landing
 from lakehouse.locks import exclusive_lock
 from lakehouse.writers import make_writer
 from spark_jobs.batch import BatchProcessor, BatchReport
@@ -35,7 +37,7 @@ from spark_jobs.session import build_session
 from spark_jobs.settings import JobSettings, load_job_settings
 from spark_jobs.sources import source_options, source_streams
 from spark_jobs.spool import BackgroundCommit, BatchSpool
-from spark_jobs.validate import CONTRACTS, Bounds, validate
+from spark_jobs.validate import Bounds, validate
 
 OnBatch = Callable[[BatchReport], None]
 # Batches this run plans get a time no earlier than its start, short of the clock being set back.
@@ -63,13 +65,14 @@ class StopRequested(Exception):
 class IngestSummary:
     writer: str
     batches: list[BatchReport] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
     stopped_by_signal: bool = False
 
     def totals(self) -> dict:
         keys = ("lines_read", "events_written", "feedback_written", "quarantined", "duplicates", "duration_s")
         totals = {key: sum(getattr(b, key) for b in self.batches) for key in keys}
         totals["duration_s"] = round(totals["duration_s"], 3)
-        return {"writer": self.writer, "batches": len(self.batches), **totals}
+        return {"writer": self.writer, "batches": len(self.batches), **totals, "refused": len(self.refused)}
 
 
 def checkpoint_dir(settings: JobSettings) -> Path:
@@ -232,6 +235,13 @@ def run_ingest(
     bounds = Bounds.from_settings(settings.ingest)
     source_options(settings.ingest)  # a bad setting fails here, before Spark starts
     stop = threading.Event()
+    summary = IngestSummary(writer="")
+
+    def prepare() -> None:
+        """Rename or set aside landed files Spark cannot read safely, before Spark lists them."""
+        if settings.ingest.source == "files":
+            summary.refused += prepare_landing(settings.ingest.landing)
+
     with _stop_on_signals(stop), exclusive_lock(warehouse.lock("ingest"), "reco ingest"):
         _refuse_lost_checkpoint(warehouse, app_id, checkpoint)
         for spec in catalog.INGEST_TABLES:
@@ -241,7 +251,7 @@ def run_ingest(
         writer = make_writer(settings.ingest.writer, spark, warehouse, app_id)
         if on_start:
             on_start(writer.name)
-        summary = IngestSummary(writer=writer.name)
+        summary.writer = writer.name
         callback = _BatchCallback(
             BatchProcessor(warehouse, writer, app_id, dedup_horizon_s),
             BatchSpool(checkpoint / "spool"),
@@ -260,14 +270,16 @@ def run_ingest(
             else stream.trigger(processingTime=f"{interval} seconds")
         )
         if not stop.is_set():
-            _wait(stream.start(), callback)
+            prepare()
+            _wait(stream.start(), callback, prepare)
         summary.stopped_by_signal = stop.is_set()
         return summary
 
 
-def _wait(query, callback: _BatchCallback) -> None:
+def _wait(query, callback: _BatchCallback, prepare: Callable[[], None]) -> None:
     """Until the query ends (all landed files read, a stop, or a failure), then until the last
-    batch's commit ends. Raises the failure of a batch or of its commit."""
+    batch's commit ends. Raises the failure of a batch or of its commit. Calls `prepare` between
+    polls, so that files landed meanwhile are made safe before Spark's next listing."""
     failure = None
     try:
         while query.isActive:
@@ -280,6 +292,7 @@ def _wait(query, callback: _BatchCallback) -> None:
                 _await_record(query, callback.handed)
                 query.stop()
                 break
+            prepare()
             query.awaitTermination(0.25)
     except StreamingQueryException as exc:
         failure = exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -134,6 +135,8 @@ def print_batch(report: BatchReport, json_output: bool) -> None:
 
 def print_summary(summary: IngestSummary, json_output: bool) -> None:
     totals = summary.totals()
+    for refused in summary.refused:
+        print(f"reco ingest: refused {refused.path}: {refused.reason}", file=sys.stderr)
     if json_output:
         print_json({"summary": totals, "stopped_by_signal": summary.stopped_by_signal})
         return

@@ -51,6 +51,7 @@ def recommend(
             "broadcast, the same lists."
         ),
     ] = "local",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing export file.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Score the whole catalog for each user (batched matrix products + top-K), leave out what they
@@ -60,16 +61,15 @@ def recommend(
     was trained already change the list. Users the model knows nothing about get the popular items
     (strategy = popular). Readers take the newest run_id: a run appears whole, in one commit.
     """
-    from recocli.recommend.export import export_format as choose_format
-    from recocli.recommend.export import export_rows
+    from recocli.recommend.export import check_export_target, export_rows
     from recocli.recommend.run import Request, publish
     from recocli.recommend.run import recommend as run_recommend
 
     if engine not in ENGINES:
         raise RecoError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    fmt = check_export_target(export, export_format, force) if export is not None else None
     settings = settings_from(config, warehouse, **{"recommend.k": k})
     chosen = chosen_users(users, users_file, user)
-    fmt = choose_format(export, export_format) if export is not None else None
     request = Request(
         k=settings.recommend.k,
         users=chosen,

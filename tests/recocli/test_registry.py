@@ -93,8 +93,9 @@ def test_an_unfinished_publish_is_invisible_and_cleaned_up(tmp_path, trained):
         (lambda d: (d / WEIGHTS).write_bytes((d / WEIGHTS).read_bytes()[:100]), "tampered"),
         (lambda d: _flip_byte(d / "items.arrow"), "tampered"),
         (lambda d: (d / "users.arrow").unlink(), "users.arrow is missing"),
-        (lambda d: (d / METADATA).write_text("{not json"), "not valid JSON"),
-        (lambda d: (d / METADATA).write_text(json.dumps({"version": 1, "files": {}})), "no valid checksums"),
+        # the pointer holds metadata.json's checksum: any change to it is tampering
+        (lambda d: (d / METADATA).write_text("{not json"), r"metadata\.json does not match its checksum"),
+        (lambda d: (d / METADATA).write_text(json.dumps({"version": 1, "files": {}})), "does not match"),
     ],
 )
 def test_damaged_or_tampered_versions_are_refused_with_a_clear_error(tmp_path, trained, damage, message):
@@ -125,6 +126,8 @@ def test_a_forged_checksum_still_cannot_smuggle_a_mismatched_model(tmp_path, tra
 
     data["files"][WEIGHTS] = hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
     (folder / METADATA).write_text(json.dumps(data))
+    # ... and the pointer forged too (as written before it held metadata checksums)
+    (tmp_path / "models" / POINTER).write_text(json.dumps({"version": 1, "published": 1}))
     with pytest.raises(RecoError, match="does not fit its metadata"):
         load_version(registry, 1)
 

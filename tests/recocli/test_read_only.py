@@ -11,9 +11,9 @@ from helpers import event, run_reco
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.registry import ModelRegistry
-from recocli.config import ModelSettings
+from recocli.config import MFSettings
 from recocli.models import build_model
-from recocli.models.store import publish_version
+from recocli.models.store import model_config, publish_version
 from recocli.models.vocab import Vocabs, Vocabulary
 
 
@@ -24,10 +24,10 @@ def read_only(tmp_path_factory):
     warehouse = Warehouse(source / "warehouse")
     for spec in catalog.INGEST_TABLES:
         delta.ensure_table(warehouse.uri(spec), spec)
-    cfg = ModelSettings(kind="mf", dim=8)
+    model = build_model("mf", 3, 4, MFSettings(dim=8))
     vocabs = Vocabs(Vocabulary([f"u{n}" for n in range(3)]), Vocabulary([f"i{n}" for n in range(4)]))
-    meta = {"config": {"model": vars(cfg)}, "cursor": {}}
-    publish_version(ModelRegistry(warehouse), build_model("mf", 3, 4, cfg), vocabs, meta, parent=None)
+    meta = {"config": {"model": model_config(model)}, "cursor": {}}
+    publish_version(ModelRegistry(warehouse), model, vocabs, meta, parent=None)
     (source / "landing" / "events").mkdir(parents=True)
     (source / "landing" / "events" / "a.jsonl").write_text(json.dumps(event(1)) + "\n")
     mounted.mkdir()

@@ -191,6 +191,11 @@ def _authorized(service: Service, credentials: HTTPAuthorizationCredentials | No
     return secrets.compare_digest(given.encode(), service.token.encode())
 
 
+def _not_json(name: str) -> None:
+    """NaN and Infinity are Python's JSON extensions, not JSON: refused as ingest refuses them."""
+    raise ValueError(f"{name} is not JSON")
+
+
 async def _land(
     service: Service, request: Request, credentials: HTTPAuthorizationCredentials | None, kind: str
 ) -> JSONResponse:
@@ -202,7 +207,7 @@ async def _land(
     if body is None:
         return JSONResponse({"detail": f"request body over {serve.max_body}"}, 413)
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_not_json)  # RFC 8259, as ingest parses lines
     except (ValueError, UnicodeDecodeError):
         return JSONResponse({"detail": "body is not JSON"}, 400)
     records = data if isinstance(data, list) else [data]

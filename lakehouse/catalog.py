@@ -23,12 +23,14 @@ QUARANTINE = TableSpec("bronze/quarantine", schemas.QUARANTINE)
 INGEST_METRICS = TableSpec("_ops/ingest_metrics", schemas.INGEST_METRICS)
 # One partition and one commit per run: a reader sees whole runs only, and finds the newest cheaply.
 RECOMMENDATIONS = TableSpec("gold/recommendations", schemas.RECOMMENDATIONS, ("run_id",))
+# Each user's newest list (the rows of the newest run that served them), merged on user_id by every run.
+LATEST_RECOMMENDATIONS = TableSpec("gold/latest_recommendations", schemas.RECOMMENDATIONS)
 BLOCKLIST = TableSpec("reference/blocklist", schemas.BLOCKLIST)
 ITEMS = TableSpec("reference/items", schemas.ITEMS)
 
 BRONZE_TABLES = (EVENTS, FEEDBACK, QUARANTINE)
 INGEST_TABLES = (EVENTS, FEEDBACK, QUARANTINE, INGEST_METRICS)
-ALL_TABLES = (*INGEST_TABLES, RECOMMENDATIONS, ITEMS, BLOCKLIST)
+ALL_TABLES = (*INGEST_TABLES, RECOMMENDATIONS, LATEST_RECOMMENDATIONS, ITEMS, BLOCKLIST)
 
 
 class Warehouse:

@@ -46,7 +46,9 @@ def recommend(
 
     SASRec reads each user's latest events at recommend time, so clicks ingested after the model
     was trained already change the list. Users the model knows nothing about get the popular items
-    (strategy = popular). Readers take the newest run_id: a run appears whole, in one commit.
+    (strategy = popular). Every run is kept in gold/recommendations (a run appears whole, in one
+    commit); gold/latest_recommendations holds each user's newest list, also from partial runs
+    (--users, --active-since). A run with no users writes nothing.
     """
     from recocli.recommend.export import export_format as choose_format
     from recocli.recommend.export import export_rows
@@ -69,11 +71,11 @@ def recommend(
     if user is not None:
         _show_user(Warehouse(settings.warehouse), result.rows, user, json_output)
         return
-    publish(settings, result)
+    written = publish(settings, result)
     if export is not None:
         export_rows(result.rows, export, fmt)
     summary = {
-        "run_id": result.run_id,
+        "run_id": result.run_id if written else None,
         "model_version": result.model_version,
         "users": result.users,
         "model_users": result.model_users,
@@ -84,6 +86,9 @@ def recommend(
     }
     if json_output:
         print_json(summary)
+        return
+    if not written:
+        out.print(f"no users to recommend for ({result.users} users): nothing written")
         return
     out.print(
         f"run {result.run_id}: {result.users} users ({result.model_users} from model "

@@ -139,9 +139,10 @@ def recommend(settings: Settings, request: Request) -> RunResult:
     )
 
 
-def publish(settings: Settings, result: RunResult) -> None:
-    """One commit: readers see the whole run or none of it."""
-    write_run(Warehouse(settings.warehouse), result.rows)
+def publish(settings: Settings, result: RunResult) -> bool:
+    """One commit to the history (readers see the whole run or none of it), then one that makes the
+    lists their users' latest. A run with no rows commits nothing: returns False."""
+    return write_run(Warehouse(settings.warehouse), result.rows)
 
 
 def _model_rows(parts: list[dict[str, np.ndarray]], item_ids: pa.Array, version: int) -> pa.Table:

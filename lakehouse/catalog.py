@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from lakehouse import schemas
+from lakehouse.errors import RecoError
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,16 @@ class Warehouse:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
+
+    def require(self) -> Warehouse:
+        """Itself, when its folder exists: a typo in --warehouse must fail (exit 2), not create a new
+        warehouse or report an empty one. Creating one is explicit (`reco init`, `reco data import`)."""
+        if not self.root.is_dir():
+            raise RecoError(
+                f"no warehouse at {self.root}: give the right --warehouse (or $RECO_WAREHOUSE), "
+                f"or create one with `reco init --warehouse {self.root}`"
+            )
+        return self
 
     def uri(self, table: TableSpec) -> str:
         return str(self.root / table.name)

@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from lakehouse.errors import RecoError
 from recocli import __version__
-from recocli.commands import data, demo, ingest, recommend, replay, report, simulate, status
+from recocli.commands import data, demo, ingest, init, recommend, replay, report, simulate, status
 from recocli.commands import evaluate as evaluate_command
 from recocli.commands import models as models_command
 from recocli.commands import train as train_command
@@ -27,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode="markdown",
 )
+app.command("init")(init.init)
 app.command("ingest")(ingest.ingest)
 app.command("status")(status.status)
 app.command("demo")(demo.demo)

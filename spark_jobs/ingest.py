@@ -28,6 +28,7 @@ from pyspark.sql import DataFrame, SparkSession
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
+from lakehouse.landing import require_landing
 from lakehouse.locks import exclusive_lock
 from lakehouse.settings import parse_duration
 from lakehouse.writers import make_writer
@@ -71,6 +72,17 @@ class IngestSummary:
         totals = {key: sum(getattr(b, key) for b in self.batches) for key in keys}
         totals["duration_s"] = round(totals["duration_s"], 3)
         return {"writer": self.writer, "batches": len(self.batches), **totals}
+
+
+def check_inputs(settings: JobSettings) -> None:
+    """The warehouse and (for the files source) the landing folder must exist: a mistyped path is
+    exit 2, not a new empty warehouse and 0 batches under cron. `reco init` creates them. Settings
+    are checked first: every mistake is found before any work."""
+    parse_duration(settings.ingest.interval)
+    source_options(settings.ingest)
+    Warehouse(settings.warehouse).require()
+    if settings.ingest.source == "files":
+        require_landing(settings.ingest.landing)
 
 
 def checkpoint_dir(settings: JobSettings) -> Path:
@@ -324,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ingest.max_files_per_batch": args.max_files_per_batch,
             },
         )
+        check_inputs(settings)
         summary = run_ingest(
             settings,
             once=args.once,

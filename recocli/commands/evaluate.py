@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import err, out, print_json, print_table
@@ -105,6 +106,8 @@ def evaluate(
         raise RecoError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if data is not None and not data.exists():
         raise RecoError(f"--data folder not found: {data}")
+    if data is None:
+        Warehouse(settings.warehouse).require()
 
     from recocli.lab.evaluate import parse_list
     from recocli.lab.evaluate.report import table_columns, table_rows, write_report

@@ -57,7 +57,7 @@ def ingest(
     nothing. Runs until Ctrl-C / SIGTERM (which finish the current batch and exit 0), or with
     --once until everything landed is in. Producers: write a hidden temp file, then rename it.
     """
-    from spark_jobs.ingest import run_ingest  # starts a JVM: import only when ingesting
+    from spark_jobs.ingest import check_inputs, run_ingest  # starts a JVM: import only when ingesting
 
     settings = settings_from(
         config,
@@ -72,6 +72,7 @@ def ingest(
         },
     )
 
+    check_inputs(settings)
     trainer = None
     if train:
         from recocli.training.incremental import TrainAfterBatch  # imports torch: only with --train

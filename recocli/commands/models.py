@@ -22,7 +22,7 @@ VersionArgument = Annotated[int, typer.Argument(min=1, help="Model version numbe
 
 
 def _registry(config, warehouse) -> ModelRegistry:
-    return ModelRegistry(Warehouse(settings_from(config, warehouse).warehouse))
+    return ModelRegistry(Warehouse(settings_from(config, warehouse).warehouse).require())
 
 
 def _cursor(meta: dict) -> str:
@@ -131,8 +131,9 @@ def rollback(
     from recocli.training.incremental import train_lock
 
     settings = settings_from(config, warehouse)
-    registry = ModelRegistry(Warehouse(settings.warehouse))
-    with train_lock(Warehouse(settings.warehouse)):
+    root = Warehouse(settings.warehouse).require()
+    registry = ModelRegistry(root)
+    with train_lock(root):
         before = registry.latest()
         registry.rollback(version)
     meta = registry.metadata(version)

@@ -56,6 +56,7 @@ def recommend(
     from recocli.recommend.run import recommend as run_recommend
 
     settings = settings_from(config, warehouse, **{"recommend.k": k})
+    Warehouse(settings.warehouse).require()
     chosen = [u for u in (users or "").split(",") if u.strip()] if users else None
     if users_file is not None:
         if not users_file.is_file():

@@ -22,7 +22,7 @@ def report(
     """Impressions, clicks, CTR, like/dislike rates and catalog coverage of what was shown, per model
     version (or the popular fallback) and day, from bronze/feedback joined to gold/recommendations."""
     settings = settings_from(config, warehouse)
-    rows = feedback_report(Warehouse(settings.warehouse))
+    rows = feedback_report(Warehouse(settings.warehouse).require())
     if rows:
         plot_ctr(rows, chart)
     if json_output:

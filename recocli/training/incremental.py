@@ -87,6 +87,7 @@ class WarehouseTrainer:
         """One training pass under the warehouse's train lock (BusyError when another holds it)."""
         if self.settings.model.kind not in KINDS:
             raise RecoError(f"model.kind must be one of {', '.join(KINDS)}, got {self.settings.model.kind!r}")
+        self.warehouse.require()  # before the lock, whose file would create it
         with train_lock(self.warehouse):
             return self._run(full)
 

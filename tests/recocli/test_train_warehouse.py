@@ -40,6 +40,7 @@ def setup(tmp_path):
     """A warehouse folder, a tiny-model config file, and 900 generated events to commit."""
     conf = tmp_path / "tiny.toml"
     conf.write_text(TINY)
+    (tmp_path / "warehouse").mkdir()
     return tmp_path / "warehouse", conf, events(900, seed=11)
 
 

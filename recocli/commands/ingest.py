@@ -119,7 +119,16 @@ def ingest(
     summary = run_ingest(settings, once=once, on_start=on_start, on_batch=on_batch)
     totals = summary.totals()
     if json_output:
-        print_json({"summary": totals, "stopped_by_signal": summary.stopped_by_signal})
+        print_json(
+            {
+                "summary": totals,
+                "stopped_by_signal": summary.stopped_by_signal,
+                "nothing_waited": summary.nothing_waited,
+            }
+        )
+        return
+    if summary.nothing_waited:
+        out.print(f"reco ingest: nothing new in {settings.ingest.landing}, Spark not started")
         return
     print_table(
         "ingest summary",

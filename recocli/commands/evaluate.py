@@ -109,7 +109,7 @@ def evaluate(
     if data is None:
         Warehouse(settings.warehouse).require()
 
-    from recocli.lab.evaluate import parse_list
+    from recocli.lab.evaluate import check_models, parse_list
     from recocli.lab.evaluate.report import table_columns, table_rows, write_report
     from recocli.lab.evaluate.source import load
     from recocli.progress import Bar
@@ -120,6 +120,7 @@ def evaluate(
     chosen = [m.strip().lower() for m in (models or DEFAULT_MODELS[protocol]).split(",") if m.strip()]
     if not chosen:
         raise RecoError("--models is empty")
+    check_models(protocol, chosen)
     run_seed = settings.train.seed
     unused = sorted(set(per_model) - set(chosen))
     if unused:

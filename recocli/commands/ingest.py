@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import (
+    AcceleratorOption,
+    ConfigOption,
+    JsonOption,
+    WarehouseOption,
+    settings_from,
+)
 from recocli.console import out, print_json, print_table
 
 
@@ -48,6 +54,7 @@ def ingest(
             "process and publish a new version (as `reco train`; the first one trains a new model).",
         ),
     ] = False,
+    accelerator: AcceleratorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Stream landed JSON lines into bronze/events, bronze/feedback and bronze/quarantine (Delta).
@@ -69,6 +76,7 @@ def ingest(
             "ingest.max_files_per_batch": max_files_per_batch,
             "ingest.checkpoint": checkpoint and str(checkpoint),
             "spark.master": master,
+            "train.accelerator": accelerator and accelerator.value,
         },
     )
 

@@ -7,7 +7,13 @@ from typing import Annotated
 import typer
 
 from lakehouse.errors import BusyError
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import (
+    AcceleratorOption,
+    ConfigOption,
+    JsonOption,
+    WarehouseOption,
+    settings_from,
+)
 from recocli.console import err, out, print_json
 
 
@@ -41,6 +47,7 @@ def train(
     epochs: Annotated[
         int | None, typer.Option(min=1, help="Most epochs of a full training [default: 30].")
     ] = None,
+    accelerator: AcceleratorOption = None,
     devices: Annotated[
         str | None, typer.Option(help="Lightning devices: auto, a count or a list like 0,1 [default: auto].")
     ] = None,
@@ -68,7 +75,13 @@ def train(
     settings = settings_from(
         config,
         warehouse,
-        **{"model.kind": model, "train.epochs": epochs, "train.devices": devices, "train.strategy": strategy},
+        **{
+            "model.kind": model,
+            "train.epochs": epochs,
+            "train.accelerator": accelerator and accelerator.value,
+            "train.devices": devices,
+            "train.strategy": strategy,
+        },
     )
     say = (lambda _text: None) if json_output else (lambda text: out.print(text))
     trainer = WarehouseTrainer(settings, say=say)

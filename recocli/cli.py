@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from lakehouse.errors import RecoError
 from recocli import __version__
-from recocli.commands import data, demo, ingest, init, recommend, replay, report, simulate, status
+from recocli.commands import data, demo, ingest, init, maintain, recommend, replay, report, simulate, status
 from recocli.commands import evaluate as evaluate_command
 from recocli.commands import models as models_command
 from recocli.commands import train as train_command
@@ -30,6 +30,7 @@ app = typer.Typer(
 app.command("init")(init.init)
 app.command("ingest")(ingest.ingest)
 app.command("status")(status.status)
+app.command("maintain")(maintain.maintain)
 app.command("demo")(demo.demo)
 app.command("recommend")(recommend.recommend)
 app.command("report")(report.report)

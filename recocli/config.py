@@ -167,6 +167,14 @@ class EvaluateSettings:
 
 
 @dataclass
+class MaintainSettings:
+    # `reco maintain` vacuums the files that no table version younger than this needs (whole hours).
+    # Training reads the rows committed after a model's cursor from older versions: keep it longer
+    # than the longest gap between two `reco train` runs (else: `reco train --full`).
+    retention: str = "7d"
+
+
+@dataclass
 class Settings(JobSettings):
     data: DataSettings = field(default_factory=DataSettings)
     simulate: SimulateSettings = field(default_factory=SimulateSettings)
@@ -174,6 +182,7 @@ class Settings(JobSettings):
     train: TrainSettings = field(default_factory=TrainSettings)
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    maintain: MaintainSettings = field(default_factory=MaintainSettings)
 
 
 def load_settings(

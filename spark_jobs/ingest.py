@@ -29,7 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
-from lakehouse.landing import pending_files, require_landing
+from lakehouse.landing import file_uri_path, landing_dirs, pending_files, require_landing
 from lakehouse.locks import exclusive_lock
 from lakehouse.settings import parse_duration
 from lakehouse.writers import make_writer
@@ -53,7 +53,7 @@ HINTS = {
     ),
     "Wrong basePath": (
         "this query's checkpoint was made for another landing folder: ingest from that folder, or "
-        "under a new ingest.query_name"
+        "under a new query (--query-name)"
     ),
 }
 
@@ -147,6 +147,29 @@ def nothing_waits(settings: JobSettings, checkpoint: Path) -> bool:
     )
     ingested = pc.list_flatten(metrics["files"]).to_pylist() if metrics is not None else []
     return not pending_files(settings.ingest.landing, ingested)
+
+
+def _refuse_other_landing(settings: JobSettings, checkpoint: Path) -> None:
+    """A checkpoint remembers the landing folders its query reads (each file source's log names the
+    files it took); Spark fails on another one only after it starts, with "Wrong basePath"."""
+    if settings.ingest.source != "files":
+        return
+    expected = {str(folder) for folder in landing_dirs(settings.ingest.landing).values()}
+    for log in sorted((checkpoint / "sources").glob("[0-9]*")):
+        entries = sorted(
+            (p for p in log.iterdir() if p.name.split(".")[0].isdigit()),
+            key=lambda p: int(p.name.split(".")[0]),
+        )
+        recorded = (
+            [json.loads(line)["path"] for line in entries[0].read_text().splitlines()[1:2]] if entries else []
+        )
+        folders = {str(file_uri_path(path).parent) for path in recorded}
+        if folders - expected:
+            raise RecoError(
+                f"query '{settings.ingest.query_name}' (checkpoint {checkpoint}) reads the landing folder "
+                f"{Path(folders.pop()).parent}, not {Path(settings.ingest.landing).expanduser().resolve()}: "
+                "ingest from that folder, or give this one its own query with --query-name NAME"
+            )
 
 
 def _refuse_lost_checkpoint(warehouse: Warehouse, app_id: str, checkpoint: Path) -> None:
@@ -268,6 +291,7 @@ def run_ingest(
     stop = threading.Event()
     with _stop_on_signals(stop), exclusive_lock(warehouse.lock("ingest"), "reco ingest"):
         _refuse_lost_checkpoint(warehouse, app_id, checkpoint)
+        _refuse_other_landing(settings, checkpoint)
         for spec in catalog.INGEST_TABLES:
             delta.ensure_table(warehouse.uri(spec), spec)
         if once and nothing_waits(settings, checkpoint):
@@ -345,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warehouse")
     parser.add_argument("--landing")
     parser.add_argument("--checkpoint")
+    parser.add_argument("--query-name")
     parser.add_argument("--once", action="store_true")
     parser.add_argument("--max-bytes-per-batch")
     parser.add_argument("--max-files-per-batch", type=int)
@@ -356,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warehouse": args.warehouse,
                 "ingest.landing": args.landing,
                 "ingest.checkpoint": args.checkpoint,
+                "ingest.query_name": args.query_name,
                 "ingest.max_bytes_per_batch": args.max_bytes_per_batch,
                 "ingest.max_files_per_batch": args.max_files_per_batch,
             },

@@ -45,6 +45,15 @@ def ingest(
         Path | None,
         typer.Option(help="Spark checkpoint folder [default: <warehouse>/_checkpoints/<query name>]."),
     ] = None,
+    query_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of the streaming query: its checkpoint and the app id of its Delta commits. A "
+            "checkpoint belongs to one landing folder: give another folder its own name "
+            "[default: reco_ingest].",
+            show_default=False,
+        ),
+    ] = None,
     master: Annotated[str | None, typer.Option(help="Spark master [default: local[*]].")] = None,
     train: Annotated[
         bool,
@@ -75,6 +84,7 @@ def ingest(
             "ingest.max_bytes_per_batch": max_bytes_per_batch,
             "ingest.max_files_per_batch": max_files_per_batch,
             "ingest.checkpoint": checkpoint and str(checkpoint),
+            "ingest.query_name": query_name,
             "spark.master": master,
             "train.accelerator": accelerator and accelerator.value,
         },

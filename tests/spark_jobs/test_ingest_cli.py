@@ -1,4 +1,4 @@
-"""`reco ingest --once` with nothing landed since the last run answers without starting Spark."""
+"""`reco ingest` from the command line: what it checks and answers before Spark starts."""
 
 from __future__ import annotations
 
@@ -35,3 +35,19 @@ def test_once_with_nothing_landed_skips_spark_and_a_new_file_is_still_taken(tmp_
     write_landing_file(landing, "feedback", "b.jsonl", ["{}"])
     quarantined = run_reco(*args)
     assert "Spark not started" not in quarantined.stdout, "a file landed since the last run is read"
+
+
+def test_another_landing_folder_is_refused_before_spark_starts_and_runs_under_its_own_query(tmp_path):
+    warehouse, landing, moved = tmp_path / "warehouse", tmp_path / "landing", tmp_path / "moved"
+    assert run_reco("init", "-w", str(warehouse), "--landing", str(landing)).returncode == 0
+    write_landing_file(landing, "events", "a.jsonl", [event(1)])
+    assert run_reco("ingest", "--once", "-w", str(warehouse), "--landing", str(landing)).returncode == 0
+    write_landing_file(moved, "events", "b.jsonl", [event(2)])
+    refused, seconds = _timed("ingest", "--once", "-w", str(warehouse), "--landing", str(moved))
+    assert refused.returncode == 2 and "--query-name" in refused.stderr and str(landing) in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, "Spark started (its JVM writes to stderr)"
+    assert seconds < 10, f"refused after {seconds:.1f}s"
+    own = run_reco("ingest", "--once", "-w", str(warehouse), "--landing", str(moved), "--query-name", "moved")
+    assert own.returncode == 0, own.stderr
+    assert ids(warehouse) == ["e1", "e2"]
+    assert (warehouse / "_checkpoints" / "moved").is_dir()

@@ -36,7 +36,7 @@ from lakehouse.writers import make_writer
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.session import build_session
 from spark_jobs.settings import JobSettings, load_job_settings
-from spark_jobs.sources import source_options, source_streams
+from spark_jobs.sources import require_kafka_package, source_options, source_streams
 from spark_jobs.spool import BackgroundCommit, BatchSpool
 from spark_jobs.validate import CONTRACTS, Bounds, validate
 
@@ -297,6 +297,8 @@ def run_ingest(
         if once and nothing_waits(settings, checkpoint):
             return IngestSummary(writer="none", nothing_waited=True)
         spark = build_session(settings.spark)
+        if settings.ingest.source == "kafka":
+            require_kafka_package(spark)
         _catch_signals(stop)
         writer = make_writer(settings.ingest.writer, spark, warehouse, app_id)
         if on_start:

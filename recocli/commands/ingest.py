@@ -74,6 +74,7 @@ def ingest(
     --once until everything landed is in. Producers: write a hidden temp file, then rename it.
     """
     from spark_jobs.ingest import check_inputs, run_ingest  # starts a JVM: import only when ingesting
+    from spark_jobs.sources import describe_source
 
     settings = settings_from(
         config,
@@ -111,11 +112,15 @@ def ingest(
     def on_start(writer: str) -> None:
         if json_output:
             print_json(
-                {"writer": writer, "warehouse": settings.warehouse, "landing": settings.ingest.landing}
+                {
+                    "writer": writer,
+                    "warehouse": settings.warehouse,
+                    "source": describe_source(settings.ingest),
+                }
             )
         else:
             out.print(
-                f"reco ingest: writer {writer}, landing {settings.ingest.landing} → {settings.warehouse}"
+                f"reco ingest: writer {writer}, {describe_source(settings.ingest)} → {settings.warehouse}"
             )
 
     def on_batch(report) -> None:

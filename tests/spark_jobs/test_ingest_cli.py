@@ -51,3 +51,21 @@ def test_another_landing_folder_is_refused_before_spark_starts_and_runs_under_it
     assert own.returncode == 0, own.stderr
     assert ids(warehouse) == ["e1", "e2"]
     assert (warehouse / "_checkpoints" / "moved").is_dir()
+
+
+def test_kafka_without_spark_s_kafka_package_is_one_line_naming_the_coordinate(tmp_path):
+    import pyspark
+
+    warehouse = tmp_path / "warehouse"
+    warehouse.mkdir()
+    conf = tmp_path / "kafka.toml"
+    conf.write_text('[ingest]\nsource = "kafka"\n[ingest.kafka]\nbootstrap_servers = "localhost:9"\n')
+    done = run_reco(
+        "ingest", "--once", "-w", str(warehouse), "-c", str(conf), "--landing", str(tmp_path / "none")
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    coordinate = f"--packages org.apache.spark:spark-sql-kafka-0-10_2.13:{pyspark.__version__}"
+    errors = [text for text in done.stderr.splitlines() if text.strip()]
+    assert coordinate in errors[-1] and "Traceback" not in done.stderr
+    assert not any("at org.apache" in text for text in errors), "a Java stack reached the user"
+    assert "landing" not in done.stdout, "the header names the landing folder of a Kafka ingest"

@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.markup import escape
+from typer.core import TyperOption
 
 from lakehouse.errors import RecoError
 from recocli import __version__
@@ -15,6 +16,19 @@ from recocli.commands import models as models_command
 from recocli.commands import train as train_command
 from recocli.console import err
 
+
+def _flags_take_no_value() -> None:
+    """Typer's help gives every option a type column, flags too ("--json <bool>"), which reads as if
+    the flag wanted a value: flags get none."""
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_take_no_value()
 app = typer.Typer(
     name="reco",
     help=(

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from lakehouse.settings import format_duration
 from recocli.commands.options import (
     AcceleratorOption,
     ConfigOption,
@@ -43,7 +44,7 @@ def ingest(
     ] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="Spark checkpoint folder [default: <warehouse>/_checkpoints/<query name>]."),
+        typer.Option(help="Spark checkpoint folder [default: WAREHOUSE/_checkpoints/QUERY_NAME]."),
     ] = None,
     query_name: Annotated[
         str | None,
@@ -129,7 +130,7 @@ def ingest(
             if trainer is not None:
                 after_batch(report)
             return
-        lag = "-" if report.lag_s is None else f"{report.lag_s:.1f}s"
+        lag = "-" if report.lag_s is None else format_duration(report.lag_s)
         replay = "" if report.committed_now else " (already committed before a restart)"
         out.print(
             f"batch {report.batch_id}: read {report.lines_read} → events {report.events_written}, "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import write_deltalake
@@ -56,8 +57,8 @@ def merge_latest(warehouse: Warehouse, rows: pa.Table) -> None:
     users = pc.unique(rows["user_id"])
     grid = pa.table(
         {
-            "user_id": pc.take(users, pa.array([u for u in range(len(users)) for _ in range(deepest)])),
-            "rank": pa.array(list(range(1, deepest + 1)) * len(users), pa.int32()),
+            "user_id": pc.take(users, pa.array(np.repeat(np.arange(len(users)), deepest))),
+            "rank": pa.array(np.tile(np.arange(1, deepest + 1, dtype=np.int32), len(users))),
         }
     )
     gone = grid.join(rows.select(["user_id", "rank"]), ["user_id", "rank"], join_type="left anti")

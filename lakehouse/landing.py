@@ -1,20 +1,34 @@
 """The landing folder contract: JSON lines under <landing>/events/ and <landing>/feedback/.
 
 Producers write a hidden temporary file (leading dot, which Spark ignores) and rename it into place,
-so a file is only ever seen whole.
+so a file is only ever seen whole. <landing>/served/ holds the lists `reco serve` showed (one JSON
+object per list: rec_id, user_id, model_version, strategy, served_at, items), which ingest does not
+read and `reco report` joins feedback to.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import pyarrow as pa
+import pyarrow.json as pa_json
+
 from lakehouse.errors import RecoError
+from lakehouse.files import atomic_file
 
 KINDS = ("events", "feedback")
+SERVED = "served"
+SERVED_SCHEMA = pa.schema(
+    [
+        pa.field("rec_id", pa.string()),
+        pa.field("user_id", pa.string()),
+        pa.field("model_version", pa.int64()),
+        pa.field("strategy", pa.string()),
+    ]
+)
 
 
 def landing_dirs(landing: str | Path) -> dict[str, Path]:
@@ -43,17 +57,15 @@ def create_landing(landing: str | Path) -> list[Path]:
 
 
 def write_landing_file(landing: str | Path, kind: str, name: str, records: Iterable[dict | str]) -> Path:
-    """Write records as one JSON-lines file, atomically (temp file, fsync, rename)."""
-    folder = landing_dirs(landing)[kind]
+    """Write records as one JSON-lines file, atomically (temp file, fsync, rename). `kind`: one of
+    KINDS, or SERVED."""
+    folder = landing_dirs(landing)[kind] if kind in KINDS else served_dir(landing)
     folder.mkdir(parents=True, exist_ok=True)
-    final, temp = folder / name, folder / f".{name}.tmp"
-    with open(temp, "w", encoding="utf-8") as out:
+    final = folder / name
+    with atomic_file(final, "w") as out:
         for record in records:
             out.write(record if isinstance(record, str) else json.dumps(record, separators=(",", ":")))
             out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, final)
     return final
 
 
@@ -75,3 +87,19 @@ def pending_files(landing: str | Path, ingested_uris: Iterable[str]) -> list[Pat
     """Landed files that no committed batch has read yet."""
     done = {file_uri_path(uri) for uri in ingested_uris}
     return [path for path in landed_files(landing) if path.resolve() not in done]
+
+
+def served_dir(landing: str | Path) -> Path:
+    return Path(landing).expanduser().resolve() / SERVED
+
+
+def served_lists(landing: str | Path) -> pa.Table:
+    """rec_id, user_id, model_version, strategy of every list recorded under <landing>/served/."""
+    parts = []
+    folder = served_dir(landing)
+    if folder.is_dir():
+        options = pa_json.ParseOptions(explicit_schema=SERVED_SCHEMA, unexpected_field_behavior="ignore")
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and not path.name.startswith((".", "_")):
+                parts.append(pa_json.read_json(path, parse_options=options).select(SERVED_SCHEMA.names))
+    return pa.concat_tables(parts) if parts else SERVED_SCHEMA.empty_table()

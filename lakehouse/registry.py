@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
+from lakehouse.files import fsync_path, write_text_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -70,24 +71,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync(path.parent)
 
 
 def _write_table(path: Path, table: pa.Table) -> None:
@@ -249,17 +232,18 @@ class ModelRegistry:
         meta["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS, USERS, ITEMS, *logged)}
         (tmp / METADATA).write_text(json.dumps(meta, indent=2, default=str))
         for name in (WEIGHTS, USERS, ITEMS, METADATA, *logged):
-            _fsync(tmp / name)
-        _fsync(tmp)
+            fsync_path(tmp / name)
+        fsync_path(tmp)
         os.rename(tmp, self.path(version))
-        _fsync(self.root)
-        _write_atomic(self.root / POINTER, json.dumps({"version": version, "published": version}))
+        fsync_path(self.root)
+        write_text_atomic(self.root / POINTER, json.dumps({"version": version, "published": version}))
         return version
 
     def rollback(self, version: int) -> None:
         """Serve `version` again; the next incremental run continues from its cursor."""
         self.verify(self._resolve(version))
-        _write_atomic(self.root / POINTER, json.dumps({"version": version, "published": self.published()}))
+        pointer = {"version": version, "published": self.published()}
+        write_text_atomic(self.root / POINTER, json.dumps(pointer))
 
     def _clean(self) -> None:
         """Remove unfinished publishes: temp folders and versions the pointer never reached."""

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 DELTA_RS, SPARK_DELTA = "delta-rs", "spark-delta"
-WRITER_SETTINGS = ("auto", DELTA_RS, SPARK_DELTA)
 DELTA_SOURCE_CLASS = "org.apache.spark.sql.delta.sources.DeltaDataSource"
 
 
@@ -30,8 +29,6 @@ class BatchWriter(Protocol):
 
 def choose_writer(setting: str, delta_on_classpath: bool) -> str:
     """`auto` takes Spark's native sink only when Delta's jars are loaded; never silently falls back."""
-    if setting not in WRITER_SETTINGS:
-        raise RecoError(f"ingest.writer must be one of {', '.join(WRITER_SETTINGS)}, got {setting!r}")
     if setting == "auto":
         return SPARK_DELTA if delta_on_classpath else DELTA_RS
     if setting == SPARK_DELTA and not delta_on_classpath:

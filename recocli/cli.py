@@ -10,7 +10,19 @@ from typer.core import TyperOption
 
 from lakehouse.errors import RecoError
 from recocli import __version__
-from recocli.commands import data, demo, ingest, init, maintain, recommend, replay, report, simulate, status
+from recocli.commands import (
+    data,
+    demo,
+    ingest,
+    init,
+    maintain,
+    recommend,
+    replay,
+    report,
+    serve,
+    simulate,
+    status,
+)
 from recocli.commands import evaluate as evaluate_command
 from recocli.commands import models as models_command
 from recocli.commands import train as train_command
@@ -48,6 +60,7 @@ app.command("maintain")(maintain.maintain)
 app.command("demo")(demo.demo)
 app.command("recommend")(recommend.recommend)
 app.command("report")(report.report)
+app.command("serve")(serve.serve)
 app.add_typer(data.app, name="data")
 app.command("replay")(replay.replay)
 app.command("evaluate")(evaluate_command.evaluate)

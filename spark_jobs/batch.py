@@ -17,7 +17,8 @@ from lakehouse import catalog
 from lakehouse.catalog import TableSpec, Warehouse
 from lakehouse.errors import RecoError
 from lakehouse.writers import BatchWriter
-from spark_jobs.dedup import SeenIds
+from spark_jobs.dedup import SeenIds, horizon_days
+from spark_jobs.settings import IngestSettings
 
 KIND_TABLES: dict[str, TableSpec] = {"events": catalog.EVENTS, "feedback": catalog.FEEDBACK}
 
@@ -45,9 +46,16 @@ class BatchReport:
 class BatchProcessor:
     """Everything after Spark's validation, shared by both Delta writers."""
 
-    def __init__(self, warehouse: Warehouse, writer: BatchWriter, app_id: str) -> None:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        writer: BatchWriter,
+        app_id: str,
+        dedup_horizon_s: float = IngestSettings.dedup_horizon,
+    ) -> None:
         self.writer, self.app_id = writer, app_id
-        self.seen = {kind: SeenIds(warehouse.uri(spec), app_id) for kind, spec in KIND_TABLES.items()}
+        days = horizon_days(dedup_horizon_s)
+        self.seen = {kind: SeenIds(warehouse.uri(spec), app_id, days) for kind, spec in KIND_TABLES.items()}
 
     def process(self, data: pa.Table, batch_id: int, latest: datetime) -> BatchReport:
         """Commit one batch from spark_jobs.validate; valid lines with an event time after `latest`
@@ -67,7 +75,8 @@ class BatchProcessor:
         valid = pc.is_null(data["reason"])
         for kind, spec in KIND_TABLES.items():
             in_kind = pc.and_(valid, pc.equal(data["kind"], kind))
-            fresh = self.seen[kind].first_sightings(data["event_id"].filter(in_kind), batch_id)
+            rows = data.select(["event_id", "ts"]).filter(in_kind)
+            fresh = self.seen[kind].first_sightings(rows["event_id"], rows["ts"], batch_id)
             keep = _keep_fresh(in_kind, fresh)
             duplicates += len(fresh) - int(fresh.sum())
             rows = _columns_of(data, spec).filter(keep)

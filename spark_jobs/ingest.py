@@ -31,7 +31,6 @@ from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
 from lakehouse.landing import file_uri_path, landing_dirs, pending_files, require_landing
 from lakehouse.locks import exclusive_lock
-from lakehouse.settings import parse_duration
 from lakehouse.writers import make_writer
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.session import build_session
@@ -80,7 +79,6 @@ def check_inputs(settings: JobSettings) -> None:
     """The warehouse and (for the files source) the landing folder must exist: a mistyped path is
     exit 2, not a new empty warehouse and 0 batches under cron. `reco init` creates them. Settings
     are checked first: every mistake is found before any work."""
-    parse_duration(settings.ingest.interval)
     source_options(settings.ingest)
     Warehouse(settings.warehouse).require()
     if settings.ingest.source == "files":
@@ -285,7 +283,8 @@ def run_ingest(
     warehouse = Warehouse(settings.warehouse)
     app_id = settings.ingest.query_name
     checkpoint = checkpoint_dir(settings)
-    interval = parse_duration(settings.ingest.interval)
+    interval = settings.ingest.interval
+    dedup_horizon_s = settings.ingest.dedup_horizon
     bounds = Bounds.from_settings(settings.ingest)
     source_options(settings.ingest)  # a bad setting fails here, before Spark starts
     stop = threading.Event()
@@ -305,7 +304,7 @@ def run_ingest(
             on_start(writer.name)
         summary = IngestSummary(writer=writer.name)
         callback = _BatchCallback(
-            BatchProcessor(warehouse, writer, app_id),
+            BatchProcessor(warehouse, writer, app_id, dedup_horizon_s),
             BatchSpool(checkpoint / "spool"),
             lambda batch_id: bounds.latest(batch_time(checkpoint, batch_id)),
             on_batch,

@@ -11,7 +11,6 @@ from pyspark.sql import functions as F
 
 from lakehouse.errors import RecoError
 from lakehouse.landing import landing_dirs
-from lakehouse.settings import parse_size
 from lakehouse.writers import on_classpath
 from spark_jobs.settings import IngestSettings, KafkaSettings
 from spark_jobs.validate import is_blank
@@ -62,12 +61,10 @@ def describe_source(ingest: IngestSettings) -> str:
 def file_batch_cap(ingest: IngestSettings) -> dict[str, str]:
     """The file source's cap on a micro-batch: Spark refuses both at once, so a file cap (when set)
     replaces the byte cap. A batch always takes at least one file, however large."""
-    if ingest.max_files_per_batch < 0:
-        raise RecoError(f"ingest.max_files_per_batch must be 0 or more, got {ingest.max_files_per_batch}")
     if ingest.max_files_per_batch > 0:
         return {"maxFilesPerTrigger": str(ingest.max_files_per_batch)}
-    max_bytes = parse_size(ingest.max_bytes_per_batch)
-    return {"maxBytesPerTrigger": str(max_bytes)} if max_bytes > 0 else {}
+    max_bytes = ingest.max_bytes_per_batch
+    return {"maxBytesPerTrigger": str(int(max_bytes))} if max_bytes > 0 else {}
 
 
 def source_options(ingest: IngestSettings) -> dict[str, str]:
@@ -75,9 +72,7 @@ def source_options(ingest: IngestSettings) -> dict[str, str]:
     starts Spark, so a mistake costs no JVM start)."""
     if ingest.source == "files":
         return file_batch_cap(ingest)
-    if ingest.source == "kafka":
-        return kafka_reader_options(ingest.kafka)
-    raise RecoError(f"ingest.source must be 'files' or 'kafka', got {ingest.source!r}")
+    return kafka_reader_options(ingest.kafka)
 
 
 def file_streams(spark: SparkSession, landing: str, options: dict[str, str]) -> dict[str, DataFrame]:

@@ -19,58 +19,13 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.contracts import CONTRACTS as CONTRACTS  # the contracts are lakehouse's, re-exported
+from lakehouse.contracts import EPOCH_LIMIT, EPOCH_MS_FROM, MAP, STRING, TIMESTAMP, Contract
 from lakehouse.errors import RecoError
-from lakehouse.schemas import EVENT_TYPES, FEEDBACK_ACTIONS
-from lakehouse.settings import parse_duration
 from spark_jobs.settings import IngestSettings
 
-STRING, DOUBLE, INT, LONG, MAP, TIMESTAMP = "string", "double", "int", "long", "map", "timestamp"
 RAW_MAP = T.MapType(T.StringType(), T.StringType())
 CORRUPT = "_corrupt_line"
-
-
-@dataclass(frozen=True)
-class Contract:
-    kind: str
-    fields: tuple[tuple[str, str, bool], ...]  # (name, type, required), in contract order
-    type_field: str
-    allowed_types: tuple[str, ...]
-
-
-EVENTS = Contract(
-    kind="events",
-    fields=(
-        ("event_id", STRING, True),
-        ("user_id", STRING, True),
-        ("item_id", STRING, True),
-        ("event_type", STRING, True),
-        ("value", DOUBLE, False),
-        ("ts", TIMESTAMP, True),
-        ("session_id", STRING, False),
-        ("context", MAP, False),
-    ),
-    type_field="event_type",
-    allowed_types=EVENT_TYPES,
-)
-
-FEEDBACK = Contract(
-    kind="feedback",
-    fields=(
-        ("event_id", STRING, True),
-        ("rec_id", STRING, True),
-        ("user_id", STRING, True),
-        ("item_id", STRING, True),
-        ("action", STRING, True),
-        ("value", DOUBLE, False),
-        ("position", INT, False),
-        ("model_version", LONG, False),
-        ("ts", TIMESTAMP, True),
-    ),
-    type_field="action",
-    allowed_types=FEEDBACK_ACTIONS,
-)
-
-CONTRACTS = {c.kind: c for c in (EVENTS, FEEDBACK)}
 
 
 @dataclass(frozen=True)
@@ -90,7 +45,7 @@ class Bounds:
         except ValueError:
             text = ingest.min_event_time
             raise RecoError(f"ingest.min_event_time is not an ISO-8601 time: {text!r}") from None
-        return cls(min_ts, parse_duration(ingest.max_future), ingest.max_line_bytes)
+        return cls(min_ts, ingest.max_future, ingest.max_line_bytes)
 
     def latest(self, batch_time: datetime) -> datetime:
         """The latest event time accepted in a batch whose own time is `batch_time`."""
@@ -102,8 +57,8 @@ def parse_timestamp(raw: Column) -> Column:
 
     Text with a '-' is read as a date-time only (the common case: no number parse is attempted)."""
     number = raw.try_cast("double")
-    micros = F.when(F.abs(number) >= 1e11, number * 1_000).otherwise(number * 1_000_000)
-    from_number = F.when(F.abs(number) < 1e14, F.timestamp_micros(micros.cast("long")))
+    micros = F.when(F.abs(number) >= EPOCH_MS_FROM, number * 1_000).otherwise(number * 1_000_000)
+    from_number = F.when(F.abs(number) < EPOCH_LIMIT, F.timestamp_micros(micros.cast("long")))
     return F.when(raw.contains("-"), raw.try_cast("timestamp")).otherwise(from_number)
 
 

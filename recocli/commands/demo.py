@@ -6,13 +6,16 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lakehouse.errors import RecoError
-from recocli.config import load_settings
+from recocli.config import Settings, load_settings
 from recocli.console import out, print_table
+
+if TYPE_CHECKING:
+    from recocli.lab.loop import LoopResult
 
 MARKER = ".reco-demo"
 
@@ -69,16 +72,7 @@ def demo(
         raise RecoError(f"{warehouse} is not empty: the demo fills a new warehouse, give another --warehouse")
     prepare_demo_dir(folder)
     tables = (warehouse or folder / "warehouse").expanduser().resolve()
-    base = load_settings(
-        overrides={
-            "warehouse": str(tables),
-            "ingest.landing": str(folder / "landing"),
-            "simulate.state": str(folder / "simworld"),
-        }
-    )
-    settings = dataclasses.replace(
-        base, simulate=dataclasses.replace(base.simulate, users=users, items=items, seed=seed)
-    )
+    settings = demo_settings(folder, tables, users, items, seed)
     if data is not None:
         out.print(f"reco demo: replaying {data} in {rounds} windows after a bootstrap half → {folder}")
         result = run_replay_loop(settings, data, rounds=rounds, k=k, holdout=holdout, say=out.print)
@@ -93,6 +87,39 @@ def demo(
     report = write_report(result, folder / "report")
     (folder / "report" / "demo.json").write_text(json.dumps(result.as_dict(), indent=2))
     verdict = result.verdict()
+    print_summary(result, verdict)
+    out.print(f"report: {report}")
+    out.print(
+        f"next: the demo's warehouse is {tables}: reco status -w {tables}; reco models list -w {tables}; "
+        f"reco report -w {tables}"
+    )
+    if not verdict["ok"]:
+        out.print(f"[bold red]demo FAILED: the loop is broken[/] ({verdict})")
+        raise typer.Exit(1)
+    out.print(
+        f"[green]demo OK[/]: model lists {100 * verdict['ctr_model']:.2f}% CTR vs holdout "
+        f"{100 * verdict['ctr_holdout']:.2f}%; CTR {100 * verdict['ctr_first_round']:.2f}% in the first "
+        f"answered round, {100 * verdict['ctr_later_rounds']:.2f}% in the later ones"
+    )
+
+
+def demo_settings(folder: Path, warehouse: Path, users: int, items: int, seed: int) -> Settings:
+    """Settings whose landing folder and simulated world live in the demo folder (and, by default,
+    the warehouse)."""
+    base = load_settings(
+        overrides={
+            "warehouse": str(warehouse),
+            "ingest.landing": str(folder / "landing"),
+            "simulate.state": str(folder / "simworld"),
+        }
+    )
+    return dataclasses.replace(
+        base, simulate=dataclasses.replace(base.simulate, users=users, items=items, seed=seed)
+    )
+
+
+def print_summary(result: LoopResult, verdict: dict[str, Any]) -> None:
+    """One row: what was ingested, how many versions, both CTRs and the median events→lists time."""
     total = result.rounds
     print_table(
         "demo summary",
@@ -116,17 +143,4 @@ def demo(
                 sorted(r.freshness_seconds for r in total)[len(total) // 2],
             ]
         ],
-    )
-    out.print(f"report: {report}")
-    out.print(
-        f"next: the demo's warehouse is {tables}: reco status -w {tables}; reco models list -w {tables}; "
-        f"reco report -w {tables}"
-    )
-    if not verdict["ok"]:
-        out.print(f"[bold red]demo FAILED: the loop is broken[/] ({verdict})")
-        raise typer.Exit(1)
-    out.print(
-        f"[green]demo OK[/]: model lists {100 * verdict['ctr_model']:.2f}% CTR vs holdout "
-        f"{100 * verdict['ctr_holdout']:.2f}%; CTR {100 * verdict['ctr_first_round']:.2f}% in the first "
-        f"answered round, {100 * verdict['ctr_later_rounds']:.2f}% in the later ones"
     )

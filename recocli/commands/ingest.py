@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,9 +13,16 @@ from recocli.commands.options import (
     ConfigOption,
     JsonOption,
     WarehouseOption,
+    default,
     settings_from,
 )
 from recocli.console import out, print_json, print_table
+
+if TYPE_CHECKING:
+    from recocli.config import Settings
+    from recocli.training.incremental import TrainAfterBatch
+    from spark_jobs.batch import BatchReport
+    from spark_jobs.ingest import IngestSummary
 
 
 def ingest(
@@ -23,19 +30,22 @@ def ingest(
     config: ConfigOption = None,
     landing: Annotated[
         Path | None,
-        typer.Option(help="Landing folder: JSON lines under events/ and feedback/ [default: ./landing]."),
+        typer.Option(
+            help=f"Landing folder: JSON lines under events/ and feedback/ {default('ingest.landing')}."
+        ),
     ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="Ingest everything landed so far, then exit (for cron).")
     ] = False,
     interval: Annotated[
-        str | None, typer.Option(help="Micro-batch interval when running continuously [default: 1s].")
+        str | None,
+        typer.Option(help=f"Micro-batch interval when running continuously {default('ingest.interval')}."),
     ] = None,
     max_bytes_per_batch: Annotated[
         str | None,
         typer.Option(
             help="Most landed bytes one micro-batch reads from each folder, e.g. 64MB; 0: no cap "
-            "[default: 128MB]. Each batch passes through this process's memory."
+            f"{default('ingest.max_bytes_per_batch')}. Each batch passes through this process's memory."
         ),
     ] = None,
     max_files_per_batch: Annotated[
@@ -55,7 +65,7 @@ def ingest(
             show_default=False,
         ),
     ] = None,
-    master: Annotated[str | None, typer.Option(help="Spark master [default: local[*]].")] = None,
+    master: Annotated[str | None, typer.Option(help=f"Spark master {default('spark.master')}.")] = None,
     train: Annotated[
         bool,
         typer.Option(
@@ -75,7 +85,6 @@ def ingest(
     --once until everything landed is in. Producers: write a hidden temp file, then rename it.
     """
     from spark_jobs.ingest import check_inputs, run_ingest  # starts a JVM: import only when ingesting
-    from spark_jobs.sources import describe_source
 
     settings = settings_from(
         config,
@@ -99,48 +108,55 @@ def ingest(
 
         trainer = TrainAfterBatch(settings)
 
-    def after_batch(report) -> None:
-        from recocli.commands.train import describe
-
-        result = trainer(report.tables_written)
-        if result is None:
-            return
-        if json_output:
-            print_json({"train": {"batch_id": report.batch_id, **result.as_dict()}})
-        else:
-            out.print(f"batch {report.batch_id}: fine-tune {result.seconds:.2f}s → {describe(result)}")
-
     def on_start(writer: str) -> None:
-        if json_output:
-            print_json(
-                {
-                    "writer": writer,
-                    "warehouse": settings.warehouse,
-                    "source": describe_source(settings.ingest),
-                }
-            )
-        else:
-            out.print(
-                f"reco ingest: writer {writer}, {describe_source(settings.ingest)} → {settings.warehouse}"
-            )
+        print_start(writer, settings, json_output)
 
-    def on_batch(report) -> None:
-        if json_output:
-            print_json({"batch": report.as_dict()})
-            if trainer is not None:
-                after_batch(report)
-            return
-        lag = "-" if report.lag_s is None else format_duration(report.lag_s)
-        replay = "" if report.committed_now else " (already committed before a restart)"
-        out.print(
-            f"batch {report.batch_id}: read {report.lines_read} → events {report.events_written}, "
-            f"feedback {report.feedback_written}, quarantined {report.quarantined}, "
-            f"duplicates {report.duplicates} in {report.duration_s:.2f}s, lag {lag}{replay}"
-        )
+    def on_batch(report: BatchReport) -> None:
+        print_batch(report, json_output)
         if trainer is not None:
-            after_batch(report)
+            train_after(trainer, report, json_output)
 
     summary = run_ingest(settings, once=once, on_start=on_start, on_batch=on_batch)
+    print_summary(summary, settings, json_output)
+
+
+def train_after(trainer: TrainAfterBatch, report: BatchReport, json_output: bool) -> None:
+    """--train: fine-tune on what the batch wrote and say which version it published, if any."""
+    from recocli.commands.train import describe
+
+    result = trainer(report.tables_written)
+    if result is None:
+        return
+    if json_output:
+        print_json({"train": {"batch_id": report.batch_id, **result.as_dict()}})
+    else:
+        out.print(f"batch {report.batch_id}: fine-tune {result.seconds:.2f}s → {describe(result)}")
+
+
+def print_start(writer: str, settings: Settings, json_output: bool) -> None:
+    from spark_jobs.sources import describe_source
+
+    source = describe_source(settings.ingest)
+    if json_output:
+        print_json({"writer": writer, "warehouse": settings.warehouse, "source": source})
+    else:
+        out.print(f"reco ingest: writer {writer}, {source} → {settings.warehouse}")
+
+
+def print_batch(report: BatchReport, json_output: bool) -> None:
+    if json_output:
+        print_json({"batch": report.as_dict()})
+        return
+    lag = "-" if report.lag_s is None else format_duration(report.lag_s)
+    replay = "" if report.committed_now else " (already committed before a restart)"
+    out.print(
+        f"batch {report.batch_id}: read {report.lines_read} → events {report.events_written}, "
+        f"feedback {report.feedback_written}, quarantined {report.quarantined}, "
+        f"duplicates {report.duplicates} in {report.duration_s:.2f}s, lag {lag}{replay}"
+    )
+
+
+def print_summary(summary: IngestSummary, settings: Settings, json_output: bool) -> None:
     totals = summary.totals()
     if json_output:
         print_json(

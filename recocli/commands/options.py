@@ -10,6 +10,8 @@ import typer
 
 from recocli.config import Settings, load_settings
 
+DEFAULTS = Settings()
+
 WarehouseOption = Annotated[
     Path | None,
     typer.Option(
@@ -36,6 +38,16 @@ AcceleratorOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+def default(dotted: str) -> str:
+    """'[default: X]' for a help text, X the built-in default of setting `dotted` (written once, in
+    recocli.config); lists are shown as they are typed on the command line (10,20)."""
+    value = DEFAULTS
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    text = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+    return f"[default: {text}]"
 
 
 def settings_from(config: Path | None, warehouse: Path | None, **overrides: Any) -> Settings:

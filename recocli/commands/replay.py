@@ -9,8 +9,7 @@ import typer
 
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
-from lakehouse.settings import parse_duration
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import out, print_json
 from recocli.data.replay import iso, load_events, newest_event_time, parse_time
 from recocli.data.replay import replay as run_replay
@@ -22,7 +21,7 @@ def replay(
         Path,
         typer.Argument(help="A MovieLens folder, or a warehouse folder (its bronze/events is replayed)."),
     ],
-    landing: Annotated[Path | None, typer.Option(help="Landing folder [default: ./landing].")] = None,
+    landing: Annotated[Path | None, typer.Option(help=f"Landing folder {default('ingest.landing')}.")] = None,
     speed: Annotated[
         float | None, typer.Option(help="Times real time: 86400 replays a day of events per second.")
     ] = None,
@@ -44,11 +43,13 @@ def replay(
     warehouse: WarehouseOption = None,
     limit: Annotated[int | None, typer.Option(min=0, help="Stop after this many events.")] = None,
     batch_events: Annotated[
-        int | None, typer.Option(min=1, help="Most events per landing file [default: 50000].")
+        int | None, typer.Option(min=1, help=f"Most events per landing file {default('data.file_events')}.")
     ] = None,
     flush_every: Annotated[
         str | None,
-        typer.Option(help="Write at most one file per interval unless behind schedule [default: 1s]."),
+        typer.Option(
+            help=f"Write at most one file per interval unless behind schedule {default('data.replay_flush')}."
+        ),
     ] = None,
     retime: Annotated[
         bool,
@@ -103,7 +104,7 @@ def replay(
             since=start,
             limit=limit,
             batch_events=settings.data.file_events,
-            flush_every=parse_duration(settings.data.replay_flush),
+            flush_every=settings.data.replay_flush,
             retime=retime,
             label=label,
             on_file=lambda path, n, last: bar.advance(n, f"up to {last:%Y-%m-%d %H:%M}"),

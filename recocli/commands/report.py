@@ -16,13 +16,18 @@ from recocli.recommend.report import feedback_report, plot_ctr
 def report(
     warehouse: WarehouseOption = None,
     config: ConfigOption = None,
+    landing: Annotated[
+        Path | None,
+        typer.Option(help="Landing folder whose served/ lists `reco serve` recorded [default: ./landing]."),
+    ] = None,
     chart: Annotated[Path, typer.Option(help="Where to write the CTR chart (PNG).")] = Path("reco-ctr.png"),
     json_output: JsonOption = False,
 ) -> None:
     """Impressions, clicks, CTR, like/dislike rates and catalog coverage of what was shown, per model
-    version (or the popular fallback) and day, from bronze/feedback joined to gold/recommendations."""
-    settings = settings_from(config, warehouse)
-    rows = feedback_report(Warehouse(settings.warehouse).require())
+    version (or the popular fallback) and day, from bronze/feedback joined to gold/recommendations and
+    to the lists `reco serve` recorded under <landing>/served/."""
+    settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
+    rows = feedback_report(Warehouse(settings.warehouse).require(), settings.ingest.landing)
     if rows:
         plot_ctr(rows, chart)
     if json_output:

@@ -11,7 +11,7 @@ import typer
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.landing import pending_files
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import out, print_json, print_table
 
 
@@ -72,7 +72,7 @@ def model_status(warehouse: Warehouse, tables: dict) -> dict | None:
 def status(
     warehouse: WarehouseOption = None,
     config: ConfigOption = None,
-    landing: Annotated[Path | None, typer.Option(help="Landing folder [default: ./landing].")] = None,
+    landing: Annotated[Path | None, typer.Option(help=f"Landing folder {default('ingest.landing')}.")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """List the warehouse's Delta tables (version, rows, last commit) and files landed but not ingested."""

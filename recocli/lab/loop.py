@@ -92,14 +92,22 @@ def _standard_error(a: tuple[float, int], b: tuple[float, int]) -> float:
 def run_loop(
     settings: Settings, rounds: int, events_per_round: int, k: int, holdout: float, say: Say
 ) -> LoopResult:
-    """The loop on the simulator: each round it answers the newest run and acts on its own."""
+    """The loop on the simulator: each round it answers the newest run and acts on its own. The
+    answers go in through a `reco serve` started for the loop (POST /feedback)."""
+    from recocli.serve.local import local_service
+
     loop = _Loop(settings, k, holdout, say)
-    for number in range(rounds):
-        landed = time.perf_counter()
-        sim = run_round(
-            settings.simulate, settings.ingest.landing, events_per_round, warehouse=loop.warehouse
-        )
-        loop.finish_round(number, landed, sim.answered_run)
+    with local_service(settings) as send:
+        for number in range(rounds):
+            landed = time.perf_counter()
+            sim = run_round(
+                settings.simulate,
+                settings.ingest.landing,
+                events_per_round,
+                warehouse=loop.warehouse,
+                send_feedback=lambda records: send("feedback", records),
+            )
+            loop.finish_round(number, landed, sim.answered_run)
     return loop.result
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,10 +32,10 @@ import pyarrow as pa
 from lakehouse import catalog
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
+from lakehouse.files import atomic_file
 from lakehouse.landing import write_landing_file
 from lakehouse.locks import exclusive_lock
 from lakehouse.recommendations import read_run
-from lakehouse.settings import parse_duration
 from recocli.config import SimulateSettings
 
 STATE_FILE = "world.npz"
@@ -152,18 +152,18 @@ class SimWorld:
             "responded": self.responded,
             "settings": dataclasses.asdict(self.settings),
         }
-        temp, final = folder / f".{STATE_FILE}.tmp.npz", folder / STATE_FILE
-        np.savez(
-            temp,
-            users=self.users,
-            items=self.items,
-            popularity=self.popularity,
-            born=self.born,
-            activity=self.activity,
-            centers=self.centers,
-            meta=np.array(json.dumps(meta)),
-        )
-        os.replace(temp, final)
+        final = folder / STATE_FILE
+        with atomic_file(final) as out:
+            np.savez(
+                out,
+                users=self.users,
+                items=self.items,
+                popularity=self.popularity,
+                born=self.born,
+                activity=self.activity,
+                centers=self.centers,
+                meta=np.array(json.dumps(meta)),
+            )
         return final
 
     # ---- what the world knows -----------------------------------------------------------------
@@ -217,7 +217,7 @@ class SimWorld:
             picks[start : start + len(part)] = np.argmax(scores + rng.gumbel(size=scores.shape), axis=1)
         engaged = rng.random(n) < self._pair_affinity(users, picks)
         kinds = rng.choice([k for k, _ in ENGAGEMENT], size=n, p=[p for _, p in ENGAGEMENT])
-        span = timedelta(seconds=parse_duration(self.settings.round_span))
+        span = timedelta(seconds=self.settings.round_span)
         step = span / n
         seed = self.settings.seed
         events = []
@@ -358,8 +358,11 @@ def run_round(
     warehouse: Warehouse | None = None,
     now: datetime | None = None,
     reset: bool = False,
+    send_feedback: Callable[[list[dict]], None] | None = None,
 ) -> RoundReport:
-    """One round: answer the latest served run (when a warehouse is given), act, advance, save."""
+    """One round: answer the latest served run (when a warehouse is given), act, advance, save.
+    The answers go to `send_feedback` when given (the demo POSTs them to `reco serve`), else into a
+    landing file."""
     state = Path(settings.state).expanduser()
     now = now or datetime.now(UTC)
     with exclusive_lock(state / ".lock", "reco simulate"):
@@ -378,7 +381,9 @@ def run_round(
                 answered = run
                 for f in feedback:
                     counts[f["action"]] = counts.get(f["action"], 0) + 1
-                if feedback:
+                if feedback and send_feedback is not None:
+                    send_feedback(feedback)
+                elif feedback:
                     files.append(str(write_landing_file(landing, "feedback", f"{tag}.jsonl", feedback)))
                 else:
                     note = f"run {run} shows no user or item of this world"

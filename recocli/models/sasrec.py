@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recocli.config import ModelSettings
+from recocli.config import SASRecSettings
 from recocli.models.base import INIT_STD, Recommender
 
 
@@ -54,7 +54,7 @@ class Block(nn.Module):
 class SASRec(Recommender):
     kind = "sasrec"
 
-    def __init__(self, n_users: int, n_items: int, cfg: ModelSettings) -> None:
+    def __init__(self, n_users: int, n_items: int, cfg: SASRecSettings) -> None:
         super().__init__(n_users, cfg)
         d = cfg.dim
         # Row 0 is padding; item row r lives at r + 1 (so PAD = -1 maps to 0).

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lakehouse.errors import RecoError
 from lakehouse.registry import ModelRegistry
-from recocli.config import ModelSettings
+from recocli.config import MFSettings, SASRecSettings
 from recocli.models import build_model
 from recocli.models.base import Recommender
 from recocli.models.vocab import Vocabs, Vocabulary
@@ -34,16 +36,38 @@ def load_version(registry: ModelRegistry, version: int | None = None) -> ModelVe
     stored = registry.read(version)
     meta = stored.metadata
     vocabs = Vocabs(*(Vocabulary.from_arrow(stored.tables[name]) for name in ("users", "items")))
-    known = {f.name for f in dataclasses.fields(ModelSettings)}
-    cfg = ModelSettings(**{k: v for k, v in meta["config"]["model"].items() if k in known})
-    model = build_model(meta["kind"], len(vocabs.users), len(vocabs.items), cfg)
+    cfg = recorded_model_settings(meta["kind"], meta["config"]["model"])
+    with torch.device("meta"):  # no random init of tables that the stored tensors replace
+        model = build_model(meta["kind"], len(vocabs.users), len(vocabs.items), cfg)
     try:
-        model.load_state_dict(stored.tensors, strict=True)
+        model.load_state_dict(stored.tensors, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise RecoError(f"model version {stored.version} does not fit its metadata: {first}") from None
     model.eval()
     return ModelVersion(stored.version, model, vocabs, meta)
+
+
+# Versions published before each kind had its own section recorded one flat [model] table, where mf's
+# fields were prefixed and its defaults were those below.
+_FLAT_MF_DEFAULTS = {"dim": 64, "loss": "bce", "negatives": 8, "history": 0, "max_len": 50}
+
+
+def recorded_model_settings(kind: str, recorded: dict[str, Any]) -> SASRecSettings | MFSettings:
+    """The settings a version's model was built with, from its metadata's config.model:
+    {"kind": …, "<kind>": {…}}, or the flat table of older versions."""
+    cls = MFSettings if kind == "mf" else SASRecSettings
+    values = recorded.get(kind)
+    if not isinstance(values, dict):  # flat, before per-kind sections
+        flat = {k.removeprefix("mf_"): v for k, v in recorded.items()} if kind == "mf" else recorded
+        values = {**(_FLAT_MF_DEFAULTS if kind == "mf" else {}), **flat}
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def model_config(model: Recommender) -> dict[str, Any]:
+    """What a version records as config.model: its kind and that kind's settings."""
+    return {"kind": model.kind, model.kind: dataclasses.asdict(model.cfg)}
 
 
 def publish_version(

@@ -10,6 +10,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lakehouse.errors import RecoError
+from lakehouse.files import atomic_file
 
 FORMATS = ("parquet", "csv", "jsonl")
 
@@ -27,16 +28,14 @@ def export_format(path: Path, fmt: str | None) -> str:
 def export_rows(rows: pa.Table, path: Path, fmt: str) -> None:
     """Write atomically (temp file, then rename) so a reader never picks up half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    if fmt == "parquet":
-        pq.write_table(rows, temp)
-    elif fmt == "csv":
-        pacsv.write_csv(rows, temp)
-    else:
-        with open(temp, "w", encoding="utf-8") as out:
+    with atomic_file(path) as out:
+        if fmt == "parquet":
+            pq.write_table(rows, out)
+        elif fmt == "csv":
+            pacsv.write_csv(rows, out)
+        else:
             for record in rows.to_pylist():
-                out.write(json.dumps(record, default=_iso) + "\n")
-    temp.replace(path)
+                out.write((json.dumps(record, default=_iso) + "\n").encode())
 
 
 def _iso(value: object) -> str:

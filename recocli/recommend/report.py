@@ -9,13 +9,15 @@ import pyarrow.compute as pc
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.landing import served_lists
 
 ACTIONS = ("impression", "click", "like", "dislike")
 
 
-def served_feedback(warehouse: Warehouse) -> pa.Table:
+def served_feedback(warehouse: Warehouse, landing: str | Path | None = None) -> pa.Table:
     """Feedback rows with the `variant` that served them: "v<N>" for model lists, "popular" for the
-    fallback (from gold/recommendations by rec_id; the event's own model_version when the list is gone)."""
+    fallback (by rec_id from gold/recommendations and, with `landing`, the lists `reco serve` recorded
+    there; the event's own model_version when the list is gone)."""
     feedback = delta.read_table(
         warehouse.uri(catalog.FEEDBACK),
         columns=["rec_id", "item_id", "action", "model_version", "event_date"],
@@ -33,6 +35,9 @@ def served_feedback(warehouse: Warehouse) -> pa.Table:
     served = delta.read_table(
         warehouse.uri(catalog.RECOMMENDATIONS), columns=["rec_id", "model_version", "strategy"]
     )
+    if landing is not None:
+        live = served_lists(landing).select(["rec_id", "model_version", "strategy"])
+        served = live if served is None else pa.concat_tables([served, live.cast(served.schema)])
     if served is not None and served.num_rows:
         lists = served.group_by("rec_id").aggregate([("model_version", "max"), ("strategy", "min")])
         feedback = feedback.join(lists, "rec_id", join_type="left outer")
@@ -55,9 +60,9 @@ def served_feedback(warehouse: Warehouse) -> pa.Table:
     )
 
 
-def feedback_report(warehouse: Warehouse) -> list[dict]:
+def feedback_report(warehouse: Warehouse, landing: str | Path | None = None) -> list[dict]:
     """One row per (variant, day): impressions, clicks, CTR, like and dislike rates, coverage."""
-    rows = served_feedback(warehouse)
+    rows = served_feedback(warehouse, landing)
     keys = ["variant", "day"]
     flags = rows.select(keys)
     for action in ACTIONS:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +27,8 @@ from lakehouse.catalog import TableSpec, Warehouse
 from lakehouse.errors import RecoError
 from lakehouse.locks import exclusive_lock
 from lakehouse.registry import ModelRegistry
-from recocli.config import Settings
-from recocli.models import KINDS
-from recocli.models.store import ModelVersion, load_version, publish_version
+from recocli.config import ModelKind, Settings
+from recocli.models.store import ModelVersion, load_version, model_config, publish_version
 from recocli.training.interactions import EVENT_COLUMNS, FEEDBACK_COLUMNS, from_bronze
 
 TRAIN_TABLES: tuple[tuple[TableSpec, list[str]], ...] = (
@@ -36,6 +36,13 @@ TRAIN_TABLES: tuple[tuple[TableSpec, list[str]], ...] = (
     (catalog.FEEDBACK, FEEDBACK_COLUMNS),
 )
 LOCK_NAME = "train"
+# [train] tables of one model kind each: a version records only its own kind's.
+KIND_TABLES = typing.get_args(ModelKind)
+# What a fine-tune reads from [train]; the rest of a version's config is its parent's.
+FINETUNE_SETTINGS = (
+    "finetune_lr", "finetune_epochs", "finetune_batch_size", "finetune_steps", "new_row_lr_scale",
+    "replay_ratio", "replay_size", "rating_threshold", "min_count", "weights",
+)  # fmt: skip
 
 Say = Callable[[str], None]
 
@@ -87,8 +94,6 @@ class WarehouseTrainer:
 
     def run(self, full: bool = False) -> TrainResult:
         """One training pass under the warehouse's train lock (BusyError when another holds it)."""
-        if self.settings.model.kind not in KINDS:
-            raise RecoError(f"model.kind must be one of {', '.join(KINDS)}, got {self.settings.model.kind!r}")
         self.warehouse.require()  # before the lock, whose file would create it
         with train_lock(self.warehouse):
             return self._run(full)
@@ -133,7 +138,8 @@ class WarehouseTrainer:
                 kind, interactions, self.settings, progress=self.progress, log_dir=Path(log)
             )
             consumed = {name: [0, v] if v >= 0 else None for name, v in pinned.items()}
-            meta = self._metadata("full", pinned, consumed, rows, interactions, metrics)
+            config = {"model": model_config(model), "train": self._train_config(kind)}
+            meta = self._metadata("full", config, pinned, consumed, rows, interactions, metrics)
             meta["replaces"] = latest
             version = publish_version(self.registry, model, vocabs, meta, parent=None, training_log=Path(log))
         self._current = ModelVersion(version, model, vocabs, {**meta, "version": version})
@@ -193,7 +199,15 @@ class WarehouseTrainer:
                     current.model, current.vocabs, interactions, None, self.settings, report=report,
                     log_dir=Path(log),
                 )  # fmt: skip
-                meta = self._metadata("incremental", pinned, consumed, rows, interactions, report)
+                meta = self._metadata(
+                    "incremental",
+                    self._finetune_config(current),
+                    pinned,
+                    consumed,
+                    rows,
+                    interactions,
+                    report,
+                )
                 version = publish_version(
                     self.registry, current.model, current.vocabs, meta, parent=latest, training_log=Path(log)
                 )
@@ -219,9 +233,25 @@ class WarehouseTrainer:
             tables[catalog.EVENTS.name], tables[catalog.FEEDBACK.name], train.weights, train.rating_threshold
         )
 
+    def _train_config(self, kind: str) -> dict[str, Any]:
+        """The training settings a full fit of `kind` used: the shared ones and that kind's own."""
+        train = dataclasses.asdict(self.settings.train)
+        return {**{k: v for k, v in train.items() if k not in KIND_TABLES}, kind: train[kind]}
+
+    def _finetune_config(self, parent: ModelVersion) -> dict[str, Any]:
+        """A fine-tuned version's config: its parent's (the model and how it was first trained stay
+        what they were), with this run's fine-tune settings over it; `changed` lists those that differ."""
+        recorded = parent.metadata.get("config", {})
+        before = dict(recorded.get("train", {}))
+        now = dataclasses.asdict(self.settings.train)
+        train = {**before, **{name: now[name] for name in FINETUNE_SETTINGS}}
+        changed = sorted(f"train.{name}" for name in FINETUNE_SETTINGS if before.get(name) != now[name])
+        return {"model": model_config(parent.model), "train": train, "changed": changed}
+
     def _metadata(
         self,
         mode: str,
+        config: dict[str, Any],
         cursor: dict[str, int],
         consumed: dict[str, list[int] | None],
         rows: dict[str, int],
@@ -230,10 +260,7 @@ class WarehouseTrainer:
     ) -> dict[str, Any]:
         return {
             "mode": mode,
-            "config": {
-                "model": dataclasses.asdict(self.settings.model),
-                "train": dataclasses.asdict(self.settings.train),
-            },
+            "config": config,
             "cursor": cursor,
             "consumed": consumed,
             "rows": rows,

@@ -21,7 +21,8 @@ from lakehouse.recommendations import read_latest, read_run, run_ids
 from lakehouse.registry import ModelRegistry
 from recocli.config import load_settings
 from recocli.data.synthetic import World, generate_lines
-from recocli.recommend.run import Request, in_holdout, publish, read_interactions, recommend
+from recocli.recommend.bronze import interactions as read_interactions
+from recocli.recommend.run import Request, in_holdout, publish, recommend
 from recocli.training.incremental import WarehouseTrainer
 from spark_jobs.ingest import run_ingest
 
@@ -35,9 +36,10 @@ def _settings(root, **overrides):
         overrides={
             "warehouse": str(root / "warehouse"),
             "ingest.landing": str(root / "landing"),
-            "train.epochs": 3,
-            "train.val_users": 30,
-            "model.dim": 32,
+            "train.sasrec.epochs": 3,
+            "train.sasrec.val_users": 30,
+            "train.sasrec.weight_decay": 0.0,
+            "model.sasrec.dim": 32,
             **overrides,
         },
     )
@@ -200,9 +202,10 @@ def test_clicks_change_sasrec_lists_before_any_retraining(trained, tmp_path):
 
 
 def test_clicks_move_mf_with_a_history_term_before_any_retraining(trained, tmp_path):
-    """mf with model.mf_history, saved and loaded through the registry, reads the fresh clicks."""
+    """mf with model.mf.history, saved and loaded through the registry, reads the fresh clicks."""
     root, _ = _copy(trained, tmp_path)
-    mf = {"model.kind": "mf", "model.mf_loss": "softmax", "model.mf_history": 5, "train.epochs": 8}
+    mf = {"model.kind": "mf", "model.mf.dim": 32, "model.mf.history": 5, "train.mf.epochs": 8,
+          "train.mf.val_users": 30, "train.mf.weight_decay": 0.0}  # fmt: skip
     settings = _settings(root, **{"ingest.query_name": "after_copy", **mf})
     assert WarehouseTrainer(settings, progress=False).run(full=True).version == 2
     before = _lists(recommend(settings, Request(k=10, users=["u0"])).rows)["u0"]

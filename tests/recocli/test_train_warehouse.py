@@ -25,13 +25,19 @@ from recocli.models.store import load_version
 from recocli.training.incremental import WarehouseTrainer, train_lock
 
 TINY = """
-[model]
+[model.sasrec]
 dim = 16
 max_len = 10
 blocks = 1
+[model.mf]
+dim = 16
+max_len = 10
 [train]
-epochs = 2
 min_epoch_steps = 3
+[train.sasrec]
+epochs = 2
+[train.mf]
+epochs = 2
 """
 
 
@@ -114,7 +120,7 @@ def test_full_then_incremental_then_nothing_new_through_the_cli(setup):
     assert table.returncode == 0 and "*v2" in table.stdout
     shown = json.loads(run_reco("models", "show", "2", "--json", *w).stdout)
     assert shown["consumed"][catalog.EVENTS.name] == [3, 3] and shown["parent"] == 1
-    assert shown["metrics"]["new_rows"] == 300 and shown["config"]["model"]["dim"] == 16
+    assert shown["metrics"]["new_rows"] == 300 and shown["config"]["model"]["sasrec"]["dim"] == 16
     missing = run_reco("models", "show", "9", *w)
     assert missing.returncode == 2 and "no model version 9" in missing.stderr
 
@@ -129,6 +135,27 @@ def test_full_then_incremental_then_nothing_new_through_the_cli(setup):
     assert (third.version, third.parent) == (3, 1) and third.rows[catalog.EVENTS.name] == 300
     assert lineage(ModelRegistry(warehouse)) == [1, 3]
     assert_every_row_consumed_once(warehouse)
+
+
+def test_an_incremental_version_records_its_parents_config_plus_what_changed(setup):
+    """A cron `reco train` with default settings fine-tunes an mf model: the new version still says
+    mf with the parent's settings, and names the fine-tune settings that differ from the parent's."""
+    warehouse, conf, data = setup
+    commit_events(warehouse, data.slice(0, 600), 0)
+    full = settings_for(warehouse, conf, **{"model.kind": "mf", "model.mf.history": 3, "train.mf.epochs": 3})
+    assert WarehouseTrainer(full).run().version == 1
+    commit_events(warehouse, data.slice(600, 300), 1)
+    cron = settings_for(warehouse, conf, **{"train.finetune_epochs": 1})
+    assert cron.model.kind == "sasrec" and cron.train.mf.epochs == 2
+    assert WarehouseTrainer(cron).run().version == 2
+    registry = ModelRegistry(warehouse)
+    parent, child = (registry.metadata(v)["config"] for v in (1, 2))
+    assert child["model"] == parent["model"] == {"kind": "mf", "mf": {**child["model"]["mf"], "history": 3}}
+    assert child["train"]["mf"] == parent["train"]["mf"] == {**parent["train"]["mf"], "epochs": 3}
+    assert "sasrec" not in child["train"] and child["train"]["finetune_epochs"] == 1
+    assert child["changed"] == ["train.finetune_epochs"]
+    loaded = load_version(registry, 2)
+    assert loaded.model.kind == "mf" and loaded.model.history_len == 3
 
 
 def test_a_second_trainer_exits_at_once(setup):

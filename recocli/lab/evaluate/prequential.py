@@ -37,9 +37,8 @@ import torch
 from torch import Tensor
 
 from lakehouse.errors import RecoError
-from lakehouse.settings import parse_duration
 from recocli.config import Settings
-from recocli.lab.evaluate import check_models, metrics, prior_grid
+from recocli.lab.evaluate import check_models, metrics
 from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
 from recocli.lab.evaluate.source import Source
 from recocli.lab.evaluate.split import bootstrap_cut, prequential_windows, validation_windows
@@ -227,8 +226,7 @@ def _bootstrap(
     then seen everything up to the cut."""
     clock = time.perf_counter()
     cfg = settings.evaluate
-    half_lives, weights = prior_grid(cfg)
-    weights = weights or [0.0]
+    half_lives, weights = list(cfg.prior_half_life), list(cfg.prior_weights)
     vals = validation_windows(ts, cut, cfg.window, cfg.validation_windows)
     first = data.slice(0, vals[0].lo if vals else cut)
     model, vocabs, _ = fit_full(kind, first, settings, seed=seed, progress=False)
@@ -282,7 +280,7 @@ def run_prequential(
     check_models("prequential", models)
     if cfg.retrain_every < 1:
         raise RecoError("--retrain-every must be at least 1")
-    popular_s = parse_duration(cfg.popular_window)
+    popular_s = cfg.popular_window
     data = source.interactions
     ts = data["ts"].cast(pa.int64()).to_numpy()
     cut = bootstrap_cut(ts, cfg.bootstrap)
@@ -292,7 +290,8 @@ def run_prequential(
     result = PrequentialResult(
         source.name, seed, ks, kinds,
         {"bootstrap": cfg.bootstrap, "window": cfg.window, "retrain_every": cfg.retrain_every,
-         "popular_window": cfg.popular_window, "prior_half_life": cfg.prior_half_life},
+         "popular_window": str(cfg.popular_window),
+         "prior_half_life": ",".join(str(h) for h in cfg.prior_half_life)},
     )  # fmt: skip
     result.data = {
         "interactions": data.num_rows,
@@ -321,7 +320,7 @@ def run_prequential(
         for strategy in ("stale", "incremental", "retrain"):
             states[_name(kind, strategy, kinds)] = boot.state.copy()
             compute[_name(kind, strategy, kinds)] = 0.0
-    prior_half_life = half_lives[kinds[0]] if kinds else prior_grid(cfg)[0][0]
+    prior_half_life = half_lives[kinds[0]] if kinds else cfg.prior_half_life[0]
     prior_only = RecencyPrior(0, prior_half_life)
     prior_vocabs = Vocabs()
     prior_vocabs.items.add(data.slice(0, cut)["item_id"])

@@ -1,0 +1,339 @@
+"""`reco serve` on localhost with a real HTTP client (httpx): GET latency at a fixed request rate,
+POST /feedback throughput, read-your-writes delay, each bounded in count and time.
+
+The server is a real `reco serve` process on 127.0.0.1 over a warehouse holding ml-latest-small's
+ratings in bronze/events and a sasrec of the default size (dim 64, 2 blocks, 50 items of history)
+over its users and items (weights untrained: the cost of scoring does not depend on them). The
+client runs in this process, so it shares the machine's cores with the server.
+
+- GET: open loop at --rate requests/s over known users for --seconds, sent by 16 client threads;
+  latency counted from each request's due time (a slow server cannot slow the schedule down and
+  hide its queue).
+- POST: batches of 100 feedback records from 8 concurrent clients for at most 10 s.
+- Read-your-writes: a user's list, then a click on its first item POSTed to /events, then GETs until
+  that item has left the list; the time from the POST's start to that GET's answer.
+
+    .venv/bin/python bench/serve.py                  # 200 req/s for 15 s, POST for 10 s, 50 trials
+    .venv/bin/python bench/serve.py --seconds 5      # shorter
+    .venv/bin/python bench/serve.py --data ../shared/datasets/movielens/ml-latest-small
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import queue
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse import catalog, delta
+from lakehouse.catalog import Warehouse
+from lakehouse.registry import ModelRegistry
+from recocli.config import load_settings
+from recocli.console import print_table
+from recocli.data.movielens import detect, read_ratings
+from recocli.models import build_model
+from recocli.models.store import publish_version
+from recocli.models.vocab import Vocabs, Vocabulary
+
+MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "movielens" / "ml-latest-small"
+TOKEN = "bench-token"
+TARGETS = {"get_p99_ms": 20.0, "get_rate": 200, "post_events_per_s": 5000, "ryw_p50_ms": 100.0}
+
+
+def prepare(root: Path, data: Path) -> list[str]:
+    """bronze/events from ml-latest-small and a default-size sasrec over its ids; the user ids."""
+    warehouse = Warehouse(root / "warehouse")
+    ratings = read_ratings(detect(data))
+    n, now = ratings.num_rows, datetime.now(UTC)
+    rows = ratings.select(["event_id", "user_id", "item_id", "event_type", "value", "ts"])
+    for name, column in {
+        "session_id": pa.nulls(n, pa.string()),
+        "context": pa.nulls(n, catalog.EVENTS.schema.field("context").type),
+        "event_date": pc.cast(rows["ts"], pa.date32()),
+        "ingested_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+        "batch_id": pa.array(np.zeros(n, dtype=np.int64)),
+        "source_file": pa.array(["bench"] * n),
+    }.items():
+        rows = rows.append_column(name, column)
+    delta.append_once(warehouse.uri(catalog.EVENTS), catalog.EVENTS, rows, "bench", 0)
+    settings = load_settings(env={}, overrides={"warehouse": str(warehouse.root)})
+    cfg = dataclasses.replace(settings.model, kind="sasrec")
+    users = sorted(set(rows["user_id"].to_pylist()))
+    vocabs = Vocabs(Vocabulary(users), Vocabulary(sorted(set(rows["item_id"].to_pylist()))))
+    model = build_model("sasrec", len(vocabs.users), len(vocabs.items), cfg)
+    meta = {"config": {"model": dataclasses.asdict(cfg)}}
+    publish_version(ModelRegistry(warehouse), model, vocabs, meta, parent=None)
+    return users
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(root: Path, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "recocli", "serve", "--warehouse", str(root / "warehouse")]
+    cmd += ["--landing", str(root / "landing"), "--port", str(port)]
+    env = {**os.environ, "RECO_SERVE_TOKEN": TOKEN, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"reco serve ended: {server.stderr.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.5)
+    server.kill()
+    raise SystemExit("reco serve did not come up in 300 s")
+
+
+def get_load(base: str, users: list[str], rate: float, seconds: float, threads: int = 16) -> dict:
+    """Open loop: request n is due at start + n / rate; `threads` clients take the due requests in
+    turn, and each latency runs from the request's due time."""
+    rng = random.Random(0)
+    count = int(rate * seconds)
+    due = queue.Queue()
+    start = time.perf_counter() + 0.2
+    for n in range(count):
+        due.put((start + n / rate, rng.choice(users)))
+    latencies: list[float] = []
+    errors = [0]
+
+    def client() -> None:
+        with httpx.Client(base_url=base, timeout=10) as http:
+            while True:
+                try:
+                    scheduled, user = due.get_nowait()
+                except queue.Empty:
+                    return
+                time.sleep(max(0.0, scheduled - time.perf_counter()))
+                try:
+                    ok = http.get(f"/recommendations/{user}", params={"k": 10}).status_code == 200
+                except httpx.TransportError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - scheduled)
+                else:
+                    errors[0] += 1
+
+    run_threads(client, threads)
+    elapsed = time.perf_counter() - start
+    ms = np.array(latencies) * 1000
+    return {
+        "requests": count,
+        "errors": errors[0],
+        "rate": round(count / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
+    }
+
+
+def sequential_get(base: str, users: list[str], count: int) -> dict:
+    """One client, one request at a time: the cost of a lone request, no queueing."""
+    rng = random.Random(2)
+    latencies = []
+    with httpx.Client(base_url=base, timeout=10) as http:
+        for _ in range(count):
+            started = time.perf_counter()
+            assert http.get(f"/recommendations/{rng.choice(users)}", params={"k": 10}).status_code == 200
+            latencies.append(time.perf_counter() - started)
+    ms = np.array(latencies) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+    }
+
+
+def run_threads(target, count: int) -> None:
+    workers = [threading.Thread(target=target) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def post_load(base: str, seconds: float, clients: int = 8, batch: int = 100) -> dict:
+    """`clients` threads POST batches of `batch` feedback records back to back for `seconds`."""
+    now = datetime.now(UTC).isoformat()
+    sent = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+    workers = iter(range(clients))
+
+    def client() -> None:
+        worker = next(workers)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http:
+            for n in range(10_000):  # bounded; the deadline ends it first
+                if time.perf_counter() >= deadline:
+                    return
+                records = [
+                    {"event_id": f"b{worker}-{n}-{m}", "rec_id": f"r{worker}-{n}", "user_id": f"u{m}",
+                     "item_id": f"i{m}", "action": "impression", "position": m % 10 + 1, "ts": now}
+                    for m in range(batch)
+                ]  # fmt: skip
+                response = http.post("/feedback", json=records)
+                assert response.status_code == 202, response.text
+                with lock:
+                    sent[0] += batch
+
+    start = time.perf_counter()
+    run_threads(client, clients)
+    elapsed = time.perf_counter() - start
+    return {"events": sent[0], "seconds": round(elapsed, 2), "events_per_s": round(sent[0] / elapsed)}
+
+
+def read_your_writes(base: str, users: list[str], trials: int) -> dict:
+    rng = random.Random(1)
+    delays, failures = [], 0
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as http:
+        for n in range(trials):
+            user = rng.choice(users)
+            item = http.get(f"/recommendations/{user}").json()["items"][0]["item_id"]
+            click = {"event_id": f"ryw-{n}", "user_id": user, "item_id": item, "event_type": "click",
+                     "ts": datetime.now(UTC).isoformat()}  # fmt: skip
+            started = time.perf_counter()
+            assert http.post("/events", json=click).status_code == 202
+            for _ in range(100):  # at most 100 GETs
+                if item not in [i["item_id"] for i in http.get(f"/recommendations/{user}").json()["items"]]:
+                    delays.append(time.perf_counter() - started)
+                    break
+            else:
+                failures += 1
+    ms = np.array(delays) * 1000
+    return {
+        "trials": trials,
+        "moved": len(delays),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+        "max_ms": round(float(ms.max()), 2) if len(ms) else None,
+    }
+
+
+def measure(port: int, users: list[str], args) -> dict:
+    base = f"http://127.0.0.1:{port}"
+    get_load(base, users, 50, 2)  # warm-up
+    alone = sequential_get(base, users, 300)
+    get = get_load(base, users, args.rate, args.seconds)
+    post = post_load(base, min(args.seconds, 10))
+    ryw = read_your_writes(base, users, args.trials)
+    metrics = httpx.get(f"{base}/metrics").text
+    return {"get": get, "alone": alone, "post": post, "ryw": ryw, "metrics": metrics}
+
+
+def server_side(metrics: str) -> dict:
+    """Mean GET time and the share within 20 ms, from the server's own histogram (every GET so far)."""
+    route = 'method="GET",route="/recommendations/{user_id}"'
+    values = {}
+    for text in metrics.splitlines():
+        if text.startswith(
+            ("reco_serve_request_seconds_sum{" + route, "reco_serve_request_seconds_count{" + route)
+        ):
+            values[text.split("{")[0].rsplit("_", 1)[1]] = float(text.rsplit(" ", 1)[1])
+        if text.startswith("reco_serve_request_seconds_bucket{" + route + ',le="0.02"}'):
+            values["within"] = float(text.rsplit(" ", 1)[1])
+    count = values.get("count") or 1
+    return {
+        "server_mean_ms": round(1000 * values.get("sum", 0) / count, 2),
+        "server_within_20ms": round(values.get("within", 0) / count, 4),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--data", type=Path, default=MOVIELENS, help="the ml-latest-small folder")
+    args = parser.parse_args()
+    if not (args.data / "ratings.csv").exists():
+        print(json.dumps({"bench": "serve", "skipped": f"{args.data} not found"}))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        root = Path(tmp)
+        users = prepare(root, args.data)
+        port = free_port()
+        server = start_server(root, port)
+        try:
+            result = measure(port, users, args)
+        finally:
+            server.kill()
+            server.wait()
+    get, post, ryw = result["get"], result["post"], result["ryw"]
+    get.update(server_side(result["metrics"]))
+    print_table(
+        "reco serve on 127.0.0.1, ml-latest-small sasrec (dim 64), client in the same machine",
+        ["measure", "value", "target"],
+        [
+            [f"GET p50 / p99 at {get['rate']} req/s", f"{get['p50_ms']} / {get['p99_ms']} ms", "p99 ≤ 20 ms"],
+            ["GET errors", get["errors"], "0"],
+            [
+                "GET one at a time: p50 / p99",
+                f"{result['alone']['p50_ms']} / {result['alone']['p99_ms']} ms",
+                "",
+            ],
+            [
+                "GET server side: mean / share ≤ 20 ms",
+                f"{get['server_mean_ms']} ms / {get['server_within_20ms']}",
+                "",
+            ],
+            ["POST /feedback, batches of 100", f"{post['events_per_s']} events/s", "≥ 5,000"],
+            [
+                "read-your-writes p50",
+                f"{ryw['p50_ms']} ms ({ryw['moved']}/{ryw['trials']} moved)",
+                "≤ 100 ms",
+            ],
+        ],
+    )
+    meets = (
+        get["p99_ms"] <= TARGETS["get_p99_ms"]
+        and get["errors"] == 0
+        and get["rate"] >= 0.95 * args.rate
+        and post["events_per_s"] >= TARGETS["post_events_per_s"]
+        and ryw["moved"] == ryw["trials"]
+        and (ryw["p50_ms"] or 1e9) <= TARGETS["ryw_p50_ms"]
+    )
+    line = {
+        "bench": "serve",
+        "get_rate": get["rate"],
+        "get_p50_ms": get["p50_ms"],
+        "get_p99_ms": get["p99_ms"],
+        "get_errors": get["errors"],
+        "get_server_mean_ms": get["server_mean_ms"],
+        "get_server_within_20ms": get["server_within_20ms"],
+        "post_events_per_s": post["events_per_s"],
+        "ryw_p50_ms": ryw["p50_ms"],
+        "ryw_moved": f"{ryw['moved']}/{ryw['trials']}",
+        "get_alone_p50_ms": result["alone"]["p50_ms"],
+        "get_alone_p99_ms": result["alone"]["p99_ms"],
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 1),
+        "ratio": round(TARGETS["get_p99_ms"] / get["p99_ms"], 2) if get["p99_ms"] else None,
+        "target": TARGETS,
+        "meets_target": meets,
+    }
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

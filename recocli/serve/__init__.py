@@ -1,0 +1,1 @@
+"""`reco serve`: the loop's front door over HTTP (docs/serve.md)."""

@@ -247,7 +247,8 @@ def test_every_version_keeps_its_training_curve_checksummed_and_models_show_summ
     warehouse, conf, data = setup
     w, c = ("-w", str(warehouse)), ("-c", str(conf))
     commit_events(warehouse, data.slice(0, 600), 0)
-    first = run_reco("train", "--full", "--accelerator", "cpu", "--epochs", "3", *w, *c)
+    validated = {"RECO_TRAIN_SASREC_VAL_USERS": "50"}
+    first = run_reco("train", "--full", "--accelerator", "cpu", "--epochs", "3", *w, *c, env=validated)
     assert first.returncode == 0 and "device: cpu" in first.stdout, first.stderr
     commit_events(warehouse, data.slice(600, 300), 1)
     assert run_reco("train", "--accelerator", "cpu", *w, *c).returncode == 0

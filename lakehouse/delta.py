@@ -16,7 +16,7 @@ import pyarrow.fs as pa_fs
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from lakehouse.catalog import TableSpec
+from lakehouse.catalog import ALL_TABLES, TableSpec, Warehouse
 from lakehouse.errors import RecoError
 
 # Change data feed lets downstream readers (training's cursor, Spark) ask "what was added since v".
@@ -43,6 +43,16 @@ def ensure_table(uri: str, spec: TableSpec) -> DeltaTable:
             configuration=TABLE_CONFIG,
         )
     return table
+
+
+def create_tables(warehouse: Warehouse) -> list[str]:
+    """Every table of the catalog, empty where it is not there yet; the names of those created."""
+    created = []
+    for spec in ALL_TABLES:
+        if open_table(warehouse.uri(spec)) is None:
+            ensure_table(warehouse.uri(spec), spec)
+            created.append(spec.name)
+    return created
 
 
 def conform(data: pa.Table, spec: TableSpec) -> pa.Table:

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from lakehouse.errors import RecoError
 from lakehouse.files import atomic_file
 
 KINDS = ("events", "feedback")
@@ -53,6 +54,26 @@ SERVED_SCHEMA = pa.schema(
 def landing_dirs(landing: str | Path) -> dict[str, Path]:
     root = Path(landing).expanduser().resolve()
     return {kind: root / kind for kind in KINDS}
+
+
+def require_landing(landing: str | Path) -> Path:
+    """The landing folder, when it exists: reading from a mistyped one must fail (exit 2) rather than
+    create it and report nothing to do. Creating it is explicit (`reco init`)."""
+    root = Path(landing).expanduser().resolve()
+    if not root.is_dir():
+        raise RecoError(
+            f"no landing folder at {root}: give the right --landing, or create it with "
+            f"`reco init --landing {root}`"
+        )
+    return root
+
+
+def create_landing(landing: str | Path) -> list[Path]:
+    """The landing folder and its events/ and feedback/ folders (kept when there)."""
+    folders = list(landing_dirs(landing).values())
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
 
 
 def write_landing_file(landing: str | Path, kind: str, name: str, records: Iterable[dict | str]) -> Path:

@@ -6,6 +6,8 @@
                  metadata.json   version, parent, kind, config, cursor (Delta version read up to,
                                  per table), rows, metrics, device, seconds, created_at, sha256 of
                                  every file
+                 training_log/   metrics.csv: every epoch's losses and metrics (Lightning's CSV log;
+                                 TensorBoard's files under tensorboard/ when it is installed)
       latest     {"version": 3, "published": 5, "metadata_sha256": {"1": …}}: the served version, the
                  highest ever published, and each version's metadata.json checksum (a pointer
                  written without them is still read; its versions' metadata is then unchecked)
@@ -20,6 +22,7 @@ Callers hold the warehouse's train lock around publish and rollback (one writer)
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
 WEIGHTS, USERS, ITEMS, METADATA, POINTER = (
     "weights.safetensors", "users.arrow", "items.arrow", "metadata.json", "latest",
 )  # fmt: skip
+TRAINING_LOG = "training_log"
+CURVE = f"{TRAINING_LOG}/metrics.csv"
 # The Arrow tables a version holds beside its tensors, by name, and their files.
 TABLE_FILES = {"users": USERS, "items": ITEMS}
 VERSION_DIR = re.compile(r"^v(\d{6,})$")
@@ -186,7 +191,7 @@ class ModelRegistry:
         meta = self.metadata(version)
         folder = self.path(version)
         files = meta.get("files")
-        if not isinstance(files, dict) or set(files) != {WEIGHTS, USERS, ITEMS}:
+        if not isinstance(files, dict) or not {WEIGHTS, USERS, ITEMS} <= set(files):
             raise RecoError(f"model version {version} is corrupted: {METADATA} lists no valid checksums")
         for name, expected in files.items():
             path = folder / name
@@ -197,6 +202,21 @@ class ModelRegistry:
                     f"match its checksum (roll back with `reco models rollback`, or retrain)"
                 )
         return meta
+
+    def training_curve(self, version: int) -> list[dict[str, float]]:
+        """One row per epoch of the version's training log (epoch, train_loss, val_hr10 …; Lightning
+        writes a training and a validation row per epoch: merged); [] when it has none."""
+        path = self.path(self._resolve(version)) / CURVE
+        if not path.exists():
+            return []
+        epochs: dict[int, dict[str, float]] = {}
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if not row.get("epoch"):
+                    continue
+                merged = epochs.setdefault(int(float(row["epoch"])), {})
+                merged.update({k: float(v) for k, v in row.items() if v not in ("", None) and k != "step"})
+        return [epochs[e] for e in sorted(epochs)]
 
     # ---- loading (safetensors and Arrow: nothing is unpickled) ----
 
@@ -223,9 +243,11 @@ class ModelRegistry:
         tables: dict[str, pa.Table],
         metadata: dict[str, Any],
         parent: int | None,
+        training_log: Path | None = None,
     ) -> int:
         """Write a new version atomically and serve it; returns its number. `tables` are the
-        vocabularies by TABLE_FILES name; `metadata` carries the kind and sizes the caller knows."""
+        vocabularies by TABLE_FILES name; `metadata` carries the kind and sizes the caller knows.
+        `training_log`: a folder whose files become the version's training_log/ (checksummed too)."""
         from safetensors.torch import save_file
 
         self.root.mkdir(parents=True, exist_ok=True)
@@ -240,9 +262,13 @@ class ModelRegistry:
         meta: dict[str, Any] = {"version": version, "parent": parent}
         meta.update({k: v for k, v in metadata.items() if k not in meta and k not in ("created_at", "files")})
         meta["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        meta["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS, USERS, ITEMS)}
+        logged = []
+        if training_log is not None and training_log.is_dir():
+            shutil.copytree(training_log, tmp / TRAINING_LOG)
+            logged = [str(p.relative_to(tmp)) for p in sorted((tmp / TRAINING_LOG).rglob("*")) if p.is_file()]
+        meta["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS, USERS, ITEMS, *logged)}
         (tmp / METADATA).write_text(json.dumps(meta, indent=2, default=str))
-        for name in (WEIGHTS, USERS, ITEMS, METADATA):
+        for name in (WEIGHTS, USERS, ITEMS, METADATA, *logged):
             fsync_path(tmp / name)
         fsync_path(tmp)
         os.rename(tmp, self.path(version))

@@ -154,6 +154,21 @@ def check(settings: Any) -> None:
         settings.check()
 
 
+def format_duration(seconds: float) -> str:
+    """A duration for people: '850ms', '12.3s', '4m 05s', '3h 20m', '10665d 3h' (parse_duration's units)."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
 def apply_mapping(target: Any, data: Mapping[str, Any], source: str, prefix: str = "") -> None:
     fields = {f.name: f for f in dataclasses.fields(target)}
     for key, value in data.items():

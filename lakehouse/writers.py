@@ -39,15 +39,20 @@ def choose_writer(setting: str, delta_on_classpath: bool) -> str:
     return setting
 
 
-def delta_on_classpath(spark: SparkSession) -> bool:
-    """Whether Spark can load Delta's data source class."""
+def on_classpath(spark: SparkSession, class_name: str) -> bool:
+    """Whether Spark can load `class_name` (a package given to --packages, or not)."""
     jvm = spark.sparkContext._jvm
     loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
     try:
-        jvm.java.lang.Class.forName(DELTA_SOURCE_CLASS, False, loader)
+        jvm.java.lang.Class.forName(class_name, False, loader)
     except Exception:
         return False
     return True
+
+
+def delta_on_classpath(spark: SparkSession) -> bool:
+    """Whether Spark can load Delta's data source class."""
+    return on_classpath(spark, DELTA_SOURCE_CLASS)
 
 
 class DeltaRsWriter:

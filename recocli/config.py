@@ -296,6 +296,14 @@ class ServeSettings:
 
 
 @dataclass
+class MaintainSettings:
+    # `reco maintain` vacuums the files that no table version younger than this needs (whole hours).
+    # Training reads the rows committed after a model's cursor from older versions: keep it longer
+    # than the longest gap between two `reco train` runs (else: `reco train --full`).
+    retention: str = "7d"
+
+
+@dataclass
 class Settings(JobSettings):
     data: DataSettings = field(default_factory=DataSettings)
     simulate: SimulateSettings = field(default_factory=SimulateSettings)
@@ -304,6 +312,7 @@ class Settings(JobSettings):
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    maintain: MaintainSettings = field(default_factory=MaintainSettings)
 
 
 def load_settings(

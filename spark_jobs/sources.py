@@ -11,12 +11,14 @@ from pyspark.sql import functions as F
 
 from lakehouse.errors import RecoError
 from lakehouse.landing import landing_dirs
+from lakehouse.writers import on_classpath
 from spark_jobs.settings import IngestSettings, KafkaSettings
 from spark_jobs.validate import is_blank
 
 # Files older than this (relative to the newest) would be skipped by Spark's default of 7 days:
 # landed files must never be ignored, whatever their modification time.
 MAX_FILE_AGE = "36500d"
+KAFKA_SOURCE_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 
 
 def kafka_reader_options(kafka: KafkaSettings) -> dict[str, str]:
@@ -33,6 +35,27 @@ def kafka_reader_options(kafka: KafkaSettings) -> dict[str, str]:
     if kafka.max_offsets_per_batch > 0:
         options["maxOffsetsPerTrigger"] = str(kafka.max_offsets_per_batch)
     return {**options, **kafka.options}
+
+
+def require_kafka_package(spark: SparkSession) -> None:
+    """Spark's Kafka source ships apart from Spark: without it, one line saying how to add it
+    (instead of Spark's 99-line failure)."""
+    import pyspark
+
+    if not on_classpath(spark, KAFKA_SOURCE_CLASS):
+        coordinate = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pyspark.__version__}"
+        raise RecoError(
+            f"ingest.source = kafka needs Spark's Kafka package: run under spark-submit --packages "
+            f'{coordinate}, or set [spark] conf = {{"spark.jars.packages" = "{coordinate}"}}'
+        )
+
+
+def describe_source(ingest: IngestSettings) -> str:
+    """Where ingest reads from, for its first line."""
+    if ingest.source == "kafka":
+        kafka = ingest.kafka
+        return f"kafka {kafka.bootstrap_servers} topics {kafka.events_topic}, {kafka.feedback_topic}"
+    return f"landing {ingest.landing}"
 
 
 def file_batch_cap(ingest: IngestSettings) -> dict[str, str]:

@@ -41,6 +41,15 @@ def demo(
     k: Annotated[int, typer.Option(min=1, help="List length served.")] = 10,
     holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Users served the popular list.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 7,
+    warehouse: Annotated[
+        Path | None,
+        typer.Option(
+            "--warehouse",
+            "-w",
+            help="A new (absent or empty) warehouse folder for the demo's tables [default: DIR/warehouse].",
+            show_default=False,
+        ),
+    ] = None,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -54,12 +63,16 @@ def demo(
     holdout, and how long new events take to reach new lists.
 
     Exits 1 when the loop is broken: model lists do not beat the holdout or their CTR does not rise.
-    Writes <dir>/report/report.md with PNG charts.
+    Writes DIR/report/report.md with PNG charts; the warehouse is DIR/warehouse unless --warehouse
+    names a new one (the commands after the demo take it as --warehouse).
     """
     from recocli.lab.loop import run_loop, run_replay_loop, write_report
 
+    if warehouse is not None and warehouse.exists() and any(warehouse.iterdir()):
+        raise RecoError(f"{warehouse} is not empty: the demo fills a new warehouse, give another --warehouse")
     prepare_demo_dir(folder)
-    settings = demo_settings(folder, users, items, seed)
+    tables = (warehouse or folder / "warehouse").expanduser().resolve()
+    settings = demo_settings(folder, tables, users, items, seed)
     if data is not None:
         out.print(f"reco demo: replaying {data} in {rounds} windows after a bootstrap half → {folder}")
         result = run_replay_loop(settings, data, rounds=rounds, k=k, holdout=holdout, say=out.print)
@@ -76,6 +89,10 @@ def demo(
     verdict = result.verdict()
     print_summary(result, verdict)
     out.print(f"report: {report}")
+    out.print(
+        f"next: the demo's warehouse is {tables}: reco status -w {tables}; reco models list -w {tables}; "
+        f"reco report -w {tables}"
+    )
     if not verdict["ok"]:
         out.print(f"[bold red]demo FAILED: the loop is broken[/] ({verdict})")
         raise typer.Exit(1)
@@ -86,11 +103,12 @@ def demo(
     )
 
 
-def demo_settings(folder: Path, users: int, items: int, seed: int) -> Settings:
-    """Settings whose warehouse, landing folder and simulated world live in the demo folder."""
+def demo_settings(folder: Path, warehouse: Path, users: int, items: int, seed: int) -> Settings:
+    """Settings whose landing folder and simulated world live in the demo folder (and, by default,
+    the warehouse)."""
     base = load_settings(
         overrides={
-            "warehouse": str(folder / "warehouse"),
+            "warehouse": str(warehouse),
             "ingest.landing": str(folder / "landing"),
             "simulate.state": str(folder / "simworld"),
         }

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import err, out, print_json, print_table
@@ -113,11 +114,15 @@ def evaluate(
         raise RecoError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if data is not None and not data.exists():
         raise RecoError(f"--data folder not found: {data}")
+    if data is None:
+        Warehouse(settings.warehouse).require()
 
+    from recocli.lab.evaluate import check_models
     from recocli.lab.evaluate.source import load
 
     ks = cutoffs(settings.evaluate.k)
     chosen = chosen_models(models or DEFAULT_MODELS[protocol], per_model)
+    check_models(protocol, chosen)
     run_seed = settings.train.seed
     model_settings = settings_per_model(config, warehouse, flags, per_model)
 

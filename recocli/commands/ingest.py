@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
+from lakehouse.settings import format_duration
+from recocli.commands.options import (
+    AcceleratorOption,
+    ConfigOption,
+    JsonOption,
+    WarehouseOption,
+    default,
+    settings_from,
+)
 from recocli.console import out, print_json, print_table
 
 if TYPE_CHECKING:
@@ -47,7 +55,16 @@ def ingest(
     ] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="Spark checkpoint folder [default: <warehouse>/_checkpoints/<query name>]."),
+        typer.Option(help="Spark checkpoint folder [default: WAREHOUSE/_checkpoints/QUERY_NAME]."),
+    ] = None,
+    query_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of the streaming query: its checkpoint and the app id of its Delta commits. A "
+            "checkpoint belongs to one landing folder: give another folder its own name "
+            "[default: reco_ingest].",
+            show_default=False,
+        ),
     ] = None,
     master: Annotated[str | None, typer.Option(help=f"Spark master {default('spark.master')}.")] = None,
     train: Annotated[
@@ -58,6 +75,7 @@ def ingest(
             "process and publish a new version (as `reco train`; the first one trains a new model).",
         ),
     ] = False,
+    accelerator: AcceleratorOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Stream landed JSON lines into bronze/events, bronze/feedback and bronze/quarantine (Delta).
@@ -67,7 +85,7 @@ def ingest(
     nothing. Runs until Ctrl-C / SIGTERM (which finish the current batch and exit 0), or with
     --once until everything landed is in. Producers: write a hidden temp file, then rename it.
     """
-    from spark_jobs.ingest import run_ingest  # starts a JVM: import only when ingesting
+    from spark_jobs.ingest import check_inputs, run_ingest  # starts a JVM: import only when ingesting
 
     settings = settings_from(
         config,
@@ -78,10 +96,13 @@ def ingest(
             "ingest.max_bytes_per_batch": max_bytes_per_batch,
             "ingest.max_files_per_batch": max_files_per_batch,
             "ingest.checkpoint": checkpoint and str(checkpoint),
+            "ingest.query_name": query_name,
             "spark.master": master,
+            "train.accelerator": accelerator and accelerator.value,
         },
     )
 
+    check_inputs(settings)
     trainer = None
     if train:
         from recocli.training.incremental import TrainAfterBatch  # imports torch: only with --train
@@ -97,7 +118,7 @@ def ingest(
             train_after(trainer, report, json_output)
 
     summary = run_ingest(settings, once=once, on_start=on_start, on_batch=on_batch)
-    print_summary(summary, json_output)
+    print_summary(summary, settings, json_output)
 
 
 def train_after(trainer: TrainAfterBatch, report: BatchReport, json_output: bool) -> None:
@@ -114,17 +135,20 @@ def train_after(trainer: TrainAfterBatch, report: BatchReport, json_output: bool
 
 
 def print_start(writer: str, settings: Settings, json_output: bool) -> None:
+    from spark_jobs.sources import describe_source
+
+    source = describe_source(settings.ingest)
     if json_output:
-        print_json({"writer": writer, "warehouse": settings.warehouse, "landing": settings.ingest.landing})
+        print_json({"writer": writer, "warehouse": settings.warehouse, "source": source})
     else:
-        out.print(f"reco ingest: writer {writer}, landing {settings.ingest.landing} → {settings.warehouse}")
+        out.print(f"reco ingest: writer {writer}, {source} → {settings.warehouse}")
 
 
 def print_batch(report: BatchReport, json_output: bool) -> None:
     if json_output:
         print_json({"batch": report.as_dict()})
         return
-    lag = "-" if report.lag_s is None else f"{report.lag_s:.1f}s"
+    lag = "-" if report.lag_s is None else format_duration(report.lag_s)
     replay = "" if report.committed_now else " (already committed before a restart)"
     out.print(
         f"batch {report.batch_id}: read {report.lines_read} → events {report.events_written}, "
@@ -133,12 +157,21 @@ def print_batch(report: BatchReport, json_output: bool) -> None:
     )
 
 
-def print_summary(summary: IngestSummary, json_output: bool) -> None:
+def print_summary(summary: IngestSummary, settings: Settings, json_output: bool) -> None:
     totals = summary.totals()
     for refused in summary.refused:
         print(f"reco ingest: refused {refused.path}: {refused.reason}", file=sys.stderr)
     if json_output:
-        print_json({"summary": totals, "stopped_by_signal": summary.stopped_by_signal})
+        print_json(
+            {
+                "summary": totals,
+                "stopped_by_signal": summary.stopped_by_signal,
+                "nothing_waited": summary.nothing_waited,
+            }
+        )
+        return
+    if summary.nothing_waited:
+        out.print(f"reco ingest: nothing new in {settings.ingest.landing}, Spark not started")
         return
     print_table(
         "ingest summary",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,16 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config", "-c", help="TOML config file (see conf/reco.toml) [or $RECO_CONFIG].", show_default=False
+    ),
+]
+Accelerator = StrEnum(
+    "Accelerator", {name: name for name in ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")}
+)
+AcceleratorOption = Annotated[
+    Accelerator | None,
+    typer.Option(
+        help="Lightning accelerator for training [default: auto, or train.accelerator].",
+        show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]

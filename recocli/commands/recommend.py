@@ -59,7 +59,9 @@ def recommend(
 
     SASRec reads each user's latest events at recommend time, so clicks ingested after the model
     was trained already change the list. Users the model knows nothing about get the popular items
-    (strategy = popular). Readers take the newest run_id: a run appears whole, in one commit.
+    (strategy = popular). Every run is kept in gold/recommendations (a run appears whole, in one
+    commit); gold/latest_recommendations holds each user's newest list, also from partial runs
+    (--users, --active-since). A run with no users writes nothing.
     """
     from recocli.recommend.export import check_export_target, export_rows
     from recocli.recommend.run import Request, publish
@@ -69,6 +71,7 @@ def recommend(
         raise RecoError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     fmt = check_export_target(export, export_format, force) if export is not None else None
     settings = settings_from(config, warehouse, **{"recommend.k": k})
+    Warehouse(settings.warehouse).require()
     chosen = chosen_users(users, users_file, user)
     request = Request(
         k=settings.recommend.k,
@@ -87,10 +90,10 @@ def recommend(
     if user is not None:
         _show_user(Warehouse(settings.warehouse), result.rows, user, json_output)
         return
-    publish(settings, result)
+    written = publish(settings, result)
     if export is not None:
         export_rows(result.rows, export, fmt)
-    print_run(result, export, json_output)
+    print_run(result, export, json_output, written)
 
 
 def chosen_users(users: str | None, users_file: Path | None, user: str | None) -> list[str] | None:
@@ -105,10 +108,10 @@ def chosen_users(users: str | None, users_file: Path | None, user: str | None) -
     return chosen
 
 
-def print_run(result: RunResult, export: Path | None, json_output: bool) -> None:
+def print_run(result: RunResult, export: Path | None, json_output: bool, written: bool = True) -> None:
     """The run's id, version, user counts, rows and seconds, as JSON or one line."""
     summary = {
-        "run_id": result.run_id,
+        "run_id": result.run_id if written else None,
         "model_version": result.model_version,
         "users": result.users,
         "model_users": result.model_users,
@@ -119,6 +122,9 @@ def print_run(result: RunResult, export: Path | None, json_output: bool) -> None
     }
     if json_output:
         print_json(summary)
+        return
+    if not written:
+        out.print(f"no users to recommend for ({result.users} users): nothing written")
         return
     out.print(
         f"run {result.run_id}: {result.users} users ({result.model_users} from model "

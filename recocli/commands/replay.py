@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
-from recocli.commands.options import ConfigOption, JsonOption, default, settings_from
+from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import out, print_json
-from recocli.data.replay import load_events, parse_time
+from recocli.data.replay import iso, load_events, newest_event_time, parse_time
 from recocli.data.replay import replay as run_replay
 from recocli.progress import Bar
 
@@ -27,6 +29,18 @@ def replay(
     until: Annotated[
         str | None, typer.Option(help="Stop after the last event at or before this ISO-8601 time.")
     ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Start with the first event at or after this ISO-8601 time.")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Start at the newest event time in --warehouse's bronze/events (its events are "
+            "written again and counted as duplicates by ingest): continue an interrupted replay.",
+        ),
+    ] = False,
+    warehouse: WarehouseOption = None,
     limit: Annotated[int | None, typer.Option(min=0, help="Stop after this many events.")] = None,
     batch_events: Annotated[
         int | None, typer.Option(min=1, help=f"Most events per landing file {default('data.file_events')}.")
@@ -58,7 +72,7 @@ def replay(
     """
     settings = settings_from(
         config,
-        None,
+        warehouse,
         **{
             "ingest.landing": landing and str(landing),
             "data.file_events": batch_events,
@@ -66,10 +80,19 @@ def replay(
         },
     )
     moment = parse_time(until, "--until")
+    start = parse_time(since, "--since")
+    if resume and start is not None:
+        raise RecoError("give --since or --resume, not both")
+    if resume:
+        start = newest_event_time(Warehouse(settings.warehouse))
     events, label = load_events(source, dataset)
     if not json_output:
         pace = f"{speed:g}× real time" if speed else f"{rate:g} events/s" if rate else "unpaced"
-        out.print(f"replaying {events.num_rows} {label} events into {settings.ingest.landing}, {pace}")
+        out.print(f"replaying {label} events into {settings.ingest.landing}, {pace}")
+        if start is not None:
+            out.print(
+                f"starting at {iso(start)}" + (f" (newest event in {settings.warehouse})" if resume else "")
+            )
 
     with Bar(f"replay {label}") as bar:
         report = run_replay(
@@ -78,6 +101,7 @@ def replay(
             speed=speed,
             rate=rate,
             until=moment,
+            since=start,
             limit=limit,
             batch_events=settings.data.file_events,
             flush_every=settings.data.replay_flush,

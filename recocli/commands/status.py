@@ -78,7 +78,7 @@ def status(
 ) -> None:
     """List the warehouse's Delta tables (version, rows, last commit) and files landed but not ingested."""
     settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
-    report = warehouse_status(Warehouse(settings.warehouse), settings.ingest.landing)
+    report = warehouse_status(Warehouse(settings.warehouse).require(), settings.ingest.landing)
     if json_output:
         print_json(report)
         return

@@ -9,6 +9,7 @@ import typer
 from lakehouse.errors import BusyError
 from recocli.commands.options import (
     DEFAULTS,
+    AcceleratorOption,
     ConfigOption,
     JsonOption,
     WarehouseOption,
@@ -55,6 +56,7 @@ def train(
             f"{DEFAULTS.train.sasrec.epochs} / {DEFAULTS.train.mf.epochs}].",
         ),
     ] = None,
+    accelerator: AcceleratorOption = None,
     devices: Annotated[
         str | None,
         typer.Option(help=f"Lightning devices: auto, a count or a list like 0,1 {default('train.devices')}."),
@@ -81,7 +83,12 @@ def train(
     """
     from recocli.training.incremental import WarehouseTrainer  # imports torch: only when training
 
-    flags = {"model.kind": model, "train.devices": devices, "train.strategy": strategy}
+    flags = {
+        "model.kind": model,
+        "train.accelerator": accelerator and accelerator.value,
+        "train.devices": devices,
+        "train.strategy": strategy,
+    }
     settings = settings_from(config, warehouse, **flags)
     if epochs is not None:  # the epochs of the kind being trained
         settings = settings_from(

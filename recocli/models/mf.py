@@ -118,7 +118,7 @@ class MF(Recommender):
             logits = self.user_vectors(users[pos], hist) @ self.item_vec.T + self.item_bias  # [P, I]
             ce = F.cross_entropy(logits, items[pos], reduction="none")
             loss = (ce * weights[pos]).sum() / weights[pos].sum().clamp_min(1e-6)
-            self.log("train_loss", loss, prog_bar=True, batch_size=len(users))
+            self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(users))
             return loss
         logits = self.pair_logits(users, items, histories)
         observed = F.binary_cross_entropy_with_logits(logits, labels.float(), weight=weights, reduction="sum")
@@ -131,5 +131,5 @@ class MF(Recommender):
             hist = None if histories is None else histories[positive]
             neg_logits = self.pair_logits(pos_users, sampled, hist)  # [P, k]
             loss = loss + F.binary_cross_entropy_with_logits(neg_logits, torch.zeros_like(neg_logits))
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(users))
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(users))
         return loss

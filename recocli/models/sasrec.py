@@ -121,5 +121,5 @@ class SASRec(Recommender):
             logits, labels = h @ items.T, targets  # [M, I]
         ce = F.cross_entropy(logits.float(), labels, reduction="none")
         loss = (ce * weights).sum() / weights.sum().clamp_min(1e-6)
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(targets))
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(targets))
         return loss

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -132,9 +133,15 @@ def _check_shapes(kind: str, cfg: SASRecSettings | MFSettings, vocabs: Vocabs, s
 
 
 def publish_version(
-    registry: ModelRegistry, model: Recommender, vocabs: Vocabs, metadata: dict[str, Any], parent: int | None
+    registry: ModelRegistry,
+    model: Recommender,
+    vocabs: Vocabs,
+    metadata: dict[str, Any],
+    parent: int | None,
+    training_log: Path | None = None,
 ) -> int:
-    """Publish a model and its vocabularies as the next version; returns its number."""
+    """Publish a model and its vocabularies (and its training log folder) as the next version;
+    returns its number."""
     sizes = {"kind": model.kind, "n_users": model.n_users, "n_items": model.n_items}
     tables = {"users": vocabs.users.to_arrow(), "items": vocabs.items.to_arrow()}
-    return registry.publish(model.state_dict(), tables, {**metadata, **sizes}, parent)
+    return registry.publish(model.state_dict(), tables, {**metadata, **sizes}, parent, training_log)

@@ -216,9 +216,10 @@ def _gold(rows: pa.Table, run_id: str) -> pa.Table:
     return rows.select(RECOMMENDATIONS.names).cast(RECOMMENDATIONS)
 
 
-def publish(settings: Settings, result: RunResult) -> None:
-    """One commit: readers see the whole run or none of it."""
-    write_run(Warehouse(settings.warehouse), result.rows)
+def publish(settings: Settings, result: RunResult) -> bool:
+    """One commit to the history (readers see the whole run or none of it), then one that makes the
+    lists their users' latest. A run with no rows commits nothing: returns False."""
+    return write_run(Warehouse(settings.warehouse), result.rows)
 
 
 def _model_rows(users: pa.Array, top: TopK, item_ids: pa.Array, version: int) -> pa.Table:

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -22,6 +23,8 @@ import pyarrow as pa
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers.tensorboard import _TENSORBOARD_AVAILABLE
 
 from lakehouse.errors import RecoError
 from recocli.config import ModelKind, Settings, TrainSettings
@@ -49,7 +52,12 @@ def quiet_lightning() -> None:
     """Lightning's info lines and known-harmless warnings would drown the command's own output."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*GPU available but not used.*"):
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*LeafSpec.*",
+        ".*GPU available but not used.*",
+        ".*smaller than the logging interval.*",
+    ):
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -87,8 +95,10 @@ def make_trainer(
     callbacks: list[Callback] | None = None,
     progress: bool = False,
     validate: bool = False,
+    log_dir: Path | None = None,
 ) -> L.Trainer:
-    """A Trainer with the configured accelerator/devices/strategy, bf16 mixed precision on GPU."""
+    """A Trainer with the configured accelerator/devices/strategy, bf16 mixed precision on GPU.
+    `log_dir`: where every epoch's losses and metrics are logged (CSV, and TensorBoard when installed)."""
     quiet_lightning()
     torch.set_num_threads(train.threads if train.threads > 0 else os.cpu_count() or 1)
     precision = train.precision
@@ -103,7 +113,7 @@ def make_trainer(
     if progress:
         callbacks.append(RichProgressBar(leave=False))
     try:
-        return _trainer(train, strategy, precision, max_epochs, callbacks, progress, validate)
+        return _trainer(train, strategy, precision, max_epochs, callbacks, progress, validate, log_dir)
     except (MisconfigurationException, ValueError, RuntimeError) as exc:
         raise RecoError(
             f"cannot train with accelerator={train.accelerator} devices={train.devices} "
@@ -119,6 +129,7 @@ def _trainer(
     callbacks: list[Callback],
     progress: bool,
     validate: bool,
+    log_dir: Path | None,
 ) -> L.Trainer:
     return L.Trainer(
         accelerator=train.accelerator,
@@ -127,13 +138,22 @@ def _trainer(
         precision=precision,
         max_epochs=max_epochs,
         callbacks=callbacks,
-        logger=False,
+        logger=epoch_loggers(log_dir) if log_dir is not None else False,
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress,
         num_sanity_val_steps=0,
         limit_val_batches=None if validate else 0,
     )
+
+
+def epoch_loggers(log_dir: Path) -> list[Logger]:
+    """A CSV log of every epoch (`metrics.csv`: epoch, step, train_loss, val_hr10, val_ndcg10) in
+    `log_dir`, and TensorBoard's event files beside it when tensorboard is installed."""
+    loggers: list[Logger] = [CSVLogger(log_dir, name="", version="")]
+    if _TENSORBOARD_AVAILABLE:
+        loggers.append(TensorBoardLogger(log_dir, name="", version="tensorboard", default_hp_metric=False))
+    return loggers
 
 
 def device_name(trainer: L.Trainer) -> str:
@@ -217,6 +237,7 @@ def fit_full(
     seed: int | None = None,
     val: bool = True,
     progress: bool | None = None,
+    log_dir: Path | None = None,
 ) -> tuple[Recommender, Vocabs, dict]:
     """Train a new model on `interactions`, with validation and early stopping when `val`.
 
@@ -244,7 +265,9 @@ def fit_full(
     if val_batch is not None:
         callbacks = [EarlyStopping("val_hr10", mode="max", patience=train.patience), keep]
     show = _show_progress() if progress is None else progress
-    trainer = make_trainer(train, fit.epochs, callbacks, show, validate=val_batch is not None)
+    trainer = make_trainer(
+        train, fit.epochs, callbacks, show, validate=val_batch is not None, log_dir=log_dir
+    )
     model.train()
     trainer.fit(model, datamodule=data)
     model.cpu().eval()
@@ -342,6 +365,7 @@ def fine_tune(
     settings: Settings,
     seed: int | None = None,
     report: dict | None = None,
+    log_dir: Path | None = None,
 ) -> Recommender:
     """Learn from new interactions, in place: admit new ids, grow the tables, train a few passes
     at the small fine-tune lr on the new rows plus replay, remember the new positives.
@@ -378,7 +402,7 @@ def fine_tune(
     data = concat_examples(parts)
     metrics["examples"] = len(data[0]) if data else 0
     if data:
-        metrics.update(_fine_tune_passes(model, data, train, seed))
+        metrics.update(_fine_tune_passes(model, data, train, seed, log_dir))
     positives = sort_by_user_time(positives)
     model.remember(positives.users, positives.items, positives.ts, positives.weights)
     metrics["seconds"] = round(time.perf_counter() - started, 3)
@@ -403,12 +427,14 @@ def _replay(
     return encode(replay_interactions, vocabs)
 
 
-def _fine_tune_passes(model: Recommender, data: Batch, train: TrainSettings, seed: int) -> dict[str, Any]:
+def _fine_tune_passes(
+    model: Recommender, data: Batch, train: TrainSettings, seed: int, log_dir: Path | None = None
+) -> dict[str, Any]:
     """A few passes at the fine-tune lr over `data`, fresh rows at their own lr scale; the model
     ends on the CPU in eval mode. Returns the last train loss and the device."""
     model.lr, model.weight_decay = train.finetune_lr, train.of(model.kind).weight_decay
     model.fresh_lr_scale = train.new_row_lr_scale
-    trainer = make_trainer(train, train.finetune_epochs, progress=False)
+    trainer = make_trainer(train, train.finetune_epochs, progress=False, log_dir=log_dir)
     model.train()
     try:
         batch_size = max(train.finetune_batch_size, -(-len(data[0]) // max(train.finetune_steps, 1)))

@@ -12,10 +12,12 @@ rerun trains on the same rows: none skipped, none consumed twice by published ve
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -92,6 +94,7 @@ class WarehouseTrainer:
 
     def run(self, full: bool = False) -> TrainResult:
         """One training pass under the warehouse's train lock (BusyError when another holds it)."""
+        self.warehouse.require()  # before the lock, whose file would create it
         with train_lock(self.warehouse):
             return self._run(full)
 
@@ -130,12 +133,15 @@ class WarehouseTrainer:
         self.say(
             f"full training of {kind} on {interactions.num_rows:,} interactions ({_versions_text(pinned)})"
         )
-        model, vocabs, metrics = fit_full(kind, interactions, self.settings, progress=self.progress)
-        consumed = {name: [0, v] if v >= 0 else None for name, v in pinned.items()}
-        config = {"model": model_config(model), "train": self._train_config(kind)}
-        meta = self._metadata("full", config, pinned, consumed, rows, interactions, metrics)
-        meta["replaces"] = latest
-        version = publish_version(self.registry, model, vocabs, meta, parent=None)
+        with tempfile.TemporaryDirectory(prefix="reco-training-log-") as log:
+            model, vocabs, metrics = fit_full(
+                kind, interactions, self.settings, progress=self.progress, log_dir=Path(log)
+            )
+            consumed = {name: [0, v] if v >= 0 else None for name, v in pinned.items()}
+            config = {"model": model_config(model), "train": self._train_config(kind)}
+            meta = self._metadata("full", config, pinned, consumed, rows, interactions, metrics)
+            meta["replaces"] = latest
+            version = publish_version(self.registry, model, vocabs, meta, parent=None, training_log=Path(log))
         self._current = ModelVersion(version, model, vocabs, {**meta, "version": version})
         return TrainResult(
             "full",
@@ -187,19 +193,27 @@ class WarehouseTrainer:
         current = self._load(latest)
         self.say(f"fine-tuning v{latest} on {interactions.num_rows:,} new interactions")
         report: dict[str, Any] = {}
-        try:
-            fine_tune(current.model, current.vocabs, interactions, None, self.settings, report=report)
-        except BaseException:
-            self._current = None  # half-trained in memory: reload from the registry next time
-            raise
-        meta = self._metadata(
-            "incremental", self._finetune_config(current), pinned, consumed, rows, interactions, report
-        )
-        try:
-            version = publish_version(self.registry, current.model, current.vocabs, meta, parent=latest)
-        except BaseException:
-            self._current = None
-            raise
+        with tempfile.TemporaryDirectory(prefix="reco-training-log-") as log:
+            try:
+                fine_tune(
+                    current.model, current.vocabs, interactions, None, self.settings, report=report,
+                    log_dir=Path(log),
+                )  # fmt: skip
+                meta = self._metadata(
+                    "incremental",
+                    self._finetune_config(current),
+                    pinned,
+                    consumed,
+                    rows,
+                    interactions,
+                    report,
+                )
+                version = publish_version(
+                    self.registry, current.model, current.vocabs, meta, parent=latest, training_log=Path(log)
+                )
+            except BaseException:
+                self._current = None  # half-trained in memory: reload from the registry next time
+                raise
         self._current = ModelVersion(version, current.model, current.vocabs, {**meta, "version": version})
         return TrainResult(
             "incremental", version, latest, pinned, rows, interactions.num_rows,

@@ -17,12 +17,12 @@ from helpers import Process, event, reco_cmd, run_reco
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.landing import write_landing_file
-from lakehouse.recommendations import read_run, run_ids
+from lakehouse.recommendations import read_latest, read_run, run_ids
 from lakehouse.registry import ModelRegistry
 from recocli.config import load_settings
 from recocli.data.synthetic import World, generate_lines
 from recocli.recommend.bronze import interactions as read_interactions
-from recocli.recommend.run import Request, in_holdout, recommend
+from recocli.recommend.run import Request, in_holdout, publish, recommend
 from recocli.training.incremental import WarehouseTrainer
 from spark_jobs.ingest import run_ingest
 
@@ -308,3 +308,35 @@ def test_cli_holdout_serves_the_popular_list_to_its_share(trained):
     held = {u for u in newest if in_holdout(u, 0.3)}
     assert 5 < len(held) < 35 and json.loads(done.stdout)["popular_users"] == len(held)
     assert all({r["strategy"] for r in newest[u]} == {"popular"} for u in held)
+
+
+def test_latest_lists_survive_partial_runs_and_an_empty_run_commits_nothing(trained, tmp_path):
+    root, settings = trained
+    settings = dataclasses.replace(settings, warehouse=str(tmp_path / "warehouse"))
+    shutil.copytree(root / "warehouse", settings.warehouse)
+    warehouse = Warehouse(settings.warehouse)
+    full = recommend(settings, Request(k=5))
+    assert publish(settings, full)
+    partial = recommend(settings, Request(k=3, users=["u1", "u2"]))
+    assert publish(settings, partial)
+    assert read_run(warehouse)["user_id"].unique().to_pylist() == ["u1", "u2"], "history keeps the run"
+    latest = read_latest(warehouse)
+    by_user = _lists(latest)
+    assert len(by_user) == WORLD.users, "a partial run hides no other user's list"
+    for user, rows in by_user.items():
+        run = partial if user in ("u1", "u2") else full
+        assert [r["rank"] for r in rows] == list(range(1, (3 if run is partial else 5) + 1))
+        assert {r["run_id"] for r in rows} == {run.run_id}
+        assert [r["item_id"] for r in rows] == [r["item_id"] for r in _lists(run.rows)[user]]
+        assert all(r["rec_id"] == f"{run.run_id}/{user}" and r["model_version"] == 1 for r in rows)
+    versions = {
+        spec.name: delta.current_version(warehouse.uri(spec))
+        for spec in (catalog.RECOMMENDATIONS, catalog.LATEST_RECOMMENDATIONS)
+    }
+    nobody = run_reco("recommend", "-w", settings.warehouse, "--active-since", "1s")
+    assert nobody.returncode == 0 and "nothing written" in nobody.stdout, nobody.stderr
+    after = {
+        spec.name: delta.current_version(warehouse.uri(spec))
+        for spec in (catalog.RECOMMENDATIONS, catalog.LATEST_RECOMMENDATIONS)
+    }
+    assert after == versions, "an empty run commits nothing"

@@ -46,6 +46,7 @@ def setup(tmp_path):
     """A warehouse folder, a tiny-model config file, and 900 generated events to commit."""
     conf = tmp_path / "tiny.toml"
     conf.write_text(TINY)
+    (tmp_path / "warehouse").mkdir()
     return tmp_path / "warehouse", conf, events(900, seed=11)
 
 
@@ -240,3 +241,28 @@ def test_ingest_train_fine_tunes_after_each_batch_and_consumes_every_row_once(sp
     registry = ModelRegistry(warehouse)
     feedback_rows = sum(registry.metadata(v)["rows"][catalog.FEEDBACK.name] for v in lineage(registry))
     assert feedback_rows == delta.read_table(Warehouse(warehouse).uri(catalog.FEEDBACK)).num_rows > 0
+
+
+def test_every_version_keeps_its_training_curve_checksummed_and_models_show_summarises_it(setup):
+    warehouse, conf, data = setup
+    w, c = ("-w", str(warehouse)), ("-c", str(conf))
+    commit_events(warehouse, data.slice(0, 600), 0)
+    validated = {"RECO_TRAIN_SASREC_VAL_USERS": "50"}
+    first = run_reco("train", "--full", "--accelerator", "cpu", "--epochs", "3", *w, *c, env=validated)
+    assert first.returncode == 0 and "device: cpu" in first.stdout, first.stderr
+    commit_events(warehouse, data.slice(600, 300), 1)
+    assert run_reco("train", "--accelerator", "cpu", *w, *c).returncode == 0
+    registry = ModelRegistry(warehouse)
+    full, tuned = registry.training_curve(1), registry.training_curve(2)
+    assert [e["epoch"] for e in full] == list(range(registry.metadata(1)["metrics"]["epochs"]))
+    assert all("train_loss" in e and "val_hr10" in e for e in full)
+    assert full[-1]["train_loss"] < full[0]["train_loss"]
+    assert [e["epoch"] for e in tuned] == [0, 1, 2], "the fine-tune's finetune_epochs"
+    assert "training_log/metrics.csv" in registry.metadata(2)["files"]
+    shown = run_reco("models", "show", "1", *w)
+    assert shown.returncode == 0 and "curve.epochs" in shown.stdout and "curve.val_hr10" in shown.stdout
+    with open(registry.path(1) / "training_log" / "metrics.csv", "a") as log:
+        log.write("9,9,0.0,0.0,0.0\n")
+    tampered = run_reco("models", "show", "1", *w)
+    assert tampered.returncode == 2 and "metrics.csv does not match its checksum" in tampered.stderr
+    assert run_reco("train", "--accelerator", "abacus", *w, *c).returncode == 2

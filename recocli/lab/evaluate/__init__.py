@@ -8,3 +8,21 @@ Spark MLlib ALS lives in spark_jobs.als and is imported only when asked for (no 
 """
 
 from __future__ import annotations
+
+from lakehouse.errors import RecoError
+
+# What each protocol can compare: our model kinds and the peers (prior: the recency prior alone).
+PEERS = {"loo": ("pop", "als", "prior"), "prequential": ("pop",)}
+
+
+def check_models(protocol: str, models: list[str]) -> None:
+    """Every name a model the protocol runs: checked before any data is read or model trained."""
+    from recocli.models import KINDS
+
+    for name in models:
+        if name == "als" and protocol != "loo":
+            raise RecoError("als runs in --protocol loo only (a Spark refit per window is no real-time peer)")
+        if name not in (*KINDS, *PEERS[protocol]):
+            raise RecoError(
+                f"unknown model {name!r}: --protocol {protocol} runs {', '.join((*KINDS, *PEERS[protocol]))}"
+            )

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from lakehouse.errors import RecoError
 from recocli.config import Settings
-from recocli.lab.evaluate import metrics
+from recocli.lab.evaluate import check_models, metrics
 from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
 from recocli.lab.evaluate.source import Source, rating_values
 from recocli.lab.evaluate.split import LooSplit, loo_split
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
     from spark_jobs.als import Factors
 
-PEERS = ("pop", "als", "prior")
 BATCH_USERS = 1024
 PRIOR_CACHE_FLOATS = 100_000_000  # per stage: 400 MB of cached priors at most
 Scorer = Callable[[list[str], pa.Table], Tensor]  # (users, history) → scores [B, catalog]
@@ -190,6 +189,7 @@ def run_loo(
     """Train and score each of `models` (sasrec, mf, als, pop) on one leave-last-out split.
 
     `model_settings`: settings for some models (their own training config), else `settings`."""
+    check_models("loo", models)
     started = time.perf_counter()
     split = loo_split(source.interactions)
     if split.test.num_rows == 0:
@@ -234,10 +234,8 @@ def run_loo(
                 return to_catalog(score_users(model, vocabs, history, users)[0], index)
 
             result.details.setdefault("training", {})[name] = fit_metrics
-        elif name == "als":
+        else:  # als (check_models allowed nothing else)
             scorer = _als_scorer(split, source.ratings, catalog, val_stage, settings, seed, result, log)
-        else:
-            raise RecoError(f"unknown model {name!r}: choose from {', '.join([*KINDS, *PEERS])}")
         result.seconds[name] = round(time.perf_counter() - clock, 3)
         if name in KINDS:
             _blended_rows(name, scorer, stages, own, result, log)

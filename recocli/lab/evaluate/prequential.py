@@ -38,7 +38,7 @@ from torch import Tensor
 
 from lakehouse.errors import RecoError
 from recocli.config import Settings
-from recocli.lab.evaluate import metrics
+from recocli.lab.evaluate import check_models, metrics
 from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
 from recocli.lab.evaluate.source import Source
 from recocli.lab.evaluate.split import bootstrap_cut, prequential_windows, validation_windows
@@ -277,11 +277,7 @@ def run_prequential(
     started = time.perf_counter()
     cfg = settings.evaluate
     kinds = [m for m in models if m in KINDS]
-    unknown = [m for m in models if m not in (*KINDS, "pop", "als")]
-    if unknown:
-        raise RecoError(f"unknown model {unknown[0]!r}: prequential runs {', '.join(KINDS)} and pop")
-    if "als" in models:
-        raise RecoError("als runs in --protocol loo only (a Spark refit per window is no real-time peer)")
+    check_models("prequential", models)
     if cfg.retrain_every < 1:
         raise RecoError("--retrain-every must be at least 1")
     popular_s = cfg.popular_window

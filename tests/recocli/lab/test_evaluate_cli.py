@@ -139,3 +139,13 @@ def test_bronze_tables_give_the_same_numbers_as_the_folder(movielens, tmp_path):
     from_folder = run_loo(load(settings, movielens), settings, ["pop"], (10,), seed=0).as_dict()
     assert from_bronze["models"] == from_folder["models"]
     assert from_bronze["data"] == from_folder["data"]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "models"), [("loo", "pop,sasrek"), ("prequential", "pop,mff"), ("prequential", "pop,als")]
+)
+def test_a_misspelt_model_fails_before_any_data_is_read_or_model_trained(movielens, protocol, models):
+    done = reco("evaluate", "--data", str(movielens), "--protocol", protocol, "--models", models)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "interactions" not in done.stderr and "training" not in done.stderr, "work ran before the check"
+    assert len(done.stderr.strip().splitlines()) == 1

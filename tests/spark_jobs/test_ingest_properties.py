@@ -9,12 +9,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from helpers import event, table
+from helpers import assert_readable_everywhere, event, table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lakehouse import catalog
-from lakehouse.catalog import Warehouse
 from lakehouse.landing import safe_name
 from recocli.config import load_settings
 from spark_jobs.ingest import run_ingest
@@ -82,20 +81,4 @@ def test_every_line_is_accounted_for_once_and_tables_stay_readable(spark, files)
                 == m["events_written"] + m["feedback_written"] + m["quarantined"] + m["duplicates"]
             )
         assert sorted(table(warehouse, catalog.EVENTS)["event_id"].to_pylist()) == sorted(good)
-        _readable_everywhere(warehouse)
-
-
-def _readable_everywhere(warehouse: Path) -> None:
-    import duckdb
-    import duckdb_extension_delta
-    import polars as pl
-    from deltalake import DeltaTable
-
-    extension = next(Path(duckdb_extension_delta.__path__[0]).rglob("delta.duckdb_extension"))
-    con = duckdb.connect()
-    con.sql(f"LOAD '{extension}'")
-    for spec in (catalog.EVENTS, catalog.QUARANTINE, catalog.INGEST_METRICS):
-        uri = Warehouse(warehouse).uri(spec)
-        rows = DeltaTable(uri).to_pyarrow_table().to_pylist()
-        assert pl.read_delta(uri).height == len(rows)
-        assert con.sql(f"SELECT count(*) FROM delta_scan('{uri}')").fetchone()[0] == len(rows)
+        assert_readable_everywhere(warehouse)

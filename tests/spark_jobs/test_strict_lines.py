@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import event, line, table
+from helpers import assert_readable_everywhere, event, line, table
 
 from lakehouse import catalog
-from lakehouse.catalog import Warehouse
 from recocli.config import load_settings
 from spark_jobs.ingest import run_ingest
 
@@ -86,17 +85,5 @@ def test_ids_are_kept_as_written_and_may_start_with_brackets(ingested):
 
 def test_every_table_stays_readable_by_polars_duckdb_and_pyarrow(ingested):
     warehouse, _ = ingested
-    import duckdb
-    import duckdb_extension_delta
-    import polars as pl
-    from deltalake import DeltaTable
-
-    extension = next(Path(duckdb_extension_delta.__path__[0]).rglob("delta.duckdb_extension"))
-    con = duckdb.connect()
-    con.sql(f"LOAD '{extension}'")
-    for spec in (catalog.EVENTS, catalog.QUARANTINE, catalog.INGEST_METRICS):
-        uri = Warehouse(warehouse).uri(spec)
-        rows = DeltaTable(uri).to_pyarrow_table().to_pylist()
-        assert pl.read_delta(uri).height == len(rows)
-        assert con.sql(f"SELECT count(*) FROM delta_scan('{uri}')").fetchone()[0] == len(rows)
+    for rows in assert_readable_everywhere(warehouse):
         json.dumps(rows, default=str)

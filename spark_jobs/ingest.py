@@ -334,7 +334,7 @@ def run_ingest(
         stream = (
             stream.trigger(availableNow=True)
             if once
-            else stream.trigger(processingTime=f"{interval} seconds")
+            else stream.trigger(processingTime=f"{float(interval)} seconds")
         )
         if not stop.is_set():
             prepare()

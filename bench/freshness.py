@@ -91,7 +91,7 @@ def main() -> int:
     )
     write_landing_file(landing, "events", "history.jsonl", lines["events"])
 
-    env = {**os.environ, "RECO_TRAIN_EPOCHS": "10"}
+    env = {**os.environ, "RECO_TRAIN_SASREC_EPOCHS": "10", "RECO_TRAIN_MF_EPOCHS": "10"}
     cmd = [
         sys.executable,
         "-m",

@@ -28,13 +28,13 @@ from pathlib import Path
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.contracts import CONTRACTS
 from lakehouse.landing import landing_dirs, write_landing_file
 from recocli.config import load_settings
 from recocli.console import print_table
 from recocli.data.synthetic import generate_lines
 from spark_jobs.ingest import run_ingest
 from spark_jobs.session import build_session
-from spark_jobs.validate import CONTRACTS
 
 TARGET_EVENTS_PER_S = 100_000
 TARGET_RATIO = 0.8

@@ -21,7 +21,6 @@ client runs in this process, so it shares the machine's cores with the server.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import queue
@@ -47,8 +46,9 @@ from recocli.config import load_settings
 from recocli.console import print_table
 from recocli.data.movielens import detect, read_ratings
 from recocli.models import build_model
-from recocli.models.store import publish_version
+from recocli.models.store import model_config, publish_version
 from recocli.models.vocab import Vocabs, Vocabulary
+from recocli.recommend.ranker import Ranker
 
 MOVIELENS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "movielens" / "ml-latest-small"
 TOKEN = "bench-token"
@@ -72,12 +72,12 @@ def prepare(root: Path, data: Path) -> list[str]:
         rows = rows.append_column(name, column)
     delta.append_once(warehouse.uri(catalog.EVENTS), catalog.EVENTS, rows, "bench", 0)
     settings = load_settings(env={}, overrides={"warehouse": str(warehouse.root)})
-    cfg = dataclasses.replace(settings.model, kind="sasrec")
     users = sorted(set(rows["user_id"].to_pylist()))
     vocabs = Vocabs(Vocabulary(users), Vocabulary(sorted(set(rows["item_id"].to_pylist()))))
-    model = build_model("sasrec", len(vocabs.users), len(vocabs.items), cfg)
-    meta = {"config": {"model": dataclasses.asdict(cfg)}}
-    publish_version(ModelRegistry(warehouse), model, vocabs, meta, parent=None)
+    model = build_model("sasrec", len(vocabs.users), len(vocabs.items), settings.model.sasrec)
+    ranker = Ranker.new(model, vocabs, settings.rank).state
+    meta = {"config": {"model": model_config(model)}}
+    publish_version(ModelRegistry(warehouse), model, vocabs, meta, parent=None, ranker=ranker)
     return users
 
 

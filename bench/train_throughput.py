@@ -67,7 +67,7 @@ def main() -> int:
     for kind in args.kinds.split(","):
         # Full training: fixed passes (an epoch = one pass), validation off.
         full = copy.deepcopy(settings)
-        full.train.epochs, full.train.min_epoch_steps = args.passes, 1
+        full.train.of(kind).epochs, full.train.min_epoch_steps = args.passes, 1
         started = time.perf_counter()
         model, vocabs, metrics = fit_full(kind, head, full, val=False, progress=False)
         seconds = time.perf_counter() - started

@@ -7,7 +7,9 @@ JSON object at the door of `reco serve` (no JVM). A test compares the two on the
 Checks run in this order and the first failure is the reason: oversize, malformed_json,
 missing_field:<name>, bad_type:<name>, unknown_event_type, bad_timestamp. A value is checked as
 the text Spark's JSON reader gives it: ids may be strings or numbers (a number keeps its text),
-an object or array in a string field is bad_type.
+an object or array in a string field is bad_type (a string starting with { or [ is not), and the
+strings "NaN"/"Infinity" are no numbers. Ingest also refuses lines that are not UTF-8 (bad_encoding)
+or not strict RFC 8259 JSON (malformed_json): a caller parses strictly before validate_record.
 """
 
 from __future__ import annotations
@@ -149,11 +151,12 @@ def _zone(text: str | None) -> timezone:
 
 def _bad_type(value: Any, text: str, kind: str) -> bool:
     if kind == STRING:
-        return text.lstrip(" ").startswith(("{", "["))
+        return isinstance(value, (dict, list))  # a string may start with { or [ ("[bot] crawler")
     if kind == MAP:
         return not isinstance(value, dict)
     if kind == DOUBLE:
-        return _number(text) is None
+        number = _number(text)
+        return number is None or not math.isfinite(number)  # the strings "NaN", "Infinity" are not numbers
     if kind in _INT_RANGES:
         return _integer(text, kind) is None
     return False

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,7 +16,7 @@ import pyarrow.fs as pa_fs
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from lakehouse.catalog import TableSpec
+from lakehouse.catalog import ALL_TABLES, TableSpec, Warehouse
 from lakehouse.errors import RecoError
 
 # Change data feed lets downstream readers (training's cursor, Spark) ask "what was added since v".
@@ -42,6 +43,16 @@ def ensure_table(uri: str, spec: TableSpec) -> DeltaTable:
             configuration=TABLE_CONFIG,
         )
     return table
+
+
+def create_tables(warehouse: Warehouse) -> list[str]:
+    """Every table of the catalog, empty where it is not there yet; the names of those created."""
+    created = []
+    for spec in ALL_TABLES:
+        if open_table(warehouse.uri(spec)) is None:
+            ensure_table(warehouse.uri(spec), spec)
+            created.append(spec.name)
+    return created
 
 
 def conform(data: pa.Table, spec: TableSpec) -> pa.Table:
@@ -75,8 +86,11 @@ def committed_version(uri: str, app_id: str) -> int | None:
     return None if table is None else table.transaction_version(app_id)
 
 
-def read_table(uri: str, columns: list[str] | None = None, filters: list | None = None) -> pa.Table | None:
-    """The current snapshot as Arrow (None when the table does not exist)."""
+def read_table(
+    uri: str, columns: list[str] | None = None, filters: list | pa_ds.Expression | None = None
+) -> pa.Table | None:
+    """The current snapshot as Arrow (None when the table does not exist). `filters` (DNF tuples or an
+    Arrow expression) prune files by partition and statistics, then select the rows exactly."""
     table = open_table(uri)
     if table is None:
         return None
@@ -146,13 +160,28 @@ def commit_of(uri: str, app_id: str, txn_version: int) -> int | None:
 
 def read_table_less_commit(uri: str, version: int, columns: list[str] | None = None) -> pa.Table:
     """The current snapshot less the files that the (append) commit at `version` added."""
-    added = {_file_name(u) for u in DeltaTable(uri, version=version).file_uris()}
-    added -= {_file_name(u) for u in DeltaTable(uri, version=version - 1).file_uris()}
-    dataset = DeltaTable(uri).to_pyarrow_dataset(filesystem=arrow_file_system(uri))
-    kept = [f for f in dataset.get_fragments() if _file_name(f.path) not in added]
-    return pa_ds.FileSystemDataset(kept, dataset.schema, dataset.format, dataset.filesystem).to_table(
-        columns=columns
-    )
+    return read_partitions(uri, columns=columns, less_commit=version)
+
+
+def read_partitions(
+    uri: str,
+    where: list[tuple[str, str, Any]] | None = None,
+    columns: list[str] | None = None,
+    less_commit: int | None = None,
+) -> pa.Table:
+    """The rows of the files whose partition values pass `where` (tuple filters on partition columns,
+    e.g. [("event_date", "in", dates)]: other files are never opened); with `less_commit`, less the
+    files that the (append) commit at that version added. An absent table reads as no rows."""
+    table = open_table(uri)
+    if table is None:
+        return pa.table({name: pa.array([], pa.string()) for name in columns or []})
+    dataset = table.to_pyarrow_dataset(file_pruning_predicate=where, filesystem=arrow_file_system(uri))
+    if less_commit is not None:
+        added = {_file_name(u) for u in DeltaTable(uri, version=less_commit).file_uris()}
+        added -= {_file_name(u) for u in DeltaTable(uri, version=less_commit - 1).file_uris()}
+        kept = [f for f in dataset.get_fragments() if _file_name(f.path) not in added]
+        dataset = pa_ds.FileSystemDataset(kept, dataset.schema, dataset.format, dataset.filesystem)
+    return dataset.to_table(columns=columns)
 
 
 def _file_name(path: str) -> str:

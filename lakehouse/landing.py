@@ -1,9 +1,11 @@
 """The landing folder contract: JSON lines under <landing>/events/ and <landing>/feedback/.
 
 Producers write a hidden temporary file (leading dot, which Spark ignores) and rename it into place,
-so a file is only ever seen whole. <landing>/served/ holds the lists `reco serve` showed (one JSON
-object per list: rec_id, user_id, model_version, strategy, served_at, items), which ingest does not
-read and `reco report` joins feedback to.
+so a file is only ever seen whole. Only regular files directly in those folders are read; what Spark
+cannot read safely is renamed or set aside by `prepare_landing` before Spark lists the folder
+(docs/ingest.md, "Inputs: what ingest accepts and refuses"). <landing>/served/ holds the lists
+`reco serve` showed (one JSON object per list: rec_id, user_id, model_version, strategy, served_at,
+items), which ingest does not read and `reco report` joins feedback to.
 """
 
 from __future__ import annotations
@@ -11,13 +13,33 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from lakehouse.errors import RecoError
+from lakehouse.files import atomic_file
+
 KINDS = ("events", "feedback")
+# Spark's file source takes a file's path as a glob (? * [ ] { } \\) and as a URI (a ':' fails with
+# "Relative path in absolute URI"): such characters are percent-encoded in the name before Spark sees it.
+UNSAFE_NAME_CHARS = "?*[]{}\\:"
+REFUSED = "_refused"  # an underscore folder: Spark and landed_files skip it
+LINK = "symbolic link (not followed)"
+FOLDER = "folder (only files directly in events/ are read)"
+CLASH = "its safe name is taken by another file"
+BLANK_CHECK_BYTES = 65_536
+
+
+@dataclass(frozen=True)
+class Refused:
+    path: Path
+    reason: str
+
+
 SERVED = "served"
 SERVED_SCHEMA = pa.schema(
     [
@@ -34,29 +56,100 @@ def landing_dirs(landing: str | Path) -> dict[str, Path]:
     return {kind: root / kind for kind in KINDS}
 
 
+def require_landing(landing: str | Path) -> Path:
+    """The landing folder, when it exists: reading from a mistyped one must fail (exit 2) rather than
+    create it and report nothing to do. Creating it is explicit (`reco init`)."""
+    root = Path(landing).expanduser().resolve()
+    if not root.is_dir():
+        raise RecoError(
+            f"no landing folder at {root}: give the right --landing, or create it with "
+            f"`reco init --landing {root}`"
+        )
+    return root
+
+
+def create_landing(landing: str | Path) -> list[Path]:
+    """The landing folder and its events/ and feedback/ folders (kept when there)."""
+    folders = list(landing_dirs(landing).values())
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
 def write_landing_file(landing: str | Path, kind: str, name: str, records: Iterable[dict | str]) -> Path:
     """Write records as one JSON-lines file, atomically (temp file, fsync, rename). `kind`: one of
     KINDS, or SERVED."""
     folder = landing_dirs(landing)[kind] if kind in KINDS else served_dir(landing)
     folder.mkdir(parents=True, exist_ok=True)
-    final, temp = folder / name, folder / f".{name}.tmp"
-    with open(temp, "w", encoding="utf-8") as out:
+    final = folder / name
+    with atomic_file(final, "w") as out:
         for record in records:
             out.write(record if isinstance(record, str) else json.dumps(record, separators=(",", ":")))
             out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, final)
     return final
 
 
+def _visible(folder: Path) -> list[Path]:
+    """Entries of `folder` that Spark lists (hidden and underscore names are in-flight or metadata)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if not p.name.startswith((".", "_")))
+
+
 def landed_files(landing: str | Path) -> list[Path]:
-    """Complete files in the landing folder (hidden and underscore files are in-flight or metadata)."""
-    files = []
+    """Complete regular files in the landing folder; links are not files of the landing folder."""
+    folders = landing_dirs(landing).values()
+    return sorted(p for f in folders for p in _visible(f) if p.is_file() and not p.is_symlink())
+
+
+def safe_name(name: str) -> str:
+    """`name` with each character Spark cannot take in a path percent-encoded ('a:b' → 'a%3Ab')."""
+    return "".join(f"%{ord(c):02X}" if c in UNSAFE_NAME_CHARS else c for c in name)
+
+
+def prepare_landing(landing: str | Path) -> list[Refused]:
+    """Make the landing folders safe for Spark to list, before it does: a file whose name Spark would
+    glob or fail on is renamed to its safe name; a symbolic link is moved into `_refused/` (Spark
+    would follow it anywhere), as is a file whose safe name is taken. Returns what was set aside."""
+    refused = []
     for folder in landing_dirs(landing).values():
-        if folder.is_dir():
-            files += [p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_"))]
-    return sorted(files)
+        for path in _visible(folder):
+            if path.is_symlink():
+                refused.append(_set_aside(path, LINK))
+            elif path.is_file() and safe_name(path.name) != path.name:
+                target = path.with_name(safe_name(path.name))
+                if target.exists() or target.is_symlink():
+                    refused.append(_set_aside(path, CLASH))
+                else:
+                    os.rename(path, target)
+    return refused
+
+
+def _set_aside(path: Path, reason: str) -> Refused:
+    aside = path.parent / REFUSED
+    aside.mkdir(exist_ok=True)
+    os.rename(path, aside / path.name)
+    return Refused(aside / path.name, reason)
+
+
+def refused_files(landing: str | Path) -> list[Refused]:
+    """What ingest does not read: entries set aside in `_refused/`, links not yet set aside, subfolders."""
+    refused = []
+    for folder in landing_dirs(landing).values():
+        for path in _visible(folder / REFUSED):
+            refused.append(Refused(path, LINK if path.is_symlink() else CLASH))
+        for path in _visible(folder):
+            if path.is_symlink():
+                refused.append(Refused(path, LINK))
+            elif path.is_dir():
+                refused.append(Refused(path, FOLDER))
+    return refused
+
+
+def _is_blank(path: Path) -> bool:
+    """No record in it: empty, or (when small) only whitespace; Spark takes it with nothing to write."""
+    size = path.stat().st_size
+    return size == 0 or (size <= BLANK_CHECK_BYTES and not path.read_bytes().strip())
 
 
 def file_uri_path(uri: str) -> Path:
@@ -65,9 +158,9 @@ def file_uri_path(uri: str) -> Path:
 
 
 def pending_files(landing: str | Path, ingested_uris: Iterable[str]) -> list[Path]:
-    """Landed files that no committed batch has read yet."""
+    """Landed files with records that no committed batch has read yet."""
     done = {file_uri_path(uri) for uri in ingested_uris}
-    return [path for path in landed_files(landing) if path.resolve() not in done]
+    return [path for path in landed_files(landing) if path.resolve() not in done and not _is_blank(path)]
 
 
 def served_dir(landing: str | Path) -> Path:

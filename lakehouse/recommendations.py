@@ -1,7 +1,12 @@
-"""gold/recommendations: each run is one Delta commit into its own run_id partition.
+"""gold/recommendations (every run, kept) and gold/latest_recommendations (each user's newest list).
 
-Run ids sort by creation time, so the newest complete run is the greatest run_id among the table's
-partitions; a run being written is invisible until its single commit lands.
+Each run is one Delta commit into its own run_id partition of gold/recommendations. Run ids sort by
+creation time, so the newest complete run is the greatest run_id among the table's partitions; a run
+being written is invisible until its single commit lands. A run that served only some users (a
+`--users` list, `--active-since`) must not hide the others' lists: gold/latest_recommendations holds,
+for every user ever served, the list of the last run that served them, merged on user_id in one
+commit right after the run's own. Both commits are made under the warehouse's publish lock, so the
+two tables take runs in the same order.
 """
 
 from __future__ import annotations
@@ -9,11 +14,16 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import write_deltalake
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.locks import exclusive_lock
+
+DELETE = "_delete"  # a source-only column of the latest merge: this (user, rank) is no longer in the list
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -22,11 +32,61 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def write_run(warehouse: Warehouse, rows: pa.Table) -> None:
-    """Append one run's rows in a single commit."""
+def write_run(warehouse: Warehouse, rows: pa.Table) -> bool:
+    """Append one run's rows to the history in a single commit, then make them their users' latest
+    lists in a second one. An empty run commits nothing (returns False)."""
+    if rows.num_rows == 0:
+        return False
     spec = catalog.RECOMMENDATIONS
-    table = delta.ensure_table(warehouse.uri(spec), spec)
-    write_deltalake(table, delta.conform(rows, spec), mode="append", partition_by=list(spec.partition_by))
+    with exclusive_lock(warehouse.lock("publish"), "reco recommend's publish", wait=True):
+        table = delta.ensure_table(warehouse.uri(spec), spec)
+        write_deltalake(table, delta.conform(rows, spec), mode="append", partition_by=list(spec.partition_by))
+        merge_latest(warehouse, rows)
+    return True
+
+
+def merge_latest(warehouse: Warehouse, rows: pa.Table) -> None:
+    """Replace the lists of the users in `rows` in gold/latest_recommendations (one merge commit):
+    their ranks are updated or inserted, and ranks their new list no longer reaches are deleted."""
+    spec = catalog.LATEST_RECOMMENDATIONS
+    uri = warehouse.uri(spec)
+    table = delta.ensure_table(uri, spec)
+    rows = delta.conform(rows, spec)
+    held = delta.read_table(uri, columns=["rank"])
+    deepest = max(pc.max(rows["rank"]).as_py(), (pc.max(held["rank"]).as_py() or 0) if held else 0)
+    users = pc.unique(rows["user_id"])
+    grid = pa.table(
+        {
+            "user_id": pc.take(users, pa.array(np.repeat(np.arange(len(users)), deepest))),
+            "rank": pa.array(np.tile(np.arange(1, deepest + 1, dtype=np.int32), len(users))),
+        }
+    )
+    gone = grid.join(rows.select(["user_id", "rank"]), ["user_id", "rank"], join_type="left anti")
+    loose = pa.schema([f.with_nullable(True) for f in spec.schema])
+    kept = rows.cast(loose).append_column(DELETE, pa.array([False] * rows.num_rows, pa.bool_()))
+    deleted = pa.table(
+        {
+            name: gone[name]
+            if name in ("user_id", "rank")
+            else pa.nulls(gone.num_rows, loose.field(name).type)
+            for name in loose.names
+        },
+        schema=loose,
+    ).append_column(DELETE, pa.array([True] * gone.num_rows, pa.bool_()))
+    source = pa.concat_tables([kept, deleted])
+    columns = {name: f"s.{name}" for name in spec.schema.names}
+    (
+        table.merge(
+            source,
+            predicate="t.user_id = s.user_id AND t.rank = s.rank",
+            source_alias="s",
+            target_alias="t",
+        )
+        .when_matched_delete(predicate=f"s.{DELETE}")
+        .when_matched_update(columns)
+        .when_not_matched_insert(columns, predicate=f"NOT s.{DELETE}")
+        .execute()
+    )
 
 
 def run_ids(warehouse: Warehouse) -> list[str]:
@@ -45,3 +105,9 @@ def read_run(warehouse: Warehouse, run_id: str | None = None) -> pa.Table | None
     chosen = run_id or runs[-1]
     table = delta.read_table(warehouse.uri(catalog.RECOMMENDATIONS), filters=[("run_id", "=", chosen)])
     return table.sort_by([("user_id", "ascending"), ("rank", "ascending")])
+
+
+def read_latest(warehouse: Warehouse) -> pa.Table | None:
+    """Every user's newest list, sorted by user and rank; None before the first run."""
+    table = delta.read_table(warehouse.uri(catalog.LATEST_RECOMMENDATIONS))
+    return None if table is None else table.sort_by([("user_id", "ascending"), ("rank", "ascending")])

@@ -6,7 +6,11 @@
                  metadata.json   version, parent, kind, config, cursor (Delta version read up to,
                                  per table), rows, metrics, device, seconds, created_at, sha256 of
                                  every file
-      latest     {"version": 3, "published": 5}: the served version and the highest ever published
+                 training_log/   metrics.csv: every epoch's losses and metrics (Lightning's CSV log;
+                                 TensorBoard's files under tensorboard/ when it is installed)
+      latest     {"version": 3, "published": 5, "metadata_sha256": {"1": …}}: the served version, the
+                 highest ever published, and each version's metadata.json checksum (a pointer
+                 written without them is still read; its versions' metadata is then unchecked)
       .tmp-*     a publish that did not finish (ignored; removed by the next publish)
 
 Publishing is one atomic step: write a temp folder, rename it to its version, then replace
@@ -18,11 +22,13 @@ Callers hold the warehouse's train lock around publish and rollback (one writer)
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +39,7 @@ import pyarrow as pa
 
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
+from lakehouse.files import fsync_path, write_text_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -40,9 +47,12 @@ if TYPE_CHECKING:
 WEIGHTS, USERS, ITEMS, METADATA, POINTER = (
     "weights.safetensors", "users.arrow", "items.arrow", "metadata.json", "latest",
 )  # fmt: skip
+TRAINING_LOG = "training_log"
+CURVE = f"{TRAINING_LOG}/metrics.csv"
 # The Arrow tables a version holds beside its tensors, by name, and their files.
 TABLE_FILES = {"users": USERS, "items": ITEMS}
 VERSION_DIR = re.compile(r"^v(\d{6,})$")
+MAX_METADATA_BYTES = 1 << 20
 
 
 def version_name(version: int) -> str:
@@ -67,22 +77,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _check_regular(path: Path, version: int) -> None:
+    """A version's file must be a regular file: a link (to /dev/zero, say) is never followed."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync(path.parent)
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise RecoError(f"model version {version} is incomplete: {path.name} is missing") from None
+    if not stat.S_ISREG(mode):
+        raise RecoError(f"model version {version}: {path} is a link or not a regular file: refused")
 
 
 def _write_table(path: Path, table: pa.Table) -> None:
@@ -107,15 +109,23 @@ class ModelRegistry:
 
     # ---- reading (no torch needed) ----
 
-    def _pointer(self) -> dict[str, int]:
+    def _pointer(self) -> dict[str, Any]:
         path = self.root / POINTER
         if not path.exists():
             return {}
         try:
+            _check_regular(path, 0)
             data = json.loads(path.read_text())
-            return {"version": int(data["version"]), "published": int(data["published"])}
-        except (ValueError, KeyError, TypeError):
+            checksums = data.get("metadata_sha256", {})
+            if not isinstance(checksums, dict):
+                raise TypeError
+            return {"version": int(data["version"]), "published": int(data["published"]), "sha": checksums}
+        except (ValueError, KeyError, TypeError, AttributeError, RecoError, UnicodeDecodeError):
             raise RecoError(f"model pointer {path} is corrupted: fix or delete it") from None
+
+    def _write_pointer(self, version: int, published: int, checksums: dict[str, str]) -> None:
+        pointer = {"version": version, "published": published, "metadata_sha256": checksums}
+        write_text_atomic(self.root / POINTER, json.dumps(pointer))
 
     def latest(self) -> int | None:
         """The version served and trained on next, or None when there is none."""
@@ -140,14 +150,30 @@ class ModelRegistry:
         return self.root / version_name(version)
 
     def metadata(self, version: int | None = None) -> dict[str, Any]:
+        """A version's metadata.json: a regular file, of bounded size, matching the checksum the
+        pointer records for it, holding a JSON object."""
         version = self._resolve(version)
         path = self.path(version) / METADATA
+        if not path.exists() and not path.is_symlink():
+            raise RecoError(f"model version {version} has no {METADATA} ({path})")
+        _check_regular(path, version)
+        if path.stat().st_size > MAX_METADATA_BYTES:
+            raise RecoError(
+                f"model version {version} is corrupted: {path} is over {MAX_METADATA_BYTES} bytes"
+            )
+        expected = self._pointer().get("sha", {}).get(str(version))
+        if expected is not None and _sha256(path) != expected:
+            raise RecoError(
+                f"model version {version} is corrupted or was tampered with: {METADATA} does not match its "
+                "checksum (roll back with `reco models rollback`, or retrain)"
+            )
         try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            raise RecoError(f"model version {version} has no {METADATA} ({path})") from None
+            meta = json.loads(path.read_text())
         except (ValueError, UnicodeDecodeError):
             raise RecoError(f"model version {version} is corrupted: {path} is not valid JSON") from None
+        if not isinstance(meta, dict):
+            raise RecoError(f"model version {version} is corrupted: {METADATA} is not a JSON object")
+        return meta
 
     def _resolve(self, version: int | None) -> int:
         if version is None:
@@ -165,18 +191,32 @@ class ModelRegistry:
         meta = self.metadata(version)
         folder = self.path(version)
         files = meta.get("files")
-        if not isinstance(files, dict) or set(files) != {WEIGHTS, USERS, ITEMS}:
+        if not isinstance(files, dict) or not {WEIGHTS, USERS, ITEMS} <= set(files):
             raise RecoError(f"model version {version} is corrupted: {METADATA} lists no valid checksums")
         for name, expected in files.items():
             path = folder / name
-            if not path.exists():
-                raise RecoError(f"model version {version} is incomplete: {name} is missing")
+            _check_regular(path, version)
             if _sha256(path) != expected:
                 raise RecoError(
                     f"model version {version} is corrupted or was tampered with: {name} does not "
                     f"match its checksum (roll back with `reco models rollback`, or retrain)"
                 )
         return meta
+
+    def training_curve(self, version: int) -> list[dict[str, float]]:
+        """One row per epoch of the version's training log (epoch, train_loss, val_hr10 …; Lightning
+        writes a training and a validation row per epoch: merged); [] when it has none."""
+        path = self.path(self._resolve(version)) / CURVE
+        if not path.exists():
+            return []
+        epochs: dict[int, dict[str, float]] = {}
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if not row.get("epoch"):
+                    continue
+                merged = epochs.setdefault(int(float(row["epoch"])), {})
+                merged.update({k: float(v) for k, v in row.items() if v not in ("", None) and k != "step"})
+        return [epochs[e] for e in sorted(epochs)]
 
     # ---- loading (safetensors and Arrow: nothing is unpickled) ----
 
@@ -203,9 +243,11 @@ class ModelRegistry:
         tables: dict[str, pa.Table],
         metadata: dict[str, Any],
         parent: int | None,
+        training_log: Path | None = None,
     ) -> int:
         """Write a new version atomically and serve it; returns its number. `tables` are the
-        vocabularies by TABLE_FILES name; `metadata` carries the kind and sizes the caller knows."""
+        vocabularies by TABLE_FILES name; `metadata` carries the kind and sizes the caller knows.
+        `training_log`: a folder whose files become the version's training_log/ (checksummed too)."""
         from safetensors.torch import save_file
 
         self.root.mkdir(parents=True, exist_ok=True)
@@ -220,20 +262,25 @@ class ModelRegistry:
         meta: dict[str, Any] = {"version": version, "parent": parent}
         meta.update({k: v for k, v in metadata.items() if k not in meta and k not in ("created_at", "files")})
         meta["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        meta["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS, USERS, ITEMS)}
+        logged = []
+        if training_log is not None and training_log.is_dir():
+            shutil.copytree(training_log, tmp / TRAINING_LOG)
+            logged = [str(p.relative_to(tmp)) for p in sorted((tmp / TRAINING_LOG).rglob("*")) if p.is_file()]
+        meta["files"] = {name: _sha256(tmp / name) for name in (WEIGHTS, USERS, ITEMS, *logged)}
         (tmp / METADATA).write_text(json.dumps(meta, indent=2, default=str))
-        for name in (WEIGHTS, USERS, ITEMS, METADATA):
-            _fsync(tmp / name)
-        _fsync(tmp)
+        for name in (WEIGHTS, USERS, ITEMS, METADATA, *logged):
+            fsync_path(tmp / name)
+        fsync_path(tmp)
         os.rename(tmp, self.path(version))
-        _fsync(self.root)
-        _write_atomic(self.root / POINTER, json.dumps({"version": version, "published": version}))
+        fsync_path(self.root)
+        checksums = {**self._pointer().get("sha", {}), str(version): _sha256(self.path(version) / METADATA)}
+        self._write_pointer(version, version, checksums)
         return version
 
     def rollback(self, version: int) -> None:
         """Serve `version` again; the next incremental run continues from its cursor."""
         self.verify(self._resolve(version))
-        _write_atomic(self.root / POINTER, json.dumps({"version": version, "published": self.published()}))
+        self._write_pointer(version, self.published(), self._pointer().get("sha", {}))
 
     def _clean(self) -> None:
         """Remove unfinished publishes: temp folders and versions the pointer never reached."""

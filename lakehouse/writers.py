@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 DELTA_RS, SPARK_DELTA = "delta-rs", "spark-delta"
-WRITER_SETTINGS = ("auto", DELTA_RS, SPARK_DELTA)
 DELTA_SOURCE_CLASS = "org.apache.spark.sql.delta.sources.DeltaDataSource"
 
 
@@ -30,8 +29,6 @@ class BatchWriter(Protocol):
 
 def choose_writer(setting: str, delta_on_classpath: bool) -> str:
     """`auto` takes Spark's native sink only when Delta's jars are loaded; never silently falls back."""
-    if setting not in WRITER_SETTINGS:
-        raise RecoError(f"ingest.writer must be one of {', '.join(WRITER_SETTINGS)}, got {setting!r}")
     if setting == "auto":
         return SPARK_DELTA if delta_on_classpath else DELTA_RS
     if setting == SPARK_DELTA and not delta_on_classpath:
@@ -42,15 +39,20 @@ def choose_writer(setting: str, delta_on_classpath: bool) -> str:
     return setting
 
 
-def delta_on_classpath(spark: SparkSession) -> bool:
-    """Whether Spark can load Delta's data source class."""
+def on_classpath(spark: SparkSession, class_name: str) -> bool:
+    """Whether Spark can load `class_name` (a package given to --packages, or not)."""
     jvm = spark.sparkContext._jvm
     loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
     try:
-        jvm.java.lang.Class.forName(DELTA_SOURCE_CLASS, False, loader)
+        jvm.java.lang.Class.forName(class_name, False, loader)
     except Exception:
         return False
     return True
+
+
+def delta_on_classpath(spark: SparkSession) -> bool:
+    """Whether Spark can load Delta's data source class."""
+    return on_classpath(spark, DELTA_SOURCE_CLASS)
 
 
 class DeltaRsWriter:

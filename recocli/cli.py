@@ -6,15 +6,41 @@ import sys
 
 import typer
 from rich.markup import escape
+from typer.core import TyperOption
 
-from lakehouse.errors import RecoError
+from lakehouse.errors import RecoError, cannot_write
 from recocli import __version__
-from recocli.commands import data, demo, ingest, recommend, replay, report, serve, simulate, status
+from recocli.commands import (
+    data,
+    demo,
+    ingest,
+    init,
+    maintain,
+    recommend,
+    replay,
+    report,
+    serve,
+    simulate,
+    status,
+)
 from recocli.commands import evaluate as evaluate_command
 from recocli.commands import models as models_command
 from recocli.commands import train as train_command
 from recocli.console import err
 
+
+def _flags_take_no_value() -> None:
+    """Typer's help gives every option a type column, flags too ("--json <bool>"), which reads as if
+    the flag wanted a value: flags get none."""
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_take_no_value()
 app = typer.Typer(
     name="reco",
     help=(
@@ -27,8 +53,10 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode="markdown",
 )
+app.command("init")(init.init)
 app.command("ingest")(ingest.ingest)
 app.command("status")(status.status)
+app.command("maintain")(maintain.maintain)
 app.command("demo")(demo.demo)
 app.command("recommend")(recommend.recommend)
 app.command("report")(report.report)
@@ -65,3 +93,9 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except BaseException as exc:
+        explained = cannot_write(exc) if not isinstance(exc, SystemExit) else None
+        if explained is None:
+            raise
+        err.print(f"[bold red]error:[/] {escape(str(explained))}")
+        sys.exit(explained.exit_code)

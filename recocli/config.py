@@ -1,21 +1,55 @@
-"""One typed configuration: defaults (mirrored in conf/reco.toml), a TOML file, RECO_* env vars, flags.
+"""One typed configuration: defaults (here only; conf/reco.toml is tested equal), a TOML file, RECO_* env
+vars, flags.
 
 Only this module (through lakehouse.settings) reads config files and RECO_* variables; everything else
 receives a `Settings`. Env names follow the TOML path: `ingest.max_files_per_batch` is
 `RECO_INGEST_MAX_FILES_PER_BATCH`, `warehouse` is `RECO_WAREHOUSE`. The ingest and Spark sections are
-spark_jobs' own (spark_jobs.settings); `Settings` extends them.
+spark_jobs' own (spark_jobs.settings); `Settings` extends them. Values are parsed once, at load, into
+their types (lakehouse.settings: Duration, Size, Literal choices, tuple lists); each model kind has its
+own section ([model.sasrec], [model.mf]) and its own training hyperparameters ([train.sasrec],
+[train.mf]), whose defaults are the best settings found on MovieLens (docs/results.md).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from lakehouse.settings import apply_layers, read_toml
+from lakehouse.errors import RecoError
+from lakehouse.settings import Duration, Size, apply_layers, read_toml
 from spark_jobs.settings import JobSettings
+
+
+class HalfLife(Duration):
+    """A decay half-life: a duration, or 'all' (no decay: infinite)."""
+
+    allows_infinity = True
+
+    def __new__(cls, value: str | float) -> HalfLife:
+        if str(value).strip() in ("all", "inf"):
+            return float.__new__(cls, math.inf)
+        return super().__new__(cls, value)
+
+    def __str__(self) -> str:
+        return "all" if math.isinf(self) else super().__str__()
+
+    __repr__ = __str__
+
+
+class Weight(float):
+    """A blend weight: a number, or inf (the prior alone)."""
+
+    allows_infinity = True
+
+    def __str__(self) -> str:
+        return f"{float(self):g}"
+
+    __repr__ = __str__
 
 
 @dataclass
@@ -28,7 +62,7 @@ class DataSettings:
     # Most events per landing file written by `reco data import --to landing` and `reco replay`.
     file_events: int = 50000
     # `reco replay`: at most one file per this interval, unless behind schedule.
-    replay_flush: str = "1s"
+    replay_flush: Duration = Duration("1s")
 
 
 @dataclass
@@ -48,29 +82,65 @@ class SimulateSettings:
     # Examination probability of rank r is 1 / (1 + position_decay * (r - 1)).
     position_decay: float = 0.1
     # Time spanned by one round's behaviour events, ending at the round's time.
-    round_span: str = "10m"
+    round_span: Duration = Duration("10m")
+
+
+ModelKind = Literal["sasrec", "mf"]
+
+
+@dataclass
+class SASRecSettings:
+    """sasrec: a causal Transformer over each user's recent items."""
+
+    dim: int = 64
+    blocks: int = 2
+    heads: int = 2
+    # Longest history it reads (and remembers per user).
+    max_len: int = 50
+    dropout: float = 0.2
+    # 0 = full softmax over the catalog; N = sampled softmax with N shared random negatives.
+    sampled_negatives: int = 0
+
+    def check(self) -> None:
+        _at_least("model.sasrec", self, dim=1, blocks=1, heads=1, max_len=1, sampled_negatives=0)
+        if not 0.0 <= self.dropout < 1.0:
+            raise RecoError(f"model.sasrec.dropout must be in [0, 1), got {self.dropout}")
+        if self.dim % self.heads:
+            raise RecoError(
+                f"model.sasrec.dim ({self.dim}) must be a multiple of model.sasrec.heads ({self.heads})"
+            )
+
+
+@dataclass
+class MFSettings:
+    """mf: matrix factorisation, with an optional history term."""
+
+    dim: int = 256
+    # "softmax" (full softmax over the catalog on positives, as sasrec; stronger full-ranking results on
+    # MovieLens) or "bce" (pointwise: positives, explicit and sampled negatives).
+    loss: Literal["softmax", "bce"] = "softmax"
+    # bce: random negatives per positive.
+    negatives: int = 8
+    # 0 = classic MF; N = the user's vector also adds the mean of their N latest positives' context
+    # vectors (SVD++ style), so mf reads a fresh history at serving time as sasrec does.
+    history: int = 10
+    # Positives remembered per user (the history term reads the latest `history` of them).
+    max_len: int = 50
+
+    def check(self) -> None:
+        _at_least("model.mf", self, dim=1, negatives=0, history=0, max_len=1)
 
 
 @dataclass
 class ModelSettings:
-    # "sasrec" (causal Transformer over each user's recent items) or "mf" (matrix factorisation).
-    kind: str = "sasrec"
-    dim: int = 64
-    # sasrec: Transformer blocks, attention heads, longest history it reads, dropout.
-    blocks: int = 2
-    heads: int = 2
-    max_len: int = 50
-    dropout: float = 0.2
-    # sasrec: 0 = full softmax over the catalog; N = sampled softmax with N shared random negatives.
-    sampled_negatives: int = 0
-    # mf: random negatives per positive (binary cross-entropy with explicit negatives).
-    mf_negatives: int = 8
-    # mf loss: "bce" (pointwise: positives, explicit and sampled negatives) or "softmax" (full softmax
-    # over the catalog on positives, as sasrec; stronger full-ranking results on MovieLens).
-    mf_loss: str = "bce"
-    # mf: 0 = classic MF; N = the user's vector also adds the mean of their N latest positives'
-    # context vectors (SVD++ style), so mf reads a fresh history at serving time as sasrec does.
-    mf_history: int = 0
+    # Which kind `reco train` trains: "sasrec" or "mf"; each has its own section below.
+    kind: ModelKind = "sasrec"
+    sasrec: SASRecSettings = field(default_factory=SASRecSettings)
+    mf: MFSettings = field(default_factory=MFSettings)
+
+    def of(self, kind: ModelKind | None = None) -> SASRecSettings | MFSettings:
+        """The settings of `kind` (default: the configured kind)."""
+        return getattr(self, kind or self.kind)
 
 
 @dataclass
@@ -90,15 +160,28 @@ class EventWeights:
 
 
 @dataclass
+class KindTraining:
+    """How a full training fits one model kind (each kind has its own best values)."""
+
+    lr: float
+    weight_decay: float
+    # Most epochs (early stopping ends it sooner when validating).
+    epochs: int
+    # Users whose last interaction (a first-time item) is held out for validation and early stopping;
+    # 0 = none: train on every positive for exactly `epochs` epochs.
+    val_users: int
+
+
+@dataclass
 class TrainSettings:
-    # Full training: most epochs, early-stopping patience (epochs without a better validation HR@10).
-    epochs: int = 30
+    # Full training, per kind; the defaults are the best found on MovieLens leave-last-out, where
+    # training on every positive for a fixed number of epochs (val_users = 0) did best.
+    sasrec: KindTraining = field(default_factory=lambda: KindTraining(0.001, 0.1, epochs=18, val_users=0))
+    mf: KindTraining = field(default_factory=lambda: KindTraining(0.001, 0.1, epochs=20, val_users=0))
+    # Early-stopping patience (epochs without a better validation HR@10), when validating.
     patience: int = 3
     # An epoch on small data repeats it until it holds this many batches (so patience means something).
     min_epoch_steps: int = 20
-    # Users whose last interaction (a first-time item) is held out for validation; 0 = none.
-    val_users: int = 2000
-    lr: float = 0.001
     # Incremental fine-tune: small learning rate, few passes over new rows + replay.
     finetune_lr: float = 0.001
     finetune_epochs: int = 3
@@ -109,7 +192,6 @@ class TrainSettings:
     # Rows new in a fine-tune's batch start at their company's mean and move this many times faster.
     new_row_lr_scale: float = 10.0
     batch_size: int = 256
-    weight_decay: float = 0.0
     # Ratings at or above this are positives, below it negatives.
     rating_threshold: float = 3.5
     # A new user or item gets a row once seen this many times.
@@ -129,6 +211,34 @@ class TrainSettings:
     threads: int = 1
     weights: EventWeights = field(default_factory=EventWeights)
 
+    def of(self, kind: ModelKind) -> KindTraining:
+        """The full-training hyperparameters of `kind`."""
+        return getattr(self, kind)
+
+    def check(self) -> None:
+        _at_least(
+            "train",
+            self,
+            patience=0,
+            min_epoch_steps=1,
+            batch_size=1,
+            finetune_epochs=1,
+            finetune_batch_size=1,
+            finetune_steps=1,
+            min_count=1,
+            replay_size=0,
+            threads=0,
+        )
+        if self.finetune_lr <= 0:
+            raise RecoError(f"train.finetune_lr must be > 0, got {self.finetune_lr}")
+        for kind in typing.get_args(ModelKind):
+            fit = self.of(kind)
+            _at_least(f"train.{kind}", fit, epochs=1, val_users=0)
+            if fit.lr <= 0 or fit.weight_decay < 0:
+                raise RecoError(
+                    f"train.{kind}: lr must be > 0 and weight_decay ≥ 0, got {fit.lr}, {fit.weight_decay}"
+                )
+
 
 @dataclass
 class RecommendSettings:
@@ -136,7 +246,7 @@ class RecommendSettings:
     # Leave out items the user already interacted with (any event, or feedback other than impression).
     exclude_seen: bool = True
     # Users scored per matrix product.
-    batch_users: int = 2048
+    batch_users: int = 256
 
 
 @dataclass
@@ -146,23 +256,32 @@ class RankSettings:
     and the weight among these on the newest rows, scored before the model learns them."""
 
     # Half-lives of the decayed positive counts kept per item ("all": no decay).
-    half_lives: str = "1d,7d,30d,90d,365d,all"
+    half_lives: tuple[HalfLife, ...] = tuple(HalfLife(d) for d in ("1d", "7d", "30d", "90d", "365d", "all"))
     # Weights of log P_recent added to log_softmax(model scores); 0: the model alone, inf: popularity alone.
-    weights: str = "0,0.25,0.5,1,2,4,8,inf"
+    weights: tuple[Weight, ...] = tuple(Weight(w) for w in (0, 0.25, 0.5, 1, 2, 4, 8, "inf"))
     # Full training learns all but this newest share of the interactions first, to choose on it.
     choose_share: float = 0.1
     # At most this many users scored per choice (the first by a stable hash of their id).
     choose_users: int = 2000
 
+    def check(self) -> None:
+        if not self.half_lives or min(self.half_lives) <= 0:
+            raise RecoError("rank.half_lives must list durations longer than 0 or 'all'")
+        if not self.weights or any(math.isnan(w) or w < 0 for w in self.weights):
+            raise RecoError("rank.weights must list weights ≥ 0 or inf")
+        if not 0 <= self.choose_share < 1:
+            raise RecoError(f"rank.choose_share must be in [0, 1), got {self.choose_share}")
+        _at_least("rank", self, choose_users=1)
+
 
 @dataclass
 class EvaluateSettings:
-    # Cut-offs K of HR@K, NDCG@K, Recall@K and coverage (comma-separated).
-    k: str = "10,20"
+    # Cut-offs K of HR@K, NDCG@K, Recall@K and coverage.
+    k: tuple[int, ...] = (10, 20)
     # Spark MLlib ALS peer (implicit prefs): the grid tried on the validation item, and iterations.
-    als_ranks: str = "32,64"
-    als_regs: str = "0.01,0.1"
-    als_alphas: str = "1,10"
+    als_ranks: tuple[int, ...] = (32, 64)
+    als_regs: tuple[float, ...] = (0.01, 0.1)
+    als_alphas: tuple[float, ...] = (1.0, 10.0)
     als_iters: int = 10
     # Prequential: share of the events (in time) that bootstraps, window (event time such as 30d, or
     # a number of events), full retrain every N windows.
@@ -170,12 +289,20 @@ class EvaluateSettings:
     window: str = "30d"
     retrain_every: int = 4
     # The popular peer counts positives in this long before each window.
-    popular_window: str = "90d"
-    # loo only (prequential and served rank with the ranker, [rank]): the time-local recency prior
-    # blended into model scores, half-lives and blend weights (0 = the plain model) tried on the
-    # validation item (where weights well below 0.5 do best on MovieLens: pass a finer list).
-    prior_half_life: str = "30d,90d,180d,365d"
-    prior_weights: str = "0,0.5,1,2,4"
+    popular_window: Duration = Duration("90d")
+    # Leave-last-out: the recency prior blended into model scores, half-lives and blend weights (0 = the
+    # plain model) chosen on the validation item, where weights well below 0.5 do best on MovieLens.
+    # Prequential and served rank with the ranker, which chooses its own ([rank]).
+    loo_prior_half_life: tuple[Duration, ...] = tuple(Duration(d) for d in ("7d", "30d", "180d", "730d"))
+    loo_prior_weights: tuple[float, ...] = (0.0, 0.03, 0.06, 0.12, 0.25, 0.5)
+
+    def check(self) -> None:
+        if not self.k or min(self.k) < 1:
+            raise RecoError(f"evaluate.k must list positive cut-offs, got {list(self.k)}")
+        if not self.loo_prior_half_life or min(self.loo_prior_half_life) <= 0:
+            raise RecoError("evaluate.loo_prior_half_life must list durations longer than 0")
+        if not self.loo_prior_weights or min(self.loo_prior_weights) < 0:
+            raise RecoError("evaluate.loo_prior_weights must list weights ≥ 0")
 
 
 @dataclass
@@ -193,20 +320,32 @@ class ServeSettings:
     # Most GET requests scored together in one batch (those that arrive while a batch is scored).
     max_batch: int = 64
     # Largest request body and most records per POST (larger: 413).
-    max_body: str = "1MB"
+    max_body: Size = Size("1MB")
     max_records: int = 1000
     # Accepted requests are written together: at most one landing file per folder this often, or
     # sooner once landing_file_size is waiting; each file is fsync'd and renamed into place before
     # the requests in it are answered 202.
-    landing_interval: str = "50ms"
-    landing_file_size: str = "16MB"
+    landing_interval: Duration = Duration("50ms")
+    landing_file_size: Size = Size("16MB")
     # The lists served are recorded under <landing>/served/ in one file at most this often.
-    served_interval: str = "1s"
+    served_interval: Duration = Duration("1s")
     # How often the service looks for a new model version (or rollback) and new bronze commits.
-    refresh: str = "1s"
+    refresh: Duration = Duration("1s")
     # Per user, the events of the newest this many accepted requests are kept in memory until ingest
     # has committed them (read-your-writes).
     pending_per_user: int = 200
+
+    def check(self) -> None:
+        if not 1 <= self.k <= self.max_k:
+            raise RecoError(f"serve.k must be between 1 and serve.max_k ({self.max_k}), got {self.k}")
+
+
+@dataclass
+class MaintainSettings:
+    # `reco maintain` vacuums the files that no table version younger than this needs (whole hours).
+    # Training reads the rows committed after a model's cursor from older versions: keep it longer
+    # than the longest gap between two `reco train` runs (else: `reco train --full`).
+    retention: str = "7d"
 
 
 @dataclass
@@ -219,6 +358,7 @@ class Settings(JobSettings):
     rank: RankSettings = field(default_factory=RankSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    maintain: MaintainSettings = field(default_factory=MaintainSettings)
 
 
 def load_settings(
@@ -235,3 +375,10 @@ def load_settings(
     path = config_file or (Path(env["RECO_CONFIG"]) if env.get("RECO_CONFIG") else None)
     data = read_toml(path) if path is not None else {}
     return apply_layers(Settings(), data, str(path), env, overrides)
+
+
+def _at_least(section: str, values: Any, **minimum: int) -> None:
+    """One line naming the first field of `values` below its minimum."""
+    for name, low in minimum.items():
+        if getattr(values, name) < low:
+            raise RecoError(f"{section}.{name} must be at least {low}, got {getattr(values, name)}")

@@ -16,12 +16,13 @@ import pyarrow as pa
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.contracts import CONTRACTS
 from lakehouse.locks import exclusive_lock
 from lakehouse.writers import make_writer
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.session import build_session
 from spark_jobs.settings import JobSettings
-from spark_jobs.validate import CONTRACTS, Bounds, validate
+from spark_jobs.validate import Bounds, validate
 
 # The lock `reco ingest` holds: bronze has one writer at a time, so dedup sees every id.
 BRONZE_LOCK = "ingest"
@@ -46,12 +47,13 @@ def backfill_events(
     """Validate and commit each chunk of event JSON lines as one batch; the reports, in order."""
     warehouse = Warehouse(settings.warehouse)
     bounds = Bounds.from_settings(settings.ingest)
+    dedup_horizon_s = settings.ingest.dedup_horizon
     with exclusive_lock(warehouse.lock(BRONZE_LOCK), "a bronze writer (reco ingest or reco data import)"):
         for spec in catalog.INGEST_TABLES:
             delta.ensure_table(warehouse.uri(spec), spec)
         spark = build_session(settings.spark)
         writer = make_writer(settings.ingest.writer, spark, warehouse, app_id)
-        processor = BatchProcessor(warehouse, writer, app_id)
+        processor = BatchProcessor(warehouse, writer, app_id, dedup_horizon_s)
         batch_id = next_batch_id(warehouse, app_id)
         started = datetime.now(UTC)
         reports = []

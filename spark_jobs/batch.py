@@ -17,7 +17,8 @@ from lakehouse import catalog
 from lakehouse.catalog import TableSpec, Warehouse
 from lakehouse.errors import RecoError
 from lakehouse.writers import BatchWriter
-from spark_jobs.dedup import SeenIds
+from spark_jobs.dedup import SeenIds, horizon_days
+from spark_jobs.settings import IngestSettings
 
 KIND_TABLES: dict[str, TableSpec] = {"events": catalog.EVENTS, "feedback": catalog.FEEDBACK}
 
@@ -45,15 +46,22 @@ class BatchReport:
 class BatchProcessor:
     """Everything after Spark's validation, shared by both Delta writers."""
 
-    def __init__(self, warehouse: Warehouse, writer: BatchWriter, app_id: str) -> None:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        writer: BatchWriter,
+        app_id: str,
+        dedup_horizon_s: float = IngestSettings.dedup_horizon,
+    ) -> None:
         self.writer, self.app_id = writer, app_id
-        self.seen = {kind: SeenIds(warehouse.uri(spec), app_id) for kind, spec in KIND_TABLES.items()}
+        days = horizon_days(dedup_horizon_s)
+        self.seen = {kind: SeenIds(warehouse.uri(spec), app_id, days) for kind, spec in KIND_TABLES.items()}
 
     def process(self, data: pa.Table, batch_id: int, latest: datetime) -> BatchReport:
         """Commit one batch from spark_jobs.validate; valid lines with an event time after `latest`
         (the batch's time plus ingest.max_future) are quarantined as bad_timestamp."""
         try:
-            return self._process(_reject_late(data, latest), batch_id)
+            return self._process(_escape_bad_encoding(_reject_late(data, latest)), batch_id)
         except BaseException:
             for seen in self.seen.values():
                 seen.forget()
@@ -67,7 +75,8 @@ class BatchProcessor:
         valid = pc.is_null(data["reason"])
         for kind, spec in KIND_TABLES.items():
             in_kind = pc.and_(valid, pc.equal(data["kind"], kind))
-            fresh = self.seen[kind].first_sightings(data["event_id"].filter(in_kind), batch_id)
+            rows = data.select(["event_id", "ts"]).filter(in_kind)
+            fresh = self.seen[kind].first_sightings(rows["event_id"], rows["ts"], batch_id)
             keep = _keep_fresh(in_kind, fresh)
             duplicates += len(fresh) - int(fresh.sum())
             rows = _columns_of(data, spec).filter(keep)
@@ -118,6 +127,20 @@ def _reject_late(data: pa.Table, latest: datetime) -> pa.Table:
         )
     reason = pc.if_else(late, pa.scalar("bad_timestamp"), data["reason"])
     return data.set_column(data.schema.get_field_index("reason"), "reason", reason)
+
+
+def _escape_bad_encoding(data: pa.Table) -> pa.Table:
+    """The text of lines that are not UTF-8, with each invalid byte written as \\xNN: raw bytes in a
+    string column would make the quarantine unreadable to Polars, DuckDB and pyarrow's to_pylist."""
+    bad = pc.fill_null(pc.equal(data["reason"], "bad_encoding"), False)
+    if not pc.any(bad).as_py():
+        return data
+    raw, flags = data["raw"].cast(pa.binary()).to_pylist(), bad.to_pylist()
+    escaped = [
+        t.decode("utf-8", "backslashreplace") if flag else t and t.decode()
+        for t, flag in zip(raw, flags, strict=True)
+    ]
+    return data.set_column(data.schema.get_field_index("raw"), "raw", pa.array(escaped, pa.string()))
 
 
 def _columns_of(data: pa.Table, spec: TableSpec) -> pa.Table:

@@ -21,22 +21,31 @@ from functools import reduce
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.contracts import CONTRACTS
 from lakehouse.errors import RecoError
+from lakehouse.landing import (
+    Refused,
+    file_uri_path,
+    landing_dirs,
+    pending_files,
+    prepare_landing,
+    require_landing,
+)
 from lakehouse.locks import exclusive_lock
-from lakehouse.settings import parse_duration
 from lakehouse.writers import make_writer
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.session import build_session
 from spark_jobs.settings import JobSettings, load_job_settings
-from spark_jobs.sources import source_options, source_streams
+from spark_jobs.sources import require_kafka_package, source_options, source_streams
 from spark_jobs.spool import BackgroundCommit, BatchSpool
-from spark_jobs.validate import CONTRACTS, Bounds, validate
+from spark_jobs.validate import Bounds, validate
 
 OnBatch = Callable[[BatchReport], None]
 # Batches this run plans get a time no earlier than its start, short of the clock being set back.
@@ -51,7 +60,7 @@ HINTS = {
     ),
     "Wrong basePath": (
         "this query's checkpoint was made for another landing folder: ingest from that folder, or "
-        "under a new ingest.query_name"
+        "under a new query (--query-name)"
     ),
 }
 
@@ -64,13 +73,25 @@ class StopRequested(Exception):
 class IngestSummary:
     writer: str
     batches: list[BatchReport] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
     stopped_by_signal: bool = False
+    nothing_waited: bool = False  # --once found nothing to read and did not start Spark
 
     def totals(self) -> dict:
         keys = ("lines_read", "events_written", "feedback_written", "quarantined", "duplicates", "duration_s")
         totals = {key: sum(getattr(b, key) for b in self.batches) for key in keys}
         totals["duration_s"] = round(totals["duration_s"], 3)
-        return {"writer": self.writer, "batches": len(self.batches), **totals}
+        return {"writer": self.writer, "batches": len(self.batches), **totals, "refused": len(self.refused)}
+
+
+def check_inputs(settings: JobSettings) -> None:
+    """The warehouse and (for the files source) the landing folder must exist: a mistyped path is
+    exit 2, not a new empty warehouse and 0 batches under cron. `reco init` creates them. Settings
+    are checked first: every mistake is found before any work."""
+    source_options(settings.ingest)
+    Warehouse(settings.warehouse).require()
+    if settings.ingest.source == "files":
+        require_landing(settings.ingest.landing)
 
 
 def checkpoint_dir(settings: JobSettings) -> Path:
@@ -113,6 +134,49 @@ def earliest_batch_time(checkpoint: Path) -> datetime:
     pending = _batch_ids(checkpoint / "offsets") - _batch_ids(checkpoint / "commits")
     earliest = min([datetime.now(UTC) - CLOCK_MARGIN, *(batch_time(checkpoint, n) for n in pending)])
     return earliest.replace(minute=0, second=0, microsecond=0)
+
+
+def nothing_waits(settings: JobSettings, checkpoint: Path) -> bool:
+    """Whether a --once run would find nothing to do, known without Spark (whose start costs ~25 s a
+    cron run): every landed file is in a committed batch of this query, and the checkpoint holds no
+    batch planned but not recorded, nor a spooled one. Kafka's offsets need Spark: never known."""
+    if settings.ingest.source != "files":
+        return False
+    if (
+        _batch_ids(checkpoint / "offsets") - _batch_ids(checkpoint / "commits")
+        or BatchSpool(checkpoint / "spool").pending()
+    ):
+        return False
+    metrics = delta.read_table(
+        Warehouse(settings.warehouse).uri(catalog.INGEST_METRICS),
+        columns=["files"],
+        filters=[("query_name", "=", settings.ingest.query_name)],
+    )
+    ingested = pc.list_flatten(metrics["files"]).to_pylist() if metrics is not None else []
+    return not pending_files(settings.ingest.landing, ingested)
+
+
+def _refuse_other_landing(settings: JobSettings, checkpoint: Path) -> None:
+    """A checkpoint remembers the landing folders its query reads (each file source's log names the
+    files it took); Spark fails on another one only after it starts, with "Wrong basePath"."""
+    if settings.ingest.source != "files":
+        return
+    expected = {str(folder) for folder in landing_dirs(settings.ingest.landing).values()}
+    for log in sorted((checkpoint / "sources").glob("[0-9]*")):
+        entries = sorted(
+            (p for p in log.iterdir() if p.name.split(".")[0].isdigit()),
+            key=lambda p: int(p.name.split(".")[0]),
+        )
+        recorded = (
+            [json.loads(line)["path"] for line in entries[0].read_text().splitlines()[1:2]] if entries else []
+        )
+        folders = {str(file_uri_path(path).parent) for path in recorded}
+        if folders - expected:
+            raise RecoError(
+                f"query '{settings.ingest.query_name}' (checkpoint {checkpoint}) reads the landing folder "
+                f"{Path(folders.pop()).parent}, not {Path(settings.ingest.landing).expanduser().resolve()}: "
+                "ingest from that folder, or give this one its own query with --query-name NAME"
+            )
 
 
 def _refuse_lost_checkpoint(warehouse: Warehouse, app_id: str, checkpoint: Path) -> None:
@@ -228,22 +292,35 @@ def run_ingest(
     warehouse = Warehouse(settings.warehouse)
     app_id = settings.ingest.query_name
     checkpoint = checkpoint_dir(settings)
-    interval = parse_duration(settings.ingest.interval)
+    interval = settings.ingest.interval
+    dedup_horizon_s = settings.ingest.dedup_horizon
     bounds = Bounds.from_settings(settings.ingest)
     source_options(settings.ingest)  # a bad setting fails here, before Spark starts
     stop = threading.Event()
+    summary = IngestSummary(writer="")
+
+    def prepare() -> None:
+        """Rename or set aside landed files Spark cannot read safely, before Spark lists them."""
+        if settings.ingest.source == "files":
+            summary.refused += prepare_landing(settings.ingest.landing)
+
     with _stop_on_signals(stop), exclusive_lock(warehouse.lock("ingest"), "reco ingest"):
         _refuse_lost_checkpoint(warehouse, app_id, checkpoint)
+        _refuse_other_landing(settings, checkpoint)
         for spec in catalog.INGEST_TABLES:
             delta.ensure_table(warehouse.uri(spec), spec)
+        if once and nothing_waits(settings, checkpoint):
+            return IngestSummary(writer="none", nothing_waited=True)
         spark = build_session(settings.spark)
+        if settings.ingest.source == "kafka":
+            require_kafka_package(spark)
         _catch_signals(stop)
         writer = make_writer(settings.ingest.writer, spark, warehouse, app_id)
         if on_start:
             on_start(writer.name)
-        summary = IngestSummary(writer=writer.name)
+        summary.writer = writer.name
         callback = _BatchCallback(
-            BatchProcessor(warehouse, writer, app_id),
+            BatchProcessor(warehouse, writer, app_id, dedup_horizon_s),
             BatchSpool(checkpoint / "spool"),
             lambda batch_id: bounds.latest(batch_time(checkpoint, batch_id)),
             on_batch,
@@ -257,17 +334,19 @@ def run_ingest(
         stream = (
             stream.trigger(availableNow=True)
             if once
-            else stream.trigger(processingTime=f"{interval} seconds")
+            else stream.trigger(processingTime=f"{float(interval)} seconds")
         )
         if not stop.is_set():
-            _wait(stream.start(), callback)
+            prepare()
+            _wait(stream.start(), callback, prepare)
         summary.stopped_by_signal = stop.is_set()
         return summary
 
 
-def _wait(query, callback: _BatchCallback) -> None:
+def _wait(query, callback: _BatchCallback, prepare: Callable[[], None]) -> None:
     """Until the query ends (all landed files read, a stop, or a failure), then until the last
-    batch's commit ends. Raises the failure of a batch or of its commit."""
+    batch's commit ends. Raises the failure of a batch or of its commit. Calls `prepare` between
+    polls, so that files landed meanwhile are made safe before Spark's next listing."""
     failure = None
     try:
         while query.isActive:
@@ -280,6 +359,7 @@ def _wait(query, callback: _BatchCallback) -> None:
                 _await_record(query, callback.handed)
                 query.stop()
                 break
+            prepare()
             query.awaitTermination(0.25)
     except StreamingQueryException as exc:
         failure = exc
@@ -309,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warehouse")
     parser.add_argument("--landing")
     parser.add_argument("--checkpoint")
+    parser.add_argument("--query-name")
     parser.add_argument("--once", action="store_true")
     parser.add_argument("--max-bytes-per-batch")
     parser.add_argument("--max-files-per-batch", type=int)
@@ -320,10 +401,12 @@ def main(argv: list[str] | None = None) -> int:
                 "warehouse": args.warehouse,
                 "ingest.landing": args.landing,
                 "ingest.checkpoint": args.checkpoint,
+                "ingest.query_name": args.query_name,
                 "ingest.max_bytes_per_batch": args.max_bytes_per_batch,
                 "ingest.max_files_per_batch": args.max_files_per_batch,
             },
         )
+        check_inputs(settings)
         summary = run_ingest(
             settings,
             once=args.once,

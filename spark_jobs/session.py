@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -75,6 +76,8 @@ def build_session(settings: SparkSettings) -> SparkSession:
     builder = SparkSession.builder.appName(settings.app_name)
     if not under_spark_submit():
         find_java()
+        # Python UDFs (recommend's Spark engine) run in workers of this interpreter, not "python3"
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.master(settings.master)
         for key, value in LOCAL_CONF.items():
             builder = builder.config(key, value)

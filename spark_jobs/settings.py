@@ -10,16 +10,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from lakehouse.settings import apply_layers, read_toml
+from lakehouse.errors import RecoError
+from lakehouse.settings import Duration, Size, apply_layers, read_toml
 
 
 @dataclass
 class SparkSettings:
     master: str = "local[*]"
     app_name: str = "reco"
-    log_level: str = "ERROR"
+    log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = "ERROR"
     # Extra Spark conf, e.g. {"spark.driver.memory" = "4g"}.
     conf: dict[str, str] = field(default_factory=dict)
 
@@ -41,25 +42,33 @@ class KafkaSettings:
 class IngestSettings:
     landing: str = "./landing"
     # "files" (JSON lines under <landing>/events and <landing>/feedback) or "kafka".
-    source: str = "files"
+    source: Literal["files", "kafka"] = "files"
     # Empty: <warehouse>/_checkpoints/<query_name>.
     checkpoint: str = ""
     query_name: str = "reco_ingest"
-    interval: str = "1s"
-    # Most landed bytes one micro-batch reads from each landing folder ("0": no cap). Each batch passes
+    interval: Duration = Duration("1s")
+    # Most landed bytes one micro-batch reads from each landing folder (0: no cap). Each batch passes
     # through the driver as Arrow (dedup runs there): uncapped, a backlog of 7M lines outgrew Spark's
     # 1 GiB result limit and failed, the same way at every rerun.
-    max_bytes_per_batch: str = "128MB"
+    max_bytes_per_batch: Size = Size("128MB")
     # Most files per micro-batch instead (0: none). Spark's file source takes one cap, so a file cap
     # replaces the byte cap.
     max_files_per_batch: int = 0
     # "auto" (Spark's delta sink when Delta's jars are on the classpath, else delta-rs),
     # "delta-rs" or "spark-delta".
-    writer: str = "auto"
+    writer: Literal["auto", "delta-rs", "spark-delta"] = "auto"
     min_event_time: str = "1995-01-01T00:00:00Z"
-    max_future: str = "1d"
+    max_future: Duration = Duration("1d")
     max_line_bytes: int = 65536
+    # How far apart in event time two events with one event_id still count as one (e.g. "7d", rounded
+    # up to whole days): ingest holds the ids of the event dates within it of each batch, so its memory
+    # and start follow the events of this span, not the table's history (docs/ingest.md).
+    dedup_horizon: Duration = Duration("7d")
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+
+    def check(self) -> None:
+        if self.max_files_per_batch < 0:
+            raise RecoError(f"ingest.max_files_per_batch must be 0 or more, got {self.max_files_per_batch}")
 
 
 @dataclass
@@ -69,6 +78,14 @@ class JobSettings:
     warehouse: str = "./warehouse"
     ingest: IngestSettings = field(default_factory=IngestSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
+
+    def check(self) -> None:
+        if not self.warehouse.strip():
+            raise RecoError(
+                "setting 'warehouse' is empty: name the warehouse folder (RECO_WAREHOUSE, --warehouse)"
+            )
+        if self.warehouse_path.exists() and not self.warehouse_path.is_dir():
+            raise RecoError(f"warehouse {self.warehouse_path} is a file, not a folder")
 
     @property
     def warehouse_path(self) -> Path:

@@ -11,13 +11,14 @@ from pyspark.sql import functions as F
 
 from lakehouse.errors import RecoError
 from lakehouse.landing import landing_dirs
-from lakehouse.settings import parse_size
+from lakehouse.writers import on_classpath
 from spark_jobs.settings import IngestSettings, KafkaSettings
 from spark_jobs.validate import is_blank
 
 # Files older than this (relative to the newest) would be skipped by Spark's default of 7 days:
 # landed files must never be ignored, whatever their modification time.
 MAX_FILE_AGE = "36500d"
+KAFKA_SOURCE_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 
 
 def kafka_reader_options(kafka: KafkaSettings) -> dict[str, str]:
@@ -36,15 +37,34 @@ def kafka_reader_options(kafka: KafkaSettings) -> dict[str, str]:
     return {**options, **kafka.options}
 
 
+def require_kafka_package(spark: SparkSession) -> None:
+    """Spark's Kafka source ships apart from Spark: without it, one line saying how to add it
+    (instead of Spark's 99-line failure)."""
+    import pyspark
+
+    if not on_classpath(spark, KAFKA_SOURCE_CLASS):
+        coordinate = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pyspark.__version__}"
+        raise RecoError(
+            f"ingest.source = kafka needs Spark's Kafka package: run under spark-submit --packages "
+            f'{coordinate}, or set [spark] conf = {{"spark.jars.packages" = "{coordinate}"}}'
+        )
+
+
+def describe_source(ingest: IngestSettings) -> str:
+    """Where ingest reads from, for its first line."""
+    if ingest.source == "kafka":
+        kafka = ingest.kafka
+        return f"kafka {kafka.bootstrap_servers} topics {kafka.events_topic}, {kafka.feedback_topic}"
+    return f"landing {ingest.landing}"
+
+
 def file_batch_cap(ingest: IngestSettings) -> dict[str, str]:
     """The file source's cap on a micro-batch: Spark refuses both at once, so a file cap (when set)
     replaces the byte cap. A batch always takes at least one file, however large."""
-    if ingest.max_files_per_batch < 0:
-        raise RecoError(f"ingest.max_files_per_batch must be 0 or more, got {ingest.max_files_per_batch}")
     if ingest.max_files_per_batch > 0:
         return {"maxFilesPerTrigger": str(ingest.max_files_per_batch)}
-    max_bytes = parse_size(ingest.max_bytes_per_batch)
-    return {"maxBytesPerTrigger": str(max_bytes)} if max_bytes > 0 else {}
+    max_bytes = ingest.max_bytes_per_batch
+    return {"maxBytesPerTrigger": str(int(max_bytes))} if max_bytes > 0 else {}
 
 
 def source_options(ingest: IngestSettings) -> dict[str, str]:
@@ -52,9 +72,7 @@ def source_options(ingest: IngestSettings) -> dict[str, str]:
     starts Spark, so a mistake costs no JVM start)."""
     if ingest.source == "files":
         return file_batch_cap(ingest)
-    if ingest.source == "kafka":
-        return kafka_reader_options(ingest.kafka)
-    raise RecoError(f"ingest.source must be 'files' or 'kafka', got {ingest.source!r}")
+    return kafka_reader_options(ingest.kafka)
 
 
 def file_streams(spark: SparkSession, landing: str, options: dict[str, str]) -> dict[str, DataFrame]:

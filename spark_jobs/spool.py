@@ -8,13 +8,14 @@ what the spool holds before Spark starts, and the commits themselves are idempot
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
+
+from lakehouse.files import atomic_file
 
 LATEST_KEY = b"reco.latest"
 
@@ -32,13 +33,8 @@ class BatchSpool:
         """Write (synced, then renamed into place) the batch and the latest event time it accepts."""
         self.folder.mkdir(parents=True, exist_ok=True)
         data = data.replace_schema_metadata({LATEST_KEY: latest.isoformat().encode()})
-        temp = self.folder / f".{self._path(batch_id).name}.tmp"
-        with open(temp, "wb") as out:
-            with pa.ipc.new_file(out, data.schema) as writer:
-                writer.write_table(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, self._path(batch_id))
+        with atomic_file(self._path(batch_id)) as out, pa.ipc.new_file(out, data.schema) as writer:
+            writer.write_table(data)
 
     def pending(self) -> list[int]:
         """Ids of the saved batches, oldest first."""

@@ -1,8 +1,10 @@
 """Line validation as Spark column expressions: each line becomes a typed row or a rejection reason.
 
-Checks run in this order and the first failure is the reason: oversize, malformed_json,
+Checks run in this order and the first failure is the reason: bad_encoding (not UTF-8), oversize,
+malformed_json (anything but one RFC 8259 object: no single quotes, NaN or trailing text),
 missing_field:<name>, bad_type:<name>, unknown_event_type, bad_timestamp. Ids may be JSON strings or
-numbers (numbers are kept as their text); objects or arrays in a string field are bad_type.
+numbers (a number is kept as written: 1.50 stays "1.50"); objects or arrays in a string field are
+bad_type, while a string may start with { or [. The strings "NaN" and "Infinity" are not numbers.
 
 The one check left to spark_jobs.batch is an event time too far in the future: its bound moves with
 each micro-batch, and a bound that changes per batch would make Spark compile the checks anew for
@@ -20,13 +22,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.contracts import CONTRACTS as CONTRACTS  # the contracts are lakehouse's, re-exported
-from lakehouse.contracts import EPOCH_LIMIT, EPOCH_MS_FROM, MAP, STRING, TIMESTAMP, Contract
+from lakehouse.contracts import DOUBLE, EPOCH_LIMIT, EPOCH_MS_FROM, MAP, STRING, TIMESTAMP, Contract
 from lakehouse.errors import RecoError
-from lakehouse.settings import parse_duration
 from spark_jobs.settings import IngestSettings
 
 RAW_MAP = T.MapType(T.StringType(), T.StringType())
 CORRUPT = "_corrupt_line"
+# Strict RFC 8259: Spark's JSON reader otherwise takes single quotes and NaN/Infinity as numbers.
+STRICT_JSON = {"allowSingleQuotes": "false", "allowNonNumericNumbers": "false"}
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class Bounds:
         except ValueError:
             text = ingest.min_event_time
             raise RecoError(f"ingest.min_event_time is not an ISO-8601 time: {text!r}") from None
-        return cls(min_ts, parse_duration(ingest.max_future), ingest.max_line_bytes)
+        return cls(min_ts, ingest.max_future, ingest.max_line_bytes)
 
     def latest(self, batch_time: datetime) -> datetime:
         """The latest event time accepted in a batch whose own time is `batch_time`."""
@@ -63,9 +66,25 @@ def parse_timestamp(raw: Column) -> Column:
     return F.when(raw.contains("-"), raw.try_cast("timestamp")).otherwise(from_number)
 
 
-def _typed(raw: Column, kind: str) -> Column:
+def _key_then(line: Column, name: str, value_pattern: str) -> Column:
+    """The first `"name": <value>` in the line, where the value starts with `value_pattern`
+    (the captured text; "" when there is none)."""
+    return F.regexp_extract(line, f'"{name}"\\s*:\\s*({value_pattern})', 1)
+
+
+def _as_written(raw: Column, line: Column, name: str) -> Column:
+    """A text field as written in the line: Spark's JSON reader gives a number in a text field as it
+    re-prints it (1.50 → "1.5", -0 → "0", 1e3 → "1000.0"), so a number it may have re-printed is taken
+    from the line itself (only those: a regex per line would cost every line)."""
+    reprinted = raw.rlike("^-?[0-9]") & (raw.contains(".") | raw.contains("E") | (raw == "0"))
+    written = _key_then(line, name, "-?[0-9][0-9.eE+-]*")
+    same = (written != "") & (written.try_cast("double") == raw.try_cast("double"))
+    return F.when(reprinted & same, written).otherwise(raw)
+
+
+def _typed(raw: Column, kind: str, line: Column, name: str) -> Column:
     if kind == STRING:
-        return raw
+        return _as_written(raw, line, name)
     if kind == MAP:
         return F.when(_starts_with(raw, "{"), F.from_json(raw, RAW_MAP))
     if kind == TIMESTAMP:
@@ -88,9 +107,12 @@ def is_blank(text: Column) -> Column:
     return (text == "") | (text.startswith(" ") & (F.trim(text) == ""))
 
 
-def _bad_type(raw: Column, typed: Column, kind: str) -> Column:
+def _bad_type(raw: Column, typed: Column, kind: str, line: Column, name: str) -> Column:
     if kind == STRING:
-        return _starts_with(raw, "{", "[")
+        # Spark gives an object or array as its JSON text: tell it from a string by the line itself.
+        return _starts_with(raw, "{", "[") & (_key_then(line, name, "[\\[{]") != "")
+    if kind == DOUBLE:
+        return raw.isNotNull() & (typed.isNull() | F.isnan(typed) | (F.abs(typed) == float("inf")))
     return raw.isNotNull() & typed.isNull()
 
 
@@ -102,9 +124,10 @@ def _normalized(raw: Column, allowed: tuple[str, ...]) -> Column:
 def validate(lines: DataFrame, contract: Contract, bounds: Bounds, earliest_batch: datetime) -> DataFrame:
     """(value, source_file) lines → kind, reason (null when valid), raw, typed fields.
 
-    One `from_json` with every field read as text (a number keeps its text, an object or array its
-    JSON) parses each line once, inside Spark's generated code; text that is not JSON fills the
-    corrupt-record column. The checks sit in CASE WHEN branches over that parse, and the costly
+    One `from_json` with every field read as text (an object or array keeps its JSON) parses each line
+    once, inside Spark's generated code. The line is parsed as `[line, null]`: a strict parser then
+    fails on any text after the object, and an array of two proves the line held exactly one value.
+    The checks sit in CASE WHEN branches over that parse, and the costly
     string copies (trim, lower) only run on the rare lines that need them.
 
     `raw` is kept for rejected lines, and for valid lines that a batch of this run (timed at
@@ -113,34 +136,42 @@ def validate(lines: DataFrame, contract: Contract, bounds: Bounds, earliest_batc
     """
     names = [name for name, _, _ in contract.fields]
     schema = T.StructType([T.StructField(n, T.StringType()) for n in [*names, CORRUPT]])
-    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
-    # A line over the size limit is rejected whatever it holds, so it is never parsed (the bench's
-    # 70 KB lines were parsed twice, the line and then its context map).
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT, **STRICT_JSON}
+    # A line that is not UTF-8 or over the size limit is rejected whatever it holds, so it is never
+    # parsed (the bench's 70 KB lines were parsed twice, the line and then its context map).
+    utf8 = F.expr("is_valid_utf8(value)")
     fits = F.octet_length("value") <= bounds.max_line_bytes
+    wrapped = F.concat(F.lit("["), F.col("value"), F.lit("\n,null]"))
     parsed = lines.select(
-        "value", "source_file", F.when(fits, F.from_json("value", schema, options)).alias("_json")
+        "value",
+        "source_file",
+        utf8.alias("_utf8"),
+        F.when(utf8 & fits, F.from_json(wrapped, T.ArrayType(schema), options)).alias("_array"),
     )
+    one_object = (F.size("_array") == 2) & F.col("_array")[1].isNull() & F.col("_array")[0].isNotNull()
     fields = parsed.select(
         "value",
         "source_file",
-        (F.col("_json").isNull() | F.col(f"_json.{CORRUPT}").isNotNull()).alias("_unparsed"),
-        *(F.col(f"_json.{n}").alias(f"_raw_{n}") for n in names),
+        "_utf8",
+        (~F.coalesce(one_object, F.lit(False)) | F.col("_array")[0][CORRUPT].isNotNull()).alias("_unparsed"),
+        *(F.col("_array")[0][n].alias(f"_raw_{n}") for n in names),
     )
     raw = {name: F.col(f"_raw_{name}") for name in names}
+    line = F.col("value")
     typed_fields = fields.select(
-        "*", *(_typed(raw[name], kind).alias(f"_typed_{name}") for name, kind, _ in contract.fields)
+        "*",
+        *(_typed(raw[name], kind, line, name).alias(f"_typed_{name}") for name, kind, _ in contract.fields),
     )
     typed = {name: F.col(f"_typed_{name}") for name in names}
 
-    line = F.col("value")
-    ends_object = line.endswith("}") | F.rtrim(line).endswith("}")
-    reason = F.when(~fits, "oversize").when(F.col("_unparsed") | ~ends_object, "malformed_json")
+    reason = F.when(~F.col("_utf8"), "bad_encoding").when(~fits, "oversize")
+    reason = reason.when(F.col("_unparsed"), "malformed_json")
     for name, _, required in contract.fields:
         if required:
             reason = reason.when(raw[name].isNull() | is_blank(raw[name]), f"missing_field:{name}")
     for name, kind, _ in contract.fields:
         if kind != TIMESTAMP:
-            reason = reason.when(_bad_type(raw[name], typed[name], kind), f"bad_type:{name}")
+            reason = reason.when(_bad_type(raw[name], typed[name], kind, line, name), f"bad_type:{name}")
     event_type = _normalized(raw[contract.type_field], contract.allowed_types)
     reason = reason.when(~event_type.isin(*contract.allowed_types), "unknown_event_type")
     ts = typed["ts"]

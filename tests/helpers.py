@@ -127,3 +127,24 @@ class Process:
 
     def stderr(self) -> str:
         return self.proc.stderr.read() if self.proc.poll() is not None else ""
+
+
+def assert_readable_everywhere(warehouse: Path) -> list[list[dict]]:
+    """Events, quarantine and metrics read the same by delta-rs (to_pylist), Polars and DuckDB (the
+    delta extension of the duckdb-extension-delta package); each table's rows as Python objects."""
+    import duckdb
+    import duckdb_extension_delta
+    import polars as pl
+    from deltalake import DeltaTable
+
+    extension = next(Path(duckdb_extension_delta.__path__[0]).rglob("delta.duckdb_extension"))
+    con = duckdb.connect()
+    con.sql(f"LOAD '{extension}'")
+    tables = []
+    for spec in (catalog.EVENTS, catalog.QUARANTINE, catalog.INGEST_METRICS):
+        uri = Warehouse(warehouse).uri(spec)
+        rows = DeltaTable(uri).to_pyarrow_table().to_pylist()
+        assert pl.read_delta(uri).height == len(rows)
+        assert con.sql(f"SELECT count(*) FROM delta_scan('{uri}')").fetchone()[0] == len(rows)
+        tables.append(rows)
+    return tables

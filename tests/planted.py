@@ -13,7 +13,8 @@ import pyarrow.compute as pc
 from lakehouse.schemas import TS
 from recocli.config import EventWeights
 from recocli.data.synthetic import World, generate_lines
-from recocli.models.base import Recommender, hit_and_ndcg
+from recocli.metrics import hit_and_ndcg
+from recocli.models.base import Recommender
 from recocli.models.vocab import Vocabs
 from recocli.training.interactions import from_bronze
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import out, print_json, print_table
 from recocli.data.fetch import ARCHIVES, fetch
 from recocli.data.importer import import_movielens
@@ -104,14 +104,11 @@ def import_(
 def fetch_(
     name: Annotated[DatasetName, typer.Argument(help="Which MovieLens release.", show_default=False)],
     folder: Annotated[
-        Path | None, typer.Option("--dir", help="Where to unpack it [default: ./datasets].")
+        Path | None, typer.Option("--dir", help=f"Where to unpack it {default('data.dir')}.")
     ] = None,
     url: Annotated[
         str | None,
-        typer.Option(
-            help="Base URL holding NAME.zip, or the zip's URL "
-            "[default: https://files.grouplens.org/datasets/movielens]."
-        ),
+        typer.Option(help=f"Base URL holding NAME.zip, or the zip's URL {default('data.movielens_url')}."),
     ] = None,
     sha256: Annotated[
         str | None, typer.Option(help="Expected SHA-256 of the zip, instead of the pinned one.")

@@ -6,13 +6,16 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lakehouse.errors import RecoError
-from recocli.config import load_settings
+from recocli.config import Settings, load_settings
 from recocli.console import out, print_table
+
+if TYPE_CHECKING:
+    from recocli.lab.loop import LoopResult
 
 MARKER = ".reco-demo"
 
@@ -38,6 +41,15 @@ def demo(
     k: Annotated[int, typer.Option(min=1, help="List length served.")] = 10,
     holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Users served the popular list.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 7,
+    warehouse: Annotated[
+        Path | None,
+        typer.Option(
+            "--warehouse",
+            "-w",
+            help="A new (absent or empty) warehouse folder for the demo's tables [default: DIR/warehouse].",
+            show_default=False,
+        ),
+    ] = None,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -51,21 +63,16 @@ def demo(
     holdout, and how long new events take to reach new lists.
 
     Exits 1 when the loop is broken: model lists do not beat the holdout or their CTR does not rise.
-    Writes <dir>/report/report.md with PNG charts.
+    Writes DIR/report/report.md with PNG charts; the warehouse is DIR/warehouse unless --warehouse
+    names a new one (the commands after the demo take it as --warehouse).
     """
     from recocli.lab.loop import run_loop, run_replay_loop, write_report
 
+    if warehouse is not None and warehouse.exists() and any(warehouse.iterdir()):
+        raise RecoError(f"{warehouse} is not empty: the demo fills a new warehouse, give another --warehouse")
     prepare_demo_dir(folder)
-    base = load_settings(
-        overrides={
-            "warehouse": str(folder / "warehouse"),
-            "ingest.landing": str(folder / "landing"),
-            "simulate.state": str(folder / "simworld"),
-        }
-    )
-    settings = dataclasses.replace(
-        base, simulate=dataclasses.replace(base.simulate, users=users, items=items, seed=seed)
-    )
+    tables = (warehouse or folder / "warehouse").expanduser().resolve()
+    settings = demo_settings(folder, tables, users, items, seed)
     if data is not None:
         out.print(f"reco demo: replaying {data} in {rounds} windows after a bootstrap half → {folder}")
         result = run_replay_loop(settings, data, rounds=rounds, k=k, holdout=holdout, say=out.print)
@@ -80,6 +87,39 @@ def demo(
     report = write_report(result, folder / "report")
     (folder / "report" / "demo.json").write_text(json.dumps(result.as_dict(), indent=2))
     verdict = result.verdict()
+    print_summary(result, verdict)
+    out.print(f"report: {report}")
+    out.print(
+        f"next: the demo's warehouse is {tables}: reco status -w {tables}; reco models list -w {tables}; "
+        f"reco report -w {tables}"
+    )
+    if not verdict["ok"]:
+        out.print(f"[bold red]demo FAILED: the loop is broken[/] ({verdict})")
+        raise typer.Exit(1)
+    out.print(
+        f"[green]demo OK[/]: model lists {100 * verdict['ctr_model']:.2f}% CTR vs holdout "
+        f"{100 * verdict['ctr_holdout']:.2f}%; CTR {100 * verdict['ctr_first_round']:.2f}% in the first "
+        f"answered round, {100 * verdict['ctr_later_rounds']:.2f}% in the later ones"
+    )
+
+
+def demo_settings(folder: Path, warehouse: Path, users: int, items: int, seed: int) -> Settings:
+    """Settings whose landing folder and simulated world live in the demo folder (and, by default,
+    the warehouse)."""
+    base = load_settings(
+        overrides={
+            "warehouse": str(warehouse),
+            "ingest.landing": str(folder / "landing"),
+            "simulate.state": str(folder / "simworld"),
+        }
+    )
+    return dataclasses.replace(
+        base, simulate=dataclasses.replace(base.simulate, users=users, items=items, seed=seed)
+    )
+
+
+def print_summary(result: LoopResult, verdict: dict[str, Any]) -> None:
+    """One row: what was ingested, how many versions, both CTRs and the median events→lists time."""
     total = result.rounds
     print_table(
         "demo summary",
@@ -103,13 +143,4 @@ def demo(
                 sorted(r.freshness_seconds for r in total)[len(total) // 2],
             ]
         ],
-    )
-    out.print(f"report: {report}")
-    if not verdict["ok"]:
-        out.print(f"[bold red]demo FAILED: the loop is broken[/] ({verdict})")
-        raise typer.Exit(1)
-    out.print(
-        f"[green]demo OK[/]: model lists {100 * verdict['ctr_model']:.2f}% CTR vs holdout "
-        f"{100 * verdict['ctr_holdout']:.2f}%; CTR {100 * verdict['ctr_first_round']:.2f}% in the first "
-        f"answered round, {100 * verdict['ctr_later_rounds']:.2f}% in the later ones"
     )

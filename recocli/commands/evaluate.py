@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import err, out, print_json, print_table
+
+if TYPE_CHECKING:
+    from recocli.config import Settings
+    from recocli.lab.evaluate.source import Source
 
 PROTOCOLS = ("loo", "prequential", "served")
 DEFAULT_MODELS = {"loo": "sasrec,mf,als,pop", "prequential": "sasrec,pop", "served": "ranker"}
@@ -41,26 +47,29 @@ def evaluate(
     ] = None,
     k: Annotated[
         str | None,
-        typer.Option("--k", help="Cut-offs K, comma-separated [default: 10,20].", show_default=False),
+        typer.Option("--k", help=f"Cut-offs K, comma-separated {default('evaluate.k')}.", show_default=False),
     ] = None,
     bootstrap: Annotated[
         float | None,
         typer.Option(
-            help="prequential: share of the events (in time) that bootstraps [default: 0.5].",
+            help="prequential: share of the events (in time) that bootstraps "
+            f"{default('evaluate.bootstrap')}.",
             show_default=False,
         ),
     ] = None,
     window: Annotated[
         str | None,
         typer.Option(
-            help="prequential: window as event time (30d, 12h) or a number of events [default: 30d].",
+            help="prequential: window as event time (30d, 12h) or a number of events "
+            f"{default('evaluate.window')}.",
             show_default=False,
         ),
     ] = None,
     retrain_every: Annotated[
         int | None,
         typer.Option(
-            help="prequential: the retrain strategy retrains fully every N windows [default: 4].",
+            help="prequential: the retrain strategy retrains fully every N windows "
+            f"{default('evaluate.retrain_every')}.",
             show_default=False,
         ),
     ] = None,
@@ -72,8 +81,8 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--set",
-            help="A setting for one model only, MODEL.SECTION.KEY=VALUE (repeatable), e.g. "
-            "mf.train.lr=0.003 or sasrec.model.dropout=0.5: each model trains with its own config.",
+            help="A setting for one model only, MODEL.SETTING=VALUE (repeatable), e.g. "
+            "mf.train.mf.lr=0.003 or sasrec.model.sasrec.dropout=0.5: each model trains with its own config.",
             show_default=False,
         ),
     ] = None,
@@ -88,7 +97,7 @@ def evaluate(
     every item the user has not interacted with is a candidate (full ranking, no sampled negatives).
     HR@K, NDCG@K, Recall@K, MRR and catalog coverage; RMSE/MAE of an explicit ALS on held-out ratings.
     sasrec and mf are blended with a time-local recency-popularity prior (what was popular at each
-    user's own last event; evaluate.prior_half_life × evaluate.prior_weights chosen on the validation
+    user's own last event; evaluate.loo_prior_half_life × loo_prior_weights chosen on the validation
     item), and also shown alone (-noblend), next to the prior alone (prior).
 
     **prequential**: bootstrap on the first part of time, then window by window rank first, score
@@ -119,28 +128,17 @@ def evaluate(
         raise RecoError(
             "--protocol served ranks with model.kind for every user: drop --models, --set, --sample-users"
         )
+    if data is None:
+        Warehouse(settings.warehouse).require()
 
-    from recocli.lab.evaluate import parse_list
-    from recocli.lab.evaluate.report import table_columns, table_rows, write_report
+    from recocli.lab.evaluate import check_models
     from recocli.lab.evaluate.source import load
-    from recocli.progress import Bar
 
-    ks = tuple(parse_list(settings.evaluate.k, int))
-    if not ks or min(ks) < 1:
-        raise RecoError(f"--k must list positive cut-offs, got {settings.evaluate.k!r}")
-    chosen = [m.strip().lower() for m in (models or DEFAULT_MODELS[protocol]).split(",") if m.strip()]
-    if not chosen:
-        raise RecoError("--models is empty")
+    ks = cutoffs(settings.evaluate.k)
+    chosen = chosen_models(models or DEFAULT_MODELS[protocol], per_model)
+    check_models(protocol, chosen)
     run_seed = settings.train.seed
-    unused = sorted(set(per_model) - set(chosen))
-    if unused:
-        raise RecoError(f"--set names {unused[0]!r}, which is not among --models")
-    model_settings = {}
-    for name, values in per_model.items():
-        try:
-            model_settings[name] = settings_from(config, warehouse, **{**flags, **values})
-        except (AttributeError, KeyError):
-            raise RecoError(f"--set {name}.…: unknown setting among {', '.join(values)}") from None
+    model_settings = settings_per_model(config, warehouse, flags, per_model)
 
     def log(message: str) -> None:
         if not json_output:
@@ -151,35 +149,84 @@ def evaluate(
 
         events, name = served_events(settings, data)
         result = run_served(events, name, settings, log)
-    elif protocol == "loo":
-        from recocli.lab.evaluate.loo import run_loo
-
-        source = load(settings, data, sample_users, run_seed)
-        log(f"{source.name}: {source.interactions.num_rows} interactions")
-        result = run_loo(source, settings, chosen, ks, run_seed, log, model_settings).as_dict()
     else:
-        from recocli.lab.evaluate.prequential import run_prequential
-
         source = load(settings, data, sample_users, run_seed)
         log(f"{source.name}: {source.interactions.num_rows} interactions")
-        with Bar("windows") as bar:
-
-            def on_window(done: int, total: int) -> None:
-                if bar.total != total:
-                    bar.set_total(total)
-                bar.advance(1)
-
-            result = run_prequential(
-                source, settings, chosen, ks, run_seed, log, on_window, model_settings
-            ).as_dict()
+        result = run_protocol(protocol, source, settings, chosen, ks, run_seed, log, model_settings)
     if per_model:
         result["model_settings"] = per_model
+    show_result(result, report, f"{protocol} on {result['dataset']} (seed {run_seed})", json_output)
+
+
+def cutoffs(ks: list[int]) -> tuple[int, ...]:
+    """The cut-offs K of evaluate.k, each at least 1."""
+    if not ks or min(ks) < 1:
+        raise RecoError(f"--k must list positive cut-offs, got {','.join(map(str, ks))!r}")
+    return tuple(ks)
+
+
+def chosen_models(models: str, per_model: dict[str, dict[str, str]]) -> list[str]:
+    """The models of --models, lower-cased; every model that --set names must be among them."""
+    chosen = [m.strip().lower() for m in models.split(",") if m.strip()]
+    if not chosen:
+        raise RecoError("--models is empty")
+    unused = sorted(set(per_model) - set(chosen))
+    if unused:
+        raise RecoError(f"--set names {unused[0]!r}, which is not among --models")
+    return chosen
+
+
+def settings_per_model(
+    config: Path | None, warehouse: Path | None, flags: dict[str, Any], per_model: dict[str, dict[str, str]]
+) -> dict[str, Settings]:
+    """Each model named by --set: the run's settings with its own values on top."""
+    model_settings = {}
+    for name, values in per_model.items():
+        try:
+            model_settings[name] = settings_from(config, warehouse, **{**flags, **values})
+        except (AttributeError, KeyError):
+            raise RecoError(f"--set {name}.…: unknown setting among {', '.join(values)}") from None
+    return model_settings
+
+
+def run_protocol(
+    protocol: str,
+    source: Source,
+    settings: Settings,
+    chosen: list[str],
+    ks: tuple[int, ...],
+    run_seed: int,
+    log: Callable[[str], None],
+    model_settings: dict[str, Settings],
+) -> dict[str, Any]:
+    """The result of one protocol's run, as a dict (what the report and --json show)."""
+    if protocol == "loo":
+        from recocli.lab.evaluate.loo import run_loo
+
+        return run_loo(source, settings, chosen, ks, run_seed, log, model_settings).as_dict()
+    from recocli.lab.evaluate.prequential import run_prequential
+    from recocli.progress import Bar
+
+    with Bar("windows") as bar:
+
+        def on_window(done: int, total: int) -> None:
+            if bar.total != total:
+                bar.set_total(total)
+            bar.advance(1)
+
+        return run_prequential(
+            source, settings, chosen, ks, run_seed, log, on_window, model_settings
+        ).as_dict()
+
+
+def show_result(result: dict[str, Any], report: Path | None, title: str, json_output: bool) -> None:
+    """Write the report folder (when asked), then print the result as JSON or as a table."""
+    from recocli.lab.evaluate.report import table_columns, table_rows, write_report
 
     written = write_report(result, report) if report is not None else []
     if json_output:
         print_json({**result, "report": [str(p) for p in written]})
         return
-    title = f"{protocol} on {result['dataset']} (seed {run_seed})"
     print_table(title, ["model", *table_columns(result)], table_rows(result))
     if result.get("ratings"):
         r = result["ratings"]
@@ -191,12 +238,12 @@ def evaluate(
 
 
 def model_overrides(items: list[str]) -> dict[str, dict[str, str]]:
-    """['mf.train.lr=0.003'] → {'mf': {'train.lr': '0.003'}}."""
+    """['mf.train.mf.lr=0.003'] → {'mf': {'train.mf.lr': '0.003'}}."""
     out: dict[str, dict[str, str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         model, _, path = key.strip().partition(".")
         if not sep or not model or "." not in path:
-            raise RecoError(f"--set expects MODEL.SECTION.KEY=VALUE (e.g. mf.train.lr=0.003), got {item!r}")
+            raise RecoError(f"--set expects MODEL.SETTING=VALUE (e.g. mf.train.mf.lr=0.003), got {item!r}")
         out.setdefault(model.lower(), {})[path] = value.strip()
     return out

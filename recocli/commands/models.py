@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from lakehouse.catalog import Warehouse
-from lakehouse.registry import ModelRegistry
+from lakehouse.registry import CURVE, ModelRegistry
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import out, print_json, print_table
 
@@ -22,7 +23,7 @@ VersionArgument = Annotated[int, typer.Argument(min=1, help="Model version numbe
 
 
 def _registry(config, warehouse) -> ModelRegistry:
-    return ModelRegistry(Warehouse(settings_from(config, warehouse).warehouse))
+    return ModelRegistry(Warehouse(settings_from(config, warehouse).warehouse).require())
 
 
 def _cursor(meta: dict) -> str:
@@ -108,16 +109,35 @@ def show(
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Everything a version's metadata.json records (checksums verified)."""
+    """Everything a version's metadata.json records (checksums verified), and a summary of its
+    training curve (every epoch's losses and metrics are in its training_log/metrics.csv)."""
     registry = _registry(config, warehouse)
     meta = registry.verify(version)
+    curve = registry.training_curve(version)
     if json_output:
-        print_json(meta)
+        print_json({**meta, "training_curve": curve})
         return
-    flat = list(_flatten(meta))
+    flat = [*_flatten(meta), *curve_summary(curve, registry.path(version) / CURVE)]
     print_table(
         f"model v{version}" + (" (latest)" if registry.latest() == version else ""), ["field", "value"], flat
     )
+
+
+def curve_summary(curve: list[dict[str, float]], log: Path) -> list[list[Any]]:
+    """[field, value] rows: epochs logged, the loss from first to last epoch, the best validation."""
+    if not curve:
+        return [["curve", "no training log (published before logs were kept, or no epoch ran)"]]
+    rows: list[list[Any]] = [["curve.epochs", len(curve)]]
+    losses = [e["train_loss"] for e in curve if "train_loss" in e]
+    if losses:
+        rows.append(["curve.train_loss", " → ".join(f"{v:.4f}" for v in (losses[0], losses[-1]))])
+    for key in ("val_hr10", "val_ndcg10"):
+        scored = [(e[key], int(e["epoch"])) for e in curve if key in e]
+        if scored:
+            best, epoch = max(scored)
+            rows.append([f"curve.{key}", f"best {best:.4f} at epoch {epoch} (last {scored[-1][0]:.4f})"])
+    rows.append(["curve.log", str(log)])
+    return rows
 
 
 def _flatten(data: dict[str, Any], prefix: str = ""):
@@ -143,8 +163,9 @@ def rollback(
     from recocli.training.incremental import train_lock
 
     settings = settings_from(config, warehouse)
-    registry = ModelRegistry(Warehouse(settings.warehouse))
-    with train_lock(Warehouse(settings.warehouse)):
+    root = Warehouse(settings.warehouse).require()
+    registry = ModelRegistry(root)
+    with train_lock(root):
         before = registry.latest()
         registry.rollback(version)
     meta = registry.metadata(version)

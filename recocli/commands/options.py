@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from recocli.config import Settings, load_settings
+
+DEFAULTS = Settings()
 
 WarehouseOption = Annotated[
     Path | None,
@@ -24,7 +27,27 @@ ConfigOption = Annotated[
         "--config", "-c", help="TOML config file (see conf/reco.toml) [or $RECO_CONFIG].", show_default=False
     ),
 ]
+Accelerator = StrEnum(
+    "Accelerator", {name: name for name in ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")}
+)
+AcceleratorOption = Annotated[
+    Accelerator | None,
+    typer.Option(
+        help="Lightning accelerator for training [default: auto, or train.accelerator].",
+        show_default=False,
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+def default(dotted: str) -> str:
+    """'[default: X]' for a help text, X the built-in default of setting `dotted` (written once, in
+    recocli.config); lists are shown as they are typed on the command line (10,20)."""
+    value = DEFAULTS
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    text = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+    return f"[default: {text}]"
 
 
 def settings_from(config: Path | None, warehouse: Path | None, **overrides: Any) -> Settings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -14,6 +14,11 @@ from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import out, print_json, print_table
+
+ENGINES = ("local", "spark")
+
+if TYPE_CHECKING:
+    from recocli.recommend.run import RunResult
 
 
 def recommend(
@@ -39,6 +44,14 @@ def recommend(
     export_format: Annotated[
         str | None, typer.Option("--format", help="parquet, csv or jsonl (default: from the file name).")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local: score in this process; spark: on Spark's executors (spark.master), the model "
+            "broadcast, the same lists."
+        ),
+    ] = "local",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing export file.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Score the whole catalog for each user (batched matrix products + top-K), leave out what they
@@ -47,15 +60,46 @@ def recommend(
     SASRec reads each user's latest events at recommend time, so clicks ingested after the model
     was trained already change the list. The version's ranker blends the model's scores with
     time-decayed popularity (half-life and weight chosen at training: `reco models show`); users the
-    model knows nothing about get that popularity alone (strategy = popular). Readers take the
-    newest run_id: a run appears whole, in one commit.
+    model knows nothing about get that popularity alone (strategy = popular). Every run is kept in
+    gold/recommendations (a run appears whole, in one commit); gold/latest_recommendations holds each
+    user's newest list, also from partial runs (--users, --active-since). A run with no users writes
+    nothing.
     """
-    from recocli.recommend.export import export_format as choose_format
-    from recocli.recommend.export import export_rows
+    from recocli.recommend.export import check_export_target, export_rows
     from recocli.recommend.run import Request, publish
     from recocli.recommend.run import recommend as run_recommend
 
+    if engine not in ENGINES:
+        raise RecoError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    fmt = check_export_target(export, export_format, force) if export is not None else None
     settings = settings_from(config, warehouse, **{"recommend.k": k})
+    Warehouse(settings.warehouse).require()
+    chosen = chosen_users(users, users_file, user)
+    request = Request(
+        k=settings.recommend.k,
+        users=chosen,
+        active_since=active_since,
+        model_version=model_version,
+        holdout=holdout,
+    )
+    if engine == "spark":
+        from recocli.engines.spark import spark_scorer  # starts a JVM: import only for this engine
+        from spark_jobs.session import build_session
+
+        result = run_recommend(settings, request, spark_scorer(build_session(settings.spark)))
+    else:
+        result = run_recommend(settings, request)
+    if user is not None:
+        _show_user(Warehouse(settings.warehouse), result.rows, user, json_output)
+        return
+    written = publish(settings, result)
+    if export is not None:
+        export_rows(result.rows, export, fmt)
+    print_run(result, export, json_output, written)
+
+
+def chosen_users(users: str | None, users_file: Path | None, user: str | None) -> list[str] | None:
+    """The users asked for: --users and the lines of --users-file, or --user alone; None: all."""
     chosen = [u for u in (users or "").split(",") if u.strip()] if users else None
     if users_file is not None:
         if not users_file.is_file():
@@ -63,19 +107,13 @@ def recommend(
         chosen = (chosen or []) + [t.strip() for t in users_file.read_text().splitlines() if t.strip()]
     if user is not None:
         chosen = [user]
-    fmt = choose_format(export, export_format) if export is not None else None
-    request = Request(
-        k=settings.recommend.k, users=chosen, active_since=active_since, model_version=model_version
-    )
-    result = run_recommend(settings, request)
-    if user is not None:
-        _show_user(Warehouse(settings.warehouse), result.rows, user, json_output)
-        return
-    publish(settings, result)
-    if export is not None:
-        export_rows(result.rows, export, fmt)
+    return chosen
+
+
+def print_run(result: RunResult, export: Path | None, json_output: bool, written: bool = True) -> None:
+    """The run's id, version, user counts, rows and seconds, as JSON or one line."""
     summary = {
-        "run_id": result.run_id,
+        "run_id": result.run_id if written else None,
         "model_version": result.model_version,
         "users": result.users,
         "model_users": result.model_users,
@@ -86,6 +124,9 @@ def recommend(
     }
     if json_output:
         print_json(summary)
+        return
+    if not written:
+        out.print(f"no users to recommend for ({result.users} users): nothing written")
         return
     out.print(
         f"run {result.run_id}: {result.users} users ({result.model_users} from model "

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-from lakehouse.settings import parse_duration
-from recocli.commands.options import ConfigOption, JsonOption, settings_from
+from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import out, print_json
-from recocli.data.replay import load_events, parse_time
+from recocli.data.replay import iso, load_events, newest_event_time, parse_time
 from recocli.data.replay import replay as run_replay
 from recocli.progress import Bar
 
@@ -20,7 +21,7 @@ def replay(
         Path,
         typer.Argument(help="A MovieLens folder, or a warehouse folder (its bronze/events is replayed)."),
     ],
-    landing: Annotated[Path | None, typer.Option(help="Landing folder [default: ./landing].")] = None,
+    landing: Annotated[Path | None, typer.Option(help=f"Landing folder {default('ingest.landing')}.")] = None,
     speed: Annotated[
         float | None, typer.Option(help="Times real time: 86400 replays a day of events per second.")
     ] = None,
@@ -28,13 +29,27 @@ def replay(
     until: Annotated[
         str | None, typer.Option(help="Stop after the last event at or before this ISO-8601 time.")
     ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Start with the first event at or after this ISO-8601 time.")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Start at the newest event time in --warehouse's bronze/events (its events are "
+            "written again and counted as duplicates by ingest): continue an interrupted replay.",
+        ),
+    ] = False,
+    warehouse: WarehouseOption = None,
     limit: Annotated[int | None, typer.Option(min=0, help="Stop after this many events.")] = None,
     batch_events: Annotated[
-        int | None, typer.Option(min=1, help="Most events per landing file [default: 50000].")
+        int | None, typer.Option(min=1, help=f"Most events per landing file {default('data.file_events')}.")
     ] = None,
     flush_every: Annotated[
         str | None,
-        typer.Option(help="Write at most one file per interval unless behind schedule [default: 1s]."),
+        typer.Option(
+            help=f"Write at most one file per interval unless behind schedule {default('data.replay_flush')}."
+        ),
     ] = None,
     retime: Annotated[
         bool,
@@ -57,7 +72,7 @@ def replay(
     """
     settings = settings_from(
         config,
-        None,
+        warehouse,
         **{
             "ingest.landing": landing and str(landing),
             "data.file_events": batch_events,
@@ -65,10 +80,19 @@ def replay(
         },
     )
     moment = parse_time(until, "--until")
+    start = parse_time(since, "--since")
+    if resume and start is not None:
+        raise RecoError("give --since or --resume, not both")
+    if resume:
+        start = newest_event_time(Warehouse(settings.warehouse))
     events, label = load_events(source, dataset)
     if not json_output:
         pace = f"{speed:g}× real time" if speed else f"{rate:g} events/s" if rate else "unpaced"
-        out.print(f"replaying {events.num_rows} {label} events into {settings.ingest.landing}, {pace}")
+        out.print(f"replaying {label} events into {settings.ingest.landing}, {pace}")
+        if start is not None:
+            out.print(
+                f"starting at {iso(start)}" + (f" (newest event in {settings.warehouse})" if resume else "")
+            )
 
     with Bar(f"replay {label}") as bar:
         report = run_replay(
@@ -77,9 +101,10 @@ def replay(
             speed=speed,
             rate=rate,
             until=moment,
+            since=start,
             limit=limit,
             batch_events=settings.data.file_events,
-            flush_every=parse_duration(settings.data.replay_flush),
+            flush_every=settings.data.replay_flush,
             retime=retime,
             label=label,
             on_file=lambda path, n, last: bar.advance(n, f"up to {last:%Y-%m-%d %H:%M}"),

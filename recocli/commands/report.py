@@ -27,7 +27,7 @@ def report(
     version (or the popular fallback) and day, from bronze/feedback joined to gold/recommendations and
     to the lists `reco serve` recorded under <landing>/served/."""
     settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
-    rows = feedback_report(Warehouse(settings.warehouse), settings.ingest.landing)
+    rows = feedback_report(Warehouse(settings.warehouse).require(), settings.ingest.landing)
     if rows:
         plot_ctr(rows, chart)
     if json_output:

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from lakehouse.errors import RecoError
-from lakehouse.settings import parse_duration, parse_size
 from recocli.commands.options import ConfigOption, WarehouseOption, settings_from
 from recocli.config import Settings
 from recocli.console import out
@@ -53,19 +52,12 @@ def serve(
 def check_settings(settings: Settings, no_auth: bool) -> str | None:
     """The write token (None with --no-auth), after every setting the service needs is checked."""
     cfg = settings.serve
-    for name in ("landing_interval", "served_interval", "refresh"):
-        parse_duration(getattr(cfg, name))
-    for name in ("landing_file_size", "max_body"):
-        parse_size(getattr(cfg, name))
-    if not 1 <= cfg.k <= cfg.max_k:
-        raise RecoError(f"serve.k must be between 1 and serve.max_k ({cfg.max_k}), got {cfg.k}")
     try:
         datetime.fromisoformat(settings.ingest.min_event_time)
     except ValueError:
         raise RecoError(
             f"ingest.min_event_time is not an ISO-8601 time: {settings.ingest.min_event_time!r}"
         ) from None
-    parse_duration(settings.ingest.max_future)
     for what, path in (("warehouse", settings.warehouse), ("landing", settings.ingest.landing)):
         if Path(path).expanduser().exists() and not Path(path).expanduser().is_dir():
             raise RecoError(f"{what} {path} is not a folder")

@@ -8,14 +8,14 @@ from typing import Annotated
 import typer
 
 from lakehouse.catalog import Warehouse
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import out, print_json
 from recocli.data.replay import parse_time
 from recocli.lab.simulator import run_round
 
 
 def simulate(
-    landing: Annotated[Path | None, typer.Option(help="Landing folder [default: ./landing].")] = None,
+    landing: Annotated[Path | None, typer.Option(help=f"Landing folder {default('ingest.landing')}.")] = None,
     events: Annotated[int, typer.Option(min=0, help="Organic behaviour events to write this round.")] = 1000,
     respond_to_latest_run: Annotated[
         bool,
@@ -26,9 +26,12 @@ def simulate(
     ] = False,
     warehouse: WarehouseOption = None,
     state: Annotated[
-        Path | None, typer.Option(help="Folder keeping the world between rounds [default: ./simworld].")
+        Path | None,
+        typer.Option(help=f"Folder keeping the world between rounds {default('simulate.state')}."),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed of a new world [default: 42].")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help=f"Random seed of a new world {default('simulate.seed')}.")
+    ] = None,
     now: Annotated[
         str | None,
         typer.Option(help="The round's time, ISO-8601 [default: the clock]; fix it to repeat runs."),

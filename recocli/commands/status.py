@@ -10,8 +10,8 @@ import typer
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
-from lakehouse.landing import pending_files
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from lakehouse.landing import pending_files, refused_files
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import out, print_json, print_table
 
 
@@ -36,6 +36,7 @@ def warehouse_status(warehouse: Warehouse, landing: str) -> dict:
         "warehouse": str(warehouse.root),
         "tables": tables,
         "pending_files": [str(p) for p in pending],
+        "refused_files": [{"path": str(r.path), "reason": r.reason} for r in refused_files(landing)],
         "model": model_status(warehouse, tables),
     }
 
@@ -72,12 +73,12 @@ def model_status(warehouse: Warehouse, tables: dict) -> dict | None:
 def status(
     warehouse: WarehouseOption = None,
     config: ConfigOption = None,
-    landing: Annotated[Path | None, typer.Option(help="Landing folder [default: ./landing].")] = None,
+    landing: Annotated[Path | None, typer.Option(help=f"Landing folder {default('ingest.landing')}.")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """List the warehouse's Delta tables (version, rows, last commit) and files landed but not ingested."""
     settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
-    report = warehouse_status(Warehouse(settings.warehouse), settings.ingest.landing)
+    report = warehouse_status(Warehouse(settings.warehouse).require(), settings.ingest.landing)
     if json_output:
         print_json(report)
         return
@@ -101,3 +102,5 @@ def status(
         out.print(f"  {path}")
     if len(pending) > 10:
         out.print(f"  … and {len(pending) - 10} more")
+    for refused in report["refused_files"]:
+        out.print(f"  refused, not read: {refused['path']} ({refused['reason']})")

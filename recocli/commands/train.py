@@ -7,7 +7,15 @@ from typing import Annotated
 import typer
 
 from lakehouse.errors import BusyError
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import (
+    DEFAULTS,
+    AcceleratorOption,
+    ConfigOption,
+    JsonOption,
+    WarehouseOption,
+    default,
+    settings_from,
+)
 from recocli.console import err, out, print_json
 
 
@@ -36,16 +44,26 @@ def train(
     ] = False,
     model: Annotated[
         str | None,
-        typer.Option("--model", help="Model kind for a full training: sasrec or mf [default: sasrec]."),
+        typer.Option(
+            "--model", help=f"Model kind for a full training: sasrec or mf {default('model.kind')}."
+        ),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(min=1, help="Most epochs of a full training [default: 30].")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Epochs of a full training [default: train.sasrec.epochs / train.mf.epochs, "
+            f"{DEFAULTS.train.sasrec.epochs} / {DEFAULTS.train.mf.epochs}].",
+        ),
     ] = None,
+    accelerator: AcceleratorOption = None,
     devices: Annotated[
-        str | None, typer.Option(help="Lightning devices: auto, a count or a list like 0,1 [default: auto].")
+        str | None,
+        typer.Option(help=f"Lightning devices: auto, a count or a list like 0,1 {default('train.devices')}."),
     ] = None,
     strategy: Annotated[
-        str | None, typer.Option(help="Lightning strategy: auto, ddp (several GPUs), … [default: auto].")
+        str | None,
+        typer.Option(help=f"Lightning strategy: auto, ddp (several GPUs), … {default('train.strategy')}."),
     ] = None,
     skip_if_busy: Annotated[
         bool,
@@ -65,11 +83,17 @@ def train(
     """
     from recocli.training.incremental import WarehouseTrainer  # imports torch: only when training
 
-    settings = settings_from(
-        config,
-        warehouse,
-        **{"model.kind": model, "train.epochs": epochs, "train.devices": devices, "train.strategy": strategy},
-    )
+    flags = {
+        "model.kind": model,
+        "train.accelerator": accelerator and accelerator.value,
+        "train.devices": devices,
+        "train.strategy": strategy,
+    }
+    settings = settings_from(config, warehouse, **flags)
+    if epochs is not None:  # the epochs of the kind being trained
+        settings = settings_from(
+            config, warehouse, **flags, **{f"train.{settings.model.kind}.epochs": epochs}
+        )
     say = (lambda _text: None) if json_output else (lambda text: out.print(text))
     trainer = WarehouseTrainer(settings, say=say)
     try:

@@ -62,6 +62,15 @@ def load_events(source: str | Path, dataset: str | None = None) -> tuple[pa.Tabl
     return events.take(order), label
 
 
+def newest_event_time(warehouse: Warehouse) -> datetime | None:
+    """The latest event time in the warehouse's bronze/events (None when it holds none): where a
+    replay resumes. Events at that very time are written again; their ids make ingest count them as
+    duplicates, so nothing is lost between two replays and nothing is added twice."""
+    events = delta.read_table(warehouse.require().uri(catalog.EVENTS), columns=["ts"])
+    newest = None if events is None or events.num_rows == 0 else pc.max(events["ts"]).as_py()
+    return newest
+
+
 def parse_time(text: str | None, option: str = "--until") -> datetime | None:
     """ISO-8601 (naive means UTC) → aware datetime; RecoError naming `option` when unreadable."""
     if not text:
@@ -101,6 +110,7 @@ def replay(
     speed: float | None = None,
     rate: float | None = None,
     until: datetime | None = None,
+    since: datetime | None = None,
     limit: int | None = None,
     batch_events: int = 50_000,
     flush_every: float = 1.0,
@@ -118,6 +128,10 @@ def replay(
     """
     if batch_events < 1:
         raise RecoError(f"--batch-events must be at least 1, got {batch_events}")
+    if since is not None:
+        events = events.filter(
+            pc.greater_equal(events["ts"], pa.scalar(since, events.schema.field("ts").type))
+        )
     if until is not None:
         events = events.filter(pc.less_equal(events["ts"], pa.scalar(until, events.schema.field("ts").type)))
     if limit is not None:

@@ -81,38 +81,10 @@ def generate_lines(
     emitted: list[tuple[str, str]] = []
     for n in range(n_events):
         user = rng.randrange(world.users)
-        cluster = (
-            world.cluster_of_user(user) if rng.random() < world.affinity else rng.randrange(world.clusters)
-        )
-        items = world.cluster_items(cluster)
-        item = rng.choices(items, weights=weights[: len(items)])[0]
+        item = _pick_item(rng, world, user, weights)
         ts = (start + step * n).isoformat().replace("+00:00", "Z")
         event_id = f"{seed}-{n}"
-        if rng.random() < feedback_share:
-            kind = "feedback"
-            record = {
-                "event_id": event_id,
-                "rec_id": f"rec-{user}-{n // 50}",
-                "user_id": f"u{user}",
-                "item_id": f"i{item}",
-                "action": rng.choice(("impression", "impression", "click", "like", "dismiss")),
-                "position": rng.randint(1, 20),
-                "model_version": 1,
-                "ts": ts,
-            }
-        else:
-            kind = "events"
-            event_type = rng.choice(EVENT_TYPES)
-            record = {
-                "event_id": event_id,
-                "user_id": f"u{user}",
-                "item_id": f"i{item}",
-                "event_type": event_type,
-                "ts": ts,
-                "session_id": f"s{user}-{n // 100}",
-            }
-            if event_type == "rating":
-                record["value"] = float(rng.randint(1, 5))
+        kind, record = _random_record(rng, n, user, item, ts, event_id, feedback_share)
         roll = rng.random()
         if kind == "events" and roll < broken_share:
             reason, breaker = BROKEN_LINES[len(emitted) % len(BROKEN_LINES)]
@@ -131,3 +103,40 @@ def generate_lines(
         emitted.append((kind, text))
         expected.ids[kind].add(event_id)
     return lines, expected
+
+
+def _pick_item(rng: random.Random, world: World, user: int, weights: list[float]) -> int:
+    """An item of the user's cluster (with probability `affinity`, else of any cluster), popular
+    items (low rank in the cluster) more often."""
+    cluster = world.cluster_of_user(user) if rng.random() < world.affinity else rng.randrange(world.clusters)
+    items = world.cluster_items(cluster)
+    return rng.choices(items, weights=weights[: len(items)])[0]
+
+
+def _random_record(
+    rng: random.Random, n: int, user: int, item: int, ts: str, event_id: str, feedback_share: float
+) -> tuple[str, dict]:
+    """The n-th record: feedback on a shown list (with probability `feedback_share`) or an event."""
+    if rng.random() < feedback_share:
+        return "feedback", {
+            "event_id": event_id,
+            "rec_id": f"rec-{user}-{n // 50}",
+            "user_id": f"u{user}",
+            "item_id": f"i{item}",
+            "action": rng.choice(("impression", "impression", "click", "like", "dismiss")),
+            "position": rng.randint(1, 20),
+            "model_version": 1,
+            "ts": ts,
+        }
+    event_type = rng.choice(EVENT_TYPES)
+    record = {
+        "event_id": event_id,
+        "user_id": f"u{user}",
+        "item_id": f"i{item}",
+        "event_type": event_type,
+        "ts": ts,
+        "session_id": f"s{user}-{n // 100}",
+    }
+    if event_type == "rating":
+        record["value"] = float(rng.randint(1, 5))
+    return "events", record

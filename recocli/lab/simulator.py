@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,10 +32,10 @@ import pyarrow as pa
 from lakehouse import catalog
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
+from lakehouse.files import atomic_file
 from lakehouse.landing import write_landing_file
 from lakehouse.locks import exclusive_lock
 from lakehouse.recommendations import read_run
-from lakehouse.settings import parse_duration
 from recocli.config import SimulateSettings
 
 STATE_FILE = "world.npz"
@@ -153,18 +152,18 @@ class SimWorld:
             "responded": self.responded,
             "settings": dataclasses.asdict(self.settings),
         }
-        temp, final = folder / f".{STATE_FILE}.tmp.npz", folder / STATE_FILE
-        np.savez(
-            temp,
-            users=self.users,
-            items=self.items,
-            popularity=self.popularity,
-            born=self.born,
-            activity=self.activity,
-            centers=self.centers,
-            meta=np.array(json.dumps(meta)),
-        )
-        os.replace(temp, final)
+        final = folder / STATE_FILE
+        with atomic_file(final) as out:
+            np.savez(
+                out,
+                users=self.users,
+                items=self.items,
+                popularity=self.popularity,
+                born=self.born,
+                activity=self.activity,
+                centers=self.centers,
+                meta=np.array(json.dumps(meta)),
+            )
         return final
 
     # ---- what the world knows -----------------------------------------------------------------
@@ -218,7 +217,7 @@ class SimWorld:
             picks[start : start + len(part)] = np.argmax(scores + rng.gumbel(size=scores.shape), axis=1)
         engaged = rng.random(n) < self._pair_affinity(users, picks)
         kinds = rng.choice([k for k, _ in ENGAGEMENT], size=n, p=[p for _, p in ENGAGEMENT])
-        span = timedelta(seconds=parse_duration(self.settings.round_span))
+        span = timedelta(seconds=self.settings.round_span)
         step = span / n
         seed = self.settings.seed
         events = []

@@ -14,20 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from recocli.config import ModelSettings
+from recocli.config import MFSettings, SASRecSettings
+from recocli.metrics import hit_and_ndcg
+from recocli.models.padded import PAD, latest_padded
 
-PAD = -1
 INIT_STD = 0.02
-
-
-def rank_from_end(groups: np.ndarray) -> np.ndarray:
-    """For an array sorted by group: 0 for the last element of each group, 1 for the one before…"""
-    n = len(groups)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.flatnonzero(np.r_[groups[1:] != groups[:-1], True])
-    group_end = np.repeat(ends, np.diff(np.r_[-1, ends]))
-    return group_end - np.arange(n)
 
 
 def grown(param: Tensor, rows: int) -> nn.Parameter:
@@ -41,21 +32,6 @@ def grown(param: Tensor, rows: int) -> nn.Parameter:
     else:
         new = torch.randn(shape, dtype=param.dtype, device=param.device) * INIT_STD
     return nn.Parameter(torch.cat([param.detach(), new]), requires_grad=param.requires_grad)
-
-
-def hit_and_ndcg(scores: Tensor, targets: Tensor, seen: Tensor | None, k: int = 10) -> tuple[Tensor, Tensor]:
-    """Per row: 1.0 when `targets` ranks in the top k of `scores` [B, I] (items in `seen` [B, S],
-    PAD-padded, masked out), and its NDCG@k."""
-    if seen is not None and seen.numel():
-        n_items = scores.shape[1]
-        scores = torch.cat([scores, scores.new_zeros(len(scores), 1)], dim=1)
-        keep_target = scores.gather(1, targets[:, None])
-        scores = scores.scatter(1, torch.where(seen < 0, n_items, seen), float("-inf"))
-        scores = scores.scatter(1, targets[:, None], keep_target)[:, :n_items]
-    target = scores.gather(1, targets[:, None])
-    rank = (scores > target).sum(1)
-    hit = (rank < k).float()
-    return hit, hit / torch.log2(rank.float() + 2)
 
 
 @torch.no_grad()
@@ -86,7 +62,7 @@ class Recommender(L.LightningModule):
 
     kind: ClassVar[str] = ""
 
-    def __init__(self, n_users: int, cfg: ModelSettings) -> None:
+    def __init__(self, n_users: int, cfg: SASRecSettings | MFSettings) -> None:
         super().__init__()
         self.cfg = cfg
         # Set by the trainer code before each fit (full training vs small fine-tune).
@@ -192,18 +168,13 @@ class Recommender(L.LightningModule):
         all_w = np.r_[old_w[t_idx, col], weights]
         order = np.lexsort((np.arange(len(all_users)), all_ts, all_users))
         all_users, all_items, all_ts, all_w = (a[order] for a in (all_users, all_items, all_ts, all_w))
-        back = rank_from_end(all_users)
-        keep = back < width
-        slot = np.searchsorted(touched, all_users[keep])
-        col = width - 1 - back[keep]
-        new_items = np.full((len(touched), width), PAD, dtype=np.int64)
-        new_ts = np.zeros((len(touched), width), dtype=np.int64)
-        new_w = np.zeros((len(touched), width), dtype=np.float32)
-        new_items[slot, col], new_ts[slot, col], new_w[slot, col] = all_items[keep], all_ts[keep], all_w[keep]
-        device = self.hist_items.device
-        self.hist_items[index.to(device)] = torch.from_numpy(new_items).to(device)
-        self.hist_ts[index.to(device)] = torch.from_numpy(new_ts).to(device)
-        self.hist_weight[index.to(device)] = torch.from_numpy(new_w).to(device)
+        slot = np.searchsorted(touched, all_users)
+        new_items = latest_padded(slot, all_items, len(touched), width)
+        new_ts = latest_padded(slot, all_ts, len(touched), width, fill=0)
+        new_w = latest_padded(slot, all_w, len(touched), width, fill=0)
+        updates = ((self.hist_items, new_items), (self.hist_ts, new_ts), (self.hist_weight, new_w))
+        for buffer, values in updates:
+            buffer[index.to(buffer.device)] = torch.from_numpy(values).to(buffer.device, buffer.dtype)
 
     # ---- Lightning ----
 

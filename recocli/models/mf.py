@@ -1,12 +1,12 @@
 """Matrix factorisation: score(u, i) = p_u · q_i + b_u + b_i + b, the classic baseline.
 
 Trained pointwise with binary cross-entropy: positives (label 1, weighted by event type), explicit
-negatives from dislike / dismiss / low ratings (label 0, weighted), and `mf_negatives` uniformly
-sampled items per positive (label 0) standing in for everything the user did not pick.
-With model.mf_loss = "softmax" it learns instead as sasrec does: each positive against the whole
+negatives from dislike / dismiss / low ratings (label 0, weighted), and `negatives` uniformly
+sampled items per positive (model.mf.loss = "bce") (label 0) standing in for everything the user did not pick.
+With model.mf.loss = "softmax" (the default) it learns instead as sasrec does: each positive against the whole
 catalog (full softmax cross-entropy), explicit negatives unused.
 
-With model.mf_history = N > 0 the user's vector is p_u + the mean context vector c_j of their N
+With model.mf.history = N > 0 the user's vector is p_u + the mean context vector c_j of their N
 latest positives before the scored event (Koren's SVD++, over recent items only): p_u is learned
 from the past, while the history is read when scoring, so an item taken after the last fine-tune
 already moves the user, as with sasrec.
@@ -19,14 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recocli.config import ModelSettings
-from recocli.models.base import INIT_STD, PAD, Recommender, fold_in_rows
+from recocli.config import MFSettings
+from recocli.models.base import INIT_STD, Recommender, fold_in_rows
+from recocli.models.padded import PAD
 
 
 class MF(Recommender):
     kind = "mf"
 
-    def __init__(self, n_users: int, n_items: int, cfg: ModelSettings) -> None:
+    def __init__(self, n_users: int, n_items: int, cfg: MFSettings) -> None:
         super().__init__(n_users, cfg)
         d = cfg.dim
         self.user_vec = nn.Parameter(torch.randn(n_users, d) * INIT_STD)  # [U, d]
@@ -34,7 +35,7 @@ class MF(Recommender):
         self.user_bias = nn.Parameter(torch.zeros(n_users))  # [U]
         self.item_bias = nn.Parameter(torch.zeros(n_items))  # [I]
         self.bias = nn.Parameter(torch.zeros(1))
-        self.history_len = min(cfg.mf_history, cfg.max_len)
+        self.history_len = min(cfg.history, cfg.max_len)
         if self.history_len:
             self.context_vec = nn.Parameter(torch.randn(n_items, d) * INIT_STD)  # [I, d]
 
@@ -61,7 +62,10 @@ class MF(Recommender):
         if user_rows is None:
             raise ValueError("mf scores users: pass user_rows")
         p = self.user_vectors(user_rows, histories)  # [B, d]
-        return p @ self.item_vec.T + self.item_bias + (self.user_bias[user_rows] + self.bias)[:, None]
+        # One [B, I] result, the biases added into it: at catalogue scale each extra copy costs as
+        # much as the product itself.
+        scores = torch.addmm(self.item_bias, p, self.item_vec.T)
+        return scores.add_((self.user_bias[user_rows] + self.bias)[:, None])
 
     def pair_logits(self, users: Tensor, items: Tensor, histories: Tensor | None = None) -> Tensor:
         """Scores of (users[j], items[j, ...]) pairs; `items` may carry extra trailing dims."""
@@ -105,27 +109,27 @@ class MF(Recommender):
         self.user_vec.data[rows] = mean * (typical / mean.norm(dim=1, keepdim=True).clamp_min(1e-8))
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        # [B] each; labels 1 = positive, 0 = explicit negative; with mf_history, histories [B, H]
+        # [B] each; labels 1 = positive, 0 = explicit negative; with a history term, histories [B, H]
         users, items, weights, labels, *rest = batch
         histories = rest[0] if rest else None
-        if self.cfg.mf_loss == "softmax":  # each positive against the whole catalog, as sasrec
+        if self.cfg.loss == "softmax":  # each positive against the whole catalog, as sasrec
             pos = labels > 0
             hist = None if histories is None else histories[pos]
             logits = self.user_vectors(users[pos], hist) @ self.item_vec.T + self.item_bias  # [P, I]
             ce = F.cross_entropy(logits, items[pos], reduction="none")
             loss = (ce * weights[pos]).sum() / weights[pos].sum().clamp_min(1e-6)
-            self.log("train_loss", loss, prog_bar=True, batch_size=len(users))
+            self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(users))
             return loss
         logits = self.pair_logits(users, items, histories)
         observed = F.binary_cross_entropy_with_logits(logits, labels.float(), weight=weights, reduction="sum")
         loss = observed / weights.sum().clamp_min(1e-6)
         positive = labels > 0
-        k = self.cfg.mf_negatives
+        k = self.cfg.negatives
         if k > 0 and positive.any():
             pos_users = users[positive]
             sampled = torch.randint(0, self.n_items, (len(pos_users), k), device=users.device)
             hist = None if histories is None else histories[positive]
             neg_logits = self.pair_logits(pos_users, sampled, hist)  # [P, k]
             loss = loss + F.binary_cross_entropy_with_logits(neg_logits, torch.zeros_like(neg_logits))
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(users))
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(users))
         return loss

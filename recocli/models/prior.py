@@ -113,6 +113,13 @@ def blend(scores: Tensor, log_prior: Tensor, weight: float, has_history: Tensor 
     return out
 
 
+def rank_scores(scores: Tensor, log_prior: Tensor, weight: float, has_history: Tensor) -> Tensor:
+    """The ranker's scores: `blend` at `weight`; at weight inf, log_prior alone for every row."""
+    if math.isinf(weight):
+        return blend(scores, log_prior, 0.0, torch.zeros_like(has_history))
+    return blend(scores, log_prior, weight, has_history)
+
+
 def choose_blend(
     quality: Callable[[float, float], float], half_lives_s: Sequence[float], weights: Sequence[float]
 ) -> tuple[float, float, dict[str, float]]:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recocli.config import ModelSettings
+from recocli.config import SASRecSettings
 from recocli.models.base import INIT_STD, Recommender
 
 
@@ -54,7 +54,7 @@ class Block(nn.Module):
 class SASRec(Recommender):
     kind = "sasrec"
 
-    def __init__(self, n_users: int, n_items: int, cfg: ModelSettings) -> None:
+    def __init__(self, n_users: int, n_items: int, cfg: SASRecSettings) -> None:
         super().__init__(n_users, cfg)
         d = cfg.dim
         # Row 0 is padding; item row r lives at r + 1 (so PAD = -1 maps to 0).
@@ -121,5 +121,5 @@ class SASRec(Recommender):
             logits, labels = h @ items.T, targets  # [M, I]
         ce = F.cross_entropy(logits.float(), labels, reduction="none")
         loss = (ce * weights).sum() / weights.sum().clamp_min(1e-6)
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(targets))
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(targets))
         return loss

@@ -54,9 +54,10 @@ class Vocabulary:
     def rows(self, ids: IdsLike) -> np.ndarray:
         """Row of each id (int64), -1 for ids without a row."""
         values = _as_array(ids)
-        if self._lookup is None:
-            self._lookup = pa.array(self._ids, pa.string())
-        found = pc.index_in(values, value_set=self._lookup)
+        if len(values) * 8 < len(self):
+            # A few ids (one batch of users): dict lookups beat hashing the whole vocabulary again.
+            return np.fromiter((self._row.get(k, -1) for k in values.to_pylist()), np.int64, len(values))
+        found = pc.index_in(values, value_set=self.id_array())
         return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
     def ids(self, rows: Iterable[int] | np.ndarray) -> list[str]:
@@ -118,15 +119,24 @@ class Vocabulary:
     def from_arrow(cls, table: pa.Table) -> Vocabulary:
         if not table.schema.equals(SCHEMA):
             raise RecoError(f"vocabulary has schema {table.schema}, expected {SCHEMA}")
-        ids, rows, counts = (table[c].to_pylist() for c in ("id", "row", "count"))
-        admitted = [(r, k, c) for k, r, c in zip(ids, rows, counts, strict=True) if r >= 0]
-        if [r for r, _, _ in admitted] != list(range(len(admitted))):
+        rows = table["row"].to_numpy()
+        admitted = rows >= 0
+        if not np.array_equal(rows[admitted], np.arange(int(admitted.sum()))):
             raise RecoError("vocabulary rows are not 0..n-1 in order")
-        vocab = cls([k for _, k, _ in admitted], [c for _, _, c in admitted])
-        for k, r, c in zip(ids, rows, counts, strict=True):
-            if r < 0:
-                vocab._count[k] = c
+        # Built from whole columns (no per-id Python loop): loading runs on every recommend.
+        ids, counts = table["id"].to_pylist(), table["count"].to_pylist()
+        vocab = cls()
+        vocab._lookup = table["id"].filter(pa.array(admitted)).combine_chunks()
+        vocab._ids = vocab._lookup.to_pylist()
+        vocab._row = dict(zip(vocab._ids, range(len(vocab._ids)), strict=True))
+        vocab._count = dict(zip(ids, counts, strict=True))
         return vocab
+
+    def id_array(self) -> pa.Array:
+        """Every admitted id in row order, as Arrow (row r at index r)."""
+        if self._lookup is None:
+            self._lookup = pa.array(self._ids, pa.string())
+        return self._lookup
 
     def save(self, path: Path) -> None:
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,33 +11,60 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lakehouse.errors import RecoError
+from lakehouse.files import atomic_file
 
 FORMATS = ("parquet", "csv", "jsonl")
 
 
 def export_format(path: Path, fmt: str | None) -> str:
     """The format asked for, or the one the file name says."""
+    if fmt is not None and fmt not in FORMATS:
+        raise RecoError(f"--format {fmt} is not one of {', '.join(FORMATS)}")
     chosen = fmt or {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(
         path.suffix.lower()
     )
-    if chosen not in FORMATS:
-        raise RecoError(f"cannot tell the export format of {path}: pass --format {'|'.join(FORMATS)}")
+    if chosen is None:
+        raise RecoError(
+            f"cannot tell the export format of {path}: pass --format {', '.join(FORMATS[:-1])} or jsonl"
+        )
+    return chosen
+
+
+def check_export_target(path: Path, fmt: str | None, force: bool) -> str:
+    """The export's format, once its target is known to be writable: checked before anything is
+    scored or committed, and creating nothing (a failed export used to come after the run's commit)."""
+    if path.is_dir():
+        raise RecoError(f"export target {path} is a directory: name a file")
+    if path.exists() and not force:
+        raise RecoError(f"export target {path} already exists: pass --force to overwrite it")
+    chosen = export_format(path, fmt)
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise RecoError(f"cannot export to {path}: {folder} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise RecoError(f"cannot write the export into {folder}: {exc.strerror or exc}") from None
     return chosen
 
 
 def export_rows(rows: pa.Table, path: Path, fmt: str) -> None:
     """Write atomically (temp file, then rename) so a reader never picks up half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    if fmt == "parquet":
-        pq.write_table(rows, temp)
-    elif fmt == "csv":
-        pacsv.write_csv(rows, temp)
-    else:
-        with open(temp, "w", encoding="utf-8") as out:
-            for record in rows.to_pylist():
-                out.write(json.dumps(record, default=_iso) + "\n")
-    temp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path) as out:
+            if fmt == "parquet":
+                pq.write_table(rows, out)
+            elif fmt == "csv":
+                pacsv.write_csv(rows, out)
+            else:
+                for record in rows.to_pylist():
+                    out.write((json.dumps(record, default=_iso) + "\n").encode())
+    except OSError as exc:
+        raise RecoError(f"cannot write the export {path}: {exc.strerror or exc}") from None
 
 
 def _iso(value: object) -> str:

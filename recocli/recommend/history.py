@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from recocli.models.base import PAD, Recommender, rank_from_end
+from recocli.models.base import Recommender
+from recocli.models.padded import PAD, latest_padded, padded_sets
 from recocli.models.vocab import Vocabs, Vocabulary
 
 
@@ -36,25 +37,12 @@ def latest_histories(
     """[len(users), max_len] latest positive item rows per user, oldest first, PAD-left-padded."""
     positives = interactions.filter(pc.equal(interactions["label"], 1))
     slot, item_rows = _grouped(positives, users, items)
-    out = np.full((len(users), max_len), PAD, dtype=np.int64)
-    back = rank_from_end(slot)
-    keep = back < max_len
-    out[slot[keep], max_len - 1 - back[keep]] = item_rows[keep]
-    return torch.from_numpy(out)
+    return torch.from_numpy(latest_padded(slot, item_rows, len(users), max_len))
 
 
 def seen_items(interactions: pa.Table, users: list[str], items: Vocabulary) -> torch.Tensor:
     """[len(users), S] every item row each user interacted with (positive or negative), PAD-padded."""
-    slot, item_rows = _grouped(interactions, users, items)
-    counts = np.bincount(slot, minlength=len(users))
-    width = int(counts.max()) if len(counts) and counts.max() > 0 else 0
-    out = np.full((len(users), width), PAD, dtype=np.int64)
-    order = np.argsort(slot, kind="stable")
-    slot, item_rows = slot[order], item_rows[order]
-    starts = np.r_[0, np.cumsum(counts)[:-1]]
-    col = np.arange(len(slot)) - starts[slot]
-    out[slot, col] = item_rows
-    return torch.from_numpy(out)
+    return torch.from_numpy(padded_sets(*_grouped(interactions, users, items), len(users)))
 
 
 def score_users(
@@ -62,7 +50,7 @@ def score_users(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores [B, model items] for these users and whether the model has anything on each.
 
-    A model that reads histories (sasrec; mf with model.mf_history) gets each user's latest
+    A model that reads histories (sasrec; mf with model.mf.history) gets each user's latest
     positives in `interactions`, so a model serves fresh histories even when its weights are old;
     mf needs the user's learned row.
     """

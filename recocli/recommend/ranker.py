@@ -23,10 +23,10 @@ import torch
 from torch import Tensor
 
 from lakehouse.errors import RecoError
-from lakehouse.settings import parse_duration
 from recocli.config import RankSettings
-from recocli.models.base import PAD, Recommender
-from recocli.models.prior import RankerState, blend, choose_blend, pair_name
+from recocli.models.base import Recommender
+from recocli.models.padded import PAD
+from recocli.models.prior import RankerState, choose_blend, pair_name, rank_scores
 from recocli.models.store import ModelVersion
 from recocli.models.vocab import Vocabs
 from recocli.recommend.history import score_users
@@ -39,18 +39,8 @@ CHOICE_MEMORY = 0.5
 
 
 def rank_grid(cfg: RankSettings) -> tuple[list[float], list[float]]:
-    """The half-lives (seconds; 'all' = no decay) and weights (inf = popularity alone) to choose among."""
-    try:
-        halves = [math.inf if t.strip() == "all" else parse_duration(t) for t in cfg.half_lives.split(",")]
-        weights = [float(t) for t in cfg.weights.split(",")]
-    except (ValueError, RecoError):
-        halves, weights = [], []
-    if not halves or not weights or min(halves) <= 0 or min(weights) < 0:
-        raise RecoError(
-            "rank.half_lives must list positive durations or 'all', rank.weights numbers ≥ 0 or inf; "
-            f"got {cfg.half_lives!r} and {cfg.weights!r}"
-        )
-    return halves, weights
+    """The half-lives (seconds; inf = no decay) and weights (inf = popularity alone) to choose among."""
+    return [float(h) for h in cfg.half_lives], [float(w) for w in cfg.weights]
 
 
 def stable_order(users: list[str]) -> list[str]:
@@ -126,9 +116,8 @@ class Ranker:
 
     def _blend(self, raw: Tensor, has: Tensor, half_life_s: float, weight: float) -> tuple[Tensor, Tensor]:
         log_prior = self.state.priors[half_life_s].log_prob(raw.shape[1])
-        if math.isinf(weight):
-            has = torch.zeros_like(has)
-        return blend(raw, log_prior, 0.0 if math.isinf(weight) else weight, has), has
+        scores = rank_scores(raw, log_prior, weight, has)
+        return scores, torch.zeros_like(has) if math.isinf(weight) else has
 
     # ---- learning ----
 

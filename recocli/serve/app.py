@@ -23,7 +23,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lakehouse.contracts import CONTRACTS, Contract, validate_record
 from lakehouse.landing import KINDS, SERVED
-from lakehouse.settings import parse_duration, parse_size
 from recocli.config import Settings
 from recocli.serve.batcher import RankBatcher
 from recocli.serve.landing import LandingWriter
@@ -43,14 +42,13 @@ class Service:
         self.state = LiveState(settings)
         self.batcher = RankBatcher(self.state, serve.max_batch)
         self.metrics = Metrics()
-        size = parse_size(serve.landing_file_size)
-        interval = parse_duration(serve.landing_interval)
+        size, interval = serve.landing_file_size, serve.landing_interval
         self.writers = {kind: LandingWriter(ingest.landing, kind, interval, size) for kind in KINDS}
-        self.served = LandingWriter(ingest.landing, SERVED, parse_duration(serve.served_interval), size)
-        self.max_body, self.refresh_s = parse_size(serve.max_body), parse_duration(serve.refresh)
+        self.served = LandingWriter(ingest.landing, SERVED, serve.served_interval, size)
+        self.max_body, self.refresh_s = serve.max_body, serve.refresh
         min_ts = datetime.fromisoformat(ingest.min_event_time)
         self.min_ts = min_ts if min_ts.tzinfo else min_ts.replace(tzinfo=UTC)
-        self.max_future = timedelta(seconds=parse_duration(ingest.max_future))
+        self.max_future = timedelta(seconds=ingest.max_future)
         self._stop = threading.Event()
         self._refresher = threading.Thread(target=self._refresh_loop, name="refresh", daemon=True)
 
@@ -128,12 +126,6 @@ def create_app(service: Service) -> FastAPI:
     app.add_middleware(_Timing, metrics=service.metrics)
     serve = service.settings.serve
 
-    def authorized(credentials: HTTPAuthorizationCredentials | None) -> bool:
-        if service.token is None:
-            return True
-        given = credentials.credentials if credentials is not None else ""
-        return secrets.compare_digest(given.encode(), service.token.encode())
-
     @app.get(
         "/recommendations/{user_id}", responses={200: {"content": {"application/json": {"example": _LIST}}}}
     )
@@ -142,59 +134,19 @@ def create_app(service: Service) -> FastAPI:
     ) -> Response:
         """The user's top-k, scored now from their committed events and those accepted since;
         the popular list for users the model knows nothing about. Recorded for `reco report`."""
-        ranked = await service.batcher.rank(user_id, k)
-        items = [
-            {"item_id": item, "score": score, "position": n}
-            for n, (item, score) in enumerate(ranked.items, 1)
-        ]
-        body = {
-            "user_id": user_id,
-            "rec_id": uuid.uuid4().hex,
-            "model_version": ranked.model_version,
-            "strategy": ranked.strategy,
-            "items": items,
-        }
-        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-        service.served.submit([f'{text[:-1]},"served_at":"{datetime.now(UTC).isoformat()}"}}'])
-        return Response(text, media_type="application/json")
-
-    async def land(request: Request, credentials, kind: str) -> JSONResponse:
-        if not authorized(credentials):
-            return JSONResponse(
-                {"detail": "missing or wrong bearer token"}, 401, {"WWW-Authenticate": "Bearer"}
-            )
-        body = await _read_limited(request, service.max_body)
-        if body is None:
-            return JSONResponse({"detail": f"request body over {serve.max_body}"}, 413)
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return JSONResponse({"detail": "body is not JSON"}, 400)
-        records = data if isinstance(data, list) else [data]
-        if not records:
-            return JSONResponse({"detail": "no records"}, 400)
-        if len(records) > serve.max_records:
-            return JSONResponse({"detail": f"more than {serve.max_records} records"}, 413)
-        checked = service.check(records, CONTRACTS[kind])
-        errors = [{"index": n, "reason": c.reason} for n, c in enumerate(checked) if c.reason is not None]
-        if errors:
-            return JSONResponse({"detail": "bad records: nothing landed", "errors": errors}, 400)
-        landed = await service.writers[kind].append([c.line for c in checked])
-        service.state.accept(kind, records, [c.kind for c in checked], [c.ts for c in checked], landed)
-        service.metrics.accepted(kind, len(records))
-        return JSONResponse({"accepted": len(records)}, 202)
+        return await _ranked_list(service, user_id, k)
 
     @app.post("/events", status_code=202, description=_contract_doc(CONTRACTS["events"]), openapi_extra=_BODY)
     async def events(request: Request, credentials: Credentials) -> JSONResponse:
         """Behaviour events into <landing>/events/."""
-        return await land(request, credentials, "events")
+        return await _land(service, request, credentials, "events")
 
     @app.post(
         "/feedback", status_code=202, description=_contract_doc(CONTRACTS["feedback"]), openapi_extra=_BODY
     )
     async def feedback(request: Request, credentials: Credentials) -> JSONResponse:
         """Feedback on served lists into <landing>/feedback/."""
-        return await land(request, credentials, "feedback")
+        return await _land(service, request, credentials, "feedback")
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -209,29 +161,91 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> str:
         """Prometheus text: requests, latency histogram, served model version, landing lag."""
-        state = service.state
-        return service.metrics.render(
-            {
-                "reco_serve_model_version": (
-                    "Model version served (absent: popular only).",
-                    state.ranking.model_version,
-                ),
-                "reco_serve_landing_lag_seconds": (
-                    "Age of the oldest file this service landed that ingest has not committed.",
-                    round(state.landing_lag(), 3),
-                ),
-                "reco_serve_pending_events": (
-                    "Accepted events kept in memory until ingested.",
-                    state.pending_events(),
-                ),
-                "reco_serve_snapshot_age_seconds": (
-                    "Seconds since bronze and the model were last reloaded.",
-                    None if state.committed_at is None else round(time.time() - state.committed_at, 3),
-                ),
-            }
-        )
+        return service.metrics.render(_gauges(service))
 
     return app
+
+
+async def _ranked_list(service: Service, user_id: str, k: int) -> Response:
+    """GET /recommendations: the list as JSON, recorded (with when it was served) for `reco report`."""
+    ranked = await service.batcher.rank(user_id, k)
+    items = [
+        {"item_id": item, "score": score, "position": n} for n, (item, score) in enumerate(ranked.items, 1)
+    ]
+    body = {
+        "user_id": user_id,
+        "rec_id": uuid.uuid4().hex,
+        "model_version": ranked.model_version,
+        "strategy": ranked.strategy,
+        "items": items,
+    }
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    service.served.submit([f'{text[:-1]},"served_at":"{datetime.now(UTC).isoformat()}"}}'])
+    return Response(text, media_type="application/json")
+
+
+def _authorized(service: Service, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    if service.token is None:
+        return True
+    given = credentials.credentials if credentials is not None else ""
+    return secrets.compare_digest(given.encode(), service.token.encode())
+
+
+def _not_json(name: str) -> None:
+    """NaN and Infinity are Python's JSON extensions, not JSON: refused as ingest refuses them."""
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _land(
+    service: Service, request: Request, credentials: HTTPAuthorizationCredentials | None, kind: str
+) -> JSONResponse:
+    """POST /events or /feedback: check every record, land them all (fsync'd) or none, then 202."""
+    serve = service.settings.serve
+    if not _authorized(service, credentials):
+        return JSONResponse({"detail": "missing or wrong bearer token"}, 401, {"WWW-Authenticate": "Bearer"})
+    body = await _read_limited(request, service.max_body)
+    if body is None:
+        return JSONResponse({"detail": f"request body over {serve.max_body}"}, 413)
+    try:
+        data = json.loads(body, parse_constant=_not_json)  # RFC 8259, as ingest parses lines
+    except (ValueError, UnicodeDecodeError):
+        return JSONResponse({"detail": "body is not JSON"}, 400)
+    records = data if isinstance(data, list) else [data]
+    if not records:
+        return JSONResponse({"detail": "no records"}, 400)
+    if len(records) > serve.max_records:
+        return JSONResponse({"detail": f"more than {serve.max_records} records"}, 413)
+    checked = service.check(records, CONTRACTS[kind])
+    errors = [{"index": n, "reason": c.reason} for n, c in enumerate(checked) if c.reason is not None]
+    if errors:
+        return JSONResponse({"detail": "bad records: nothing landed", "errors": errors}, 400)
+    landed = await service.writers[kind].append([c.line for c in checked])
+    service.state.accept(kind, records, [c.kind for c in checked], [c.ts for c in checked], landed)
+    service.metrics.accepted(kind, len(records))
+    return JSONResponse({"accepted": len(records)}, 202)
+
+
+def _gauges(service: Service) -> dict[str, tuple[str, float | int | None]]:
+    """The gauges of /metrics, each with its help text and value now."""
+    state = service.state
+    return {
+        "reco_serve_model_version": (
+            "Model version served (absent: popular only).",
+            state.ranking.model_version,
+        ),
+        "reco_serve_landing_lag_seconds": (
+            "Age of the oldest file this service landed that ingest has not committed.",
+            round(state.landing_lag(), 3),
+        ),
+        "reco_serve_pending_events": (
+            "Accepted events kept in memory until ingested.",
+            state.pending_events(),
+        ),
+        "reco_serve_snapshot_age_seconds": (
+            "Seconds since bronze and the model were last reloaded.",
+            None if state.committed_at is None else round(time.time() - state.committed_at, 3),
+        ),
+    }
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:

@@ -29,7 +29,7 @@ from lakehouse.landing import file_uri_path
 from lakehouse.registry import ModelRegistry
 from recocli.config import Settings
 from recocli.models.store import load_version
-from recocli.recommend.run import read_interactions
+from recocli.recommend import bronze
 from recocli.serve.ranking import Ranking
 from recocli.training.interactions import SCHEMA, from_bronze
 
@@ -138,7 +138,7 @@ class LiveState:
         ingested = set()
         if metrics is not None and metrics.num_rows:
             ingested = {file_uri_path(u) for u in pc.list_flatten(metrics["files"]).to_pylist()}
-        interactions = read_interactions(self.warehouse, self.settings)
+        interactions = bronze.interactions(self.warehouse, self.settings)
         ranking = Ranking.build(self.warehouse, self._loaded, self.settings.recommend)
         committed = Committed.of(interactions)
         with self._lock:

@@ -14,7 +14,7 @@ from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
-from recocli.models.base import PAD, rank_from_end
+from recocli.models.padded import PAD, latest_padded, padded_sets, rank_from_end
 from recocli.training.interactions import Encoded
 
 Batch = tuple[Tensor, ...]
@@ -117,20 +117,11 @@ def validation_examples(history: Encoded, targets: Encoded, max_len: int) -> Bat
     """
     hist = sort_by_user_time(history.positives())
     users = targets.users
-    histories = np.full((len(users), max_len), PAD, dtype=np.int64)
-    back = rank_from_end(hist.users)
     slot = np.searchsorted(users, hist.users)
     found = (slot < len(users)) & (users[np.minimum(slot, len(users) - 1)] == hist.users)
-    recent = found & (back < max_len)
-    histories[slot[recent], max_len - 1 - back[recent]] = hist.items[recent]
-    # Seen items, padded with PAD: one row per target user.
+    histories = latest_padded(slot[found], hist.items[found].astype(np.int64), len(users), max_len)
     pairs = np.unique(np.stack([slot[found], hist.items[found]], axis=1), axis=0)
-    counts = np.bincount(pairs[:, 0], minlength=len(users)) if len(pairs) else np.zeros(len(users), int)
-    width = max(int(counts.max(initial=0)), 1)
-    seen = np.full((len(users), width), PAD, dtype=np.int64)
-    if len(pairs):
-        col = np.arange(len(pairs)) - np.repeat(np.cumsum(counts) - counts, counts)
-        seen[pairs[:, 0], col] = pairs[:, 1]
+    seen = padded_sets(pairs[:, 0], pairs[:, 1].astype(np.int64), len(users), min_width=1)
     return (
         torch.from_numpy(users.astype(np.int64)),
         torch.from_numpy(histories),

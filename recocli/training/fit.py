@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -22,11 +23,15 @@ import pyarrow as pa
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers.tensorboard import _TENSORBOARD_AVAILABLE
 
 from lakehouse.errors import RecoError
-from recocli.config import Settings, TrainSettings
+from recocli.config import ModelKind, Settings, TrainSettings
+from recocli.metrics import hit_and_ndcg
 from recocli.models import build_model
-from recocli.models.base import PAD, Recommender, hit_and_ndcg, rank_from_end
+from recocli.models.base import Recommender
+from recocli.models.padded import PAD, latest_padded
 from recocli.models.vocab import Vocabs
 from recocli.training.datamodule import (
     Batch,
@@ -47,7 +52,12 @@ def quiet_lightning() -> None:
     """Lightning's info lines and known-harmless warnings would drown the command's own output."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*GPU available but not used.*"):
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*LeafSpec.*",
+        ".*GPU available but not used.*",
+        ".*smaller than the logging interval.*",
+    ):
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -85,8 +95,10 @@ def make_trainer(
     callbacks: list[Callback] | None = None,
     progress: bool = False,
     validate: bool = False,
+    log_dir: Path | None = None,
 ) -> L.Trainer:
-    """A Trainer with the configured accelerator/devices/strategy, bf16 mixed precision on GPU."""
+    """A Trainer with the configured accelerator/devices/strategy, bf16 mixed precision on GPU.
+    `log_dir`: where every epoch's losses and metrics are logged (CSV, and TensorBoard when installed)."""
     quiet_lightning()
     torch.set_num_threads(train.threads if train.threads > 0 else os.cpu_count() or 1)
     precision = train.precision
@@ -101,7 +113,7 @@ def make_trainer(
     if progress:
         callbacks.append(RichProgressBar(leave=False))
     try:
-        return _trainer(train, strategy, precision, max_epochs, callbacks, progress, validate)
+        return _trainer(train, strategy, precision, max_epochs, callbacks, progress, validate, log_dir)
     except (MisconfigurationException, ValueError, RuntimeError) as exc:
         raise RecoError(
             f"cannot train with accelerator={train.accelerator} devices={train.devices} "
@@ -117,6 +129,7 @@ def _trainer(
     callbacks: list[Callback],
     progress: bool,
     validate: bool,
+    log_dir: Path | None,
 ) -> L.Trainer:
     return L.Trainer(
         accelerator=train.accelerator,
@@ -125,13 +138,22 @@ def _trainer(
         precision=precision,
         max_epochs=max_epochs,
         callbacks=callbacks,
-        logger=False,
+        logger=epoch_loggers(log_dir) if log_dir is not None else False,
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress,
         num_sanity_val_steps=0,
         limit_val_batches=None if validate else 0,
     )
+
+
+def epoch_loggers(log_dir: Path) -> list[Logger]:
+    """A CSV log of every epoch (`metrics.csv`: epoch, step, train_loss, val_hr10, val_ndcg10) in
+    `log_dir`, and TensorBoard's event files beside it when tensorboard is installed."""
+    loggers: list[Logger] = [CSVLogger(log_dir, name="", version="")]
+    if _TENSORBOARD_AVAILABLE:
+        loggers.append(TensorBoardLogger(log_dir, name="", version="tensorboard", default_hp_metric=False))
+    return loggers
 
 
 def device_name(trainer: L.Trainer) -> str:
@@ -209,12 +231,13 @@ def examples(model: Recommender, enc: Encoded, is_target: np.ndarray | None = No
 
 
 def fit_full(
-    kind: str,
+    kind: ModelKind,
     interactions: pa.Table,
     settings: Settings,
     seed: int | None = None,
     val: bool = True,
     progress: bool | None = None,
+    log_dir: Path | None = None,
 ) -> tuple[Recommender, Vocabs, dict]:
     """Train a new model on `interactions`, with validation and early stopping when `val`.
 
@@ -229,10 +252,11 @@ def fit_full(
     enc = encode(interactions, vocabs, min_count=train.min_count)
     if not len(enc):
         raise ValueError("no interactions to train on (every row was dropped or below min_count)")
-    model = build_model(kind, len(vocabs.users), len(vocabs.items), settings.model)
-    model.lr, model.weight_decay = train.lr, train.weight_decay
-    fit_part, targets = split_validation(enc, train.val_users if val else 0, seed)
-    val_batch = validation_examples(fit_part, targets, settings.model.max_len) if len(targets) else None
+    model = build_model(kind, len(vocabs.users), len(vocabs.items), settings.model.of(kind))
+    fit = train.of(kind)
+    model.lr, model.weight_decay = fit.lr, fit.weight_decay
+    fit_part, targets = split_validation(enc, fit.val_users if val else 0, seed)
+    val_batch = validation_examples(fit_part, targets, model.cfg.max_len) if len(targets) else None
     data = InteractionDataModule(
         examples(model, fit_part), val_batch, train.batch_size, seed, train.min_epoch_steps
     )
@@ -241,7 +265,9 @@ def fit_full(
     if val_batch is not None:
         callbacks = [EarlyStopping("val_hr10", mode="max", patience=train.patience), keep]
     show = _show_progress() if progress is None else progress
-    trainer = make_trainer(train, train.epochs, callbacks, show, validate=val_batch is not None)
+    trainer = make_trainer(
+        train, fit.epochs, callbacks, show, validate=val_batch is not None, log_dir=log_dir
+    )
     model.train()
     trainer.fit(model, datamodule=data)
     model.cpu().eval()
@@ -290,13 +316,7 @@ def build_histories(interactions: pa.Table, vocabs: Vocabs, max_len: int) -> tor
     For scoring sasrec from interactions held elsewhere (e.g. `reco evaluate`): row u is user row u.
     """
     enc = sort_by_user_time(encode(interactions, vocabs).positives())
-    out = torch.full((len(vocabs.users), max_len), PAD, dtype=torch.long)
-    back = rank_from_end(enc.users)
-    keep = back < max_len
-    out[torch.from_numpy(enc.users[keep]), torch.from_numpy(max_len - 1 - back[keep])] = torch.from_numpy(
-        enc.items[keep]
-    )
-    return out
+    return torch.from_numpy(latest_padded(enc.users, enc.items.astype(np.int64), len(vocabs.users), max_len))
 
 
 def replay_from_memory(model: Recommender, rows: int, rng: np.random.Generator) -> Encoded:
@@ -315,19 +335,26 @@ def replay_sample(model: Recommender, vocabs: Vocabs, rows: int, seed: int = 0) 
     return decode(replay_from_memory(model, rows, np.random.default_rng(seed)), vocabs)
 
 
-def prequential_hits(model: Recommender, new: Encoded, max_users: int = 2000) -> float | None:
+def prequential_hits(
+    model: Recommender, new: Encoded, max_users: int = 2000, chunk: int = 1024
+) -> float | None:
     """Before learning from `new`: the share of its positives that were in their user's top 10
-    (no masking). A test-then-train score of the model on the batch it is about to learn."""
+    (no masking; ties counted in expectation, as recocli.metrics does). A test-then-train score of
+    the model on the batch it is about to learn."""
     pos = new.positives()
     pos = pos.take(pos.users < model.n_users)
     if not len(pos):
         return None
     users = np.unique(pos.users)[:max_users]
     pos = pos.take(np.isin(pos.users, users))
-    top = torch.topk(model.score(torch.from_numpy(users)), min(K, model.n_items), dim=1).indices.numpy()
-    slot = np.searchsorted(users, pos.users)
-    hit = (top[slot] == pos.items[:, None]).any(axis=1)
-    return round(float(hit.mean()), 4)
+    scores = model.score(torch.from_numpy(users))
+    slot = torch.from_numpy(np.searchsorted(users, pos.users))
+    items = torch.as_tensor(pos.items, dtype=torch.long)
+    hits = [
+        hit_and_ndcg(scores[slot[n : n + chunk]], items[n : n + chunk], None, K)[0]
+        for n in range(0, len(items), chunk)
+    ]
+    return round(float(torch.cat(hits).mean()), 4)
 
 
 def fine_tune(
@@ -338,6 +365,7 @@ def fine_tune(
     settings: Settings,
     seed: int | None = None,
     report: dict | None = None,
+    log_dir: Path | None = None,
 ) -> Recommender:
     """Learn from new interactions, in place: admit new ids, grow the tables, train a few passes
     at the small fine-tune lr on the new rows plus replay, remember the new positives.
@@ -366,11 +394,7 @@ def fine_tune(
         "new_items": len(vocabs.items) - rows_before[1],
         "prequential_hr10": prequential_hits(model, new),
     }
-    if replay_interactions is None:
-        wanted = min(train.replay_size, round(train.replay_ratio * len(new)))
-        replay = replay_from_memory(model, wanted, np.random.default_rng(seed))
-    else:
-        replay = encode(replay_interactions, vocabs)
+    replay = _replay(model, vocabs, replay_interactions, train, len(new), seed)
     metrics["replay_interactions"] = len(replay)
     parts = [_new_examples(model, new, context)]
     if len(replay):
@@ -378,20 +402,7 @@ def fine_tune(
     data = concat_examples(parts)
     metrics["examples"] = len(data[0]) if data else 0
     if data:
-        model.lr, model.weight_decay = train.finetune_lr, train.weight_decay
-        model.fresh_lr_scale = train.new_row_lr_scale
-        trainer = make_trainer(train, train.finetune_epochs, progress=False)
-        model.train()
-        try:
-            batch_size = max(train.finetune_batch_size, -(-len(data[0]) // max(train.finetune_steps, 1)))
-            trainer.fit(model, datamodule=InteractionDataModule(data, None, batch_size, seed))
-        finally:
-            model.fresh, model.fresh_lr_scale = {}, 1.0
-        model.cpu().eval()
-        metrics.update(
-            train_loss=_float(trainer.callback_metrics.get("train_loss")),
-            device=device_name(trainer),
-        )
+        metrics.update(_fine_tune_passes(model, data, train, seed, log_dir))
     positives = sort_by_user_time(positives)
     model.remember(positives.users, positives.items, positives.ts, positives.weights)
     metrics["seconds"] = round(time.perf_counter() - started, 3)
@@ -400,10 +411,44 @@ def fine_tune(
     return model
 
 
+def _replay(
+    model: Recommender,
+    vocabs: Vocabs,
+    replay_interactions: pa.Table | None,
+    train: TrainSettings,
+    n_new: int,
+    seed: int,
+) -> Encoded:
+    """The history to mix in: the given table, or `replay_ratio` × `n_new` rows (at most
+    `replay_size`) sampled from the model's remembered histories."""
+    if replay_interactions is None:
+        wanted = min(train.replay_size, round(train.replay_ratio * n_new))
+        return replay_from_memory(model, wanted, np.random.default_rng(seed))
+    return encode(replay_interactions, vocabs)
+
+
+def _fine_tune_passes(
+    model: Recommender, data: Batch, train: TrainSettings, seed: int, log_dir: Path | None = None
+) -> dict[str, Any]:
+    """A few passes at the fine-tune lr over `data`, fresh rows at their own lr scale; the model
+    ends on the CPU in eval mode. Returns the last train loss and the device."""
+    model.lr, model.weight_decay = train.finetune_lr, train.of(model.kind).weight_decay
+    model.fresh_lr_scale = train.new_row_lr_scale
+    trainer = make_trainer(train, train.finetune_epochs, progress=False, log_dir=log_dir)
+    model.train()
+    try:
+        batch_size = max(train.finetune_batch_size, -(-len(data[0]) // max(train.finetune_steps, 1)))
+        trainer.fit(model, datamodule=InteractionDataModule(data, None, batch_size, seed))
+    finally:
+        model.fresh, model.fresh_lr_scale = {}, 1.0
+    model.cpu().eval()
+    return {"train_loss": _float(trainer.callback_metrics.get("train_loss")), "device": device_name(trainer)}
+
+
 def _new_examples(model: Recommender, new: Encoded, context: Encoded) -> Batch:
     """sasrec: the batch users' remembered histories (`context`) before their new positives, the
     targets on the new positives only. mf: the new rows themselves (explicit negatives included),
-    read after the remembered histories when it uses them (model.mf_history)."""
+    read after the remembered histories when it uses them (model.mf.history)."""
     if not len(new):
         return examples(model, new)
     if model.kind == "sasrec":

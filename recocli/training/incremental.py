@@ -12,9 +12,12 @@ rerun trains on the same rows: none skipped, none consumed twice by published ve
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -24,9 +27,8 @@ from lakehouse.catalog import TableSpec, Warehouse
 from lakehouse.errors import RecoError
 from lakehouse.locks import exclusive_lock
 from lakehouse.registry import ModelRegistry
-from recocli.config import Settings
-from recocli.models import KINDS
-from recocli.models.store import ModelVersion, load_version, publish_version
+from recocli.config import ModelKind, Settings
+from recocli.models.store import ModelVersion, load_version, model_config, publish_version
 from recocli.training.interactions import EVENT_COLUMNS, FEEDBACK_COLUMNS, from_bronze
 
 TRAIN_TABLES: tuple[tuple[TableSpec, list[str]], ...] = (
@@ -34,6 +36,13 @@ TRAIN_TABLES: tuple[tuple[TableSpec, list[str]], ...] = (
     (catalog.FEEDBACK, FEEDBACK_COLUMNS),
 )
 LOCK_NAME = "train"
+# [train] tables of one model kind each: a version records only its own kind's.
+KIND_TABLES = typing.get_args(ModelKind)
+# What a fine-tune reads from [train]; the rest of a version's config is its parent's.
+FINETUNE_SETTINGS = (
+    "finetune_lr", "finetune_epochs", "finetune_batch_size", "finetune_steps", "new_row_lr_scale",
+    "replay_ratio", "replay_size", "rating_threshold", "min_count", "weights",
+)  # fmt: skip
 
 Say = Callable[[str], None]
 
@@ -85,8 +94,7 @@ class WarehouseTrainer:
 
     def run(self, full: bool = False) -> TrainResult:
         """One training pass under the warehouse's train lock (BusyError when another holds it)."""
-        if self.settings.model.kind not in KINDS:
-            raise RecoError(f"model.kind must be one of {', '.join(KINDS)}, got {self.settings.model.kind!r}")
+        self.warehouse.require()  # before the lock, whose file would create it
         with train_lock(self.warehouse):
             return self._run(full)
 
@@ -125,12 +133,18 @@ class WarehouseTrainer:
         self.say(
             f"full training of {kind} on {interactions.num_rows:,} interactions ({_versions_text(pinned)})"
         )
-        ranker, metrics = fit_ranker(kind, interactions, self.settings, progress=self.progress)
-        model, vocabs = ranker.model, ranker.vocabs
-        consumed = {name: [0, v] if v >= 0 else None for name, v in pinned.items()}
-        meta = self._metadata("full", pinned, consumed, rows, interactions, metrics)
-        meta["replaces"] = latest
-        version = publish_version(self.registry, model, vocabs, meta, parent=None, ranker=ranker.state)
+        with tempfile.TemporaryDirectory(prefix="reco-training-log-") as log:
+            ranker, metrics = fit_ranker(
+                kind, interactions, self.settings, progress=self.progress, log_dir=Path(log)
+            )
+            model, vocabs = ranker.model, ranker.vocabs
+            consumed = {name: [0, v] if v >= 0 else None for name, v in pinned.items()}
+            config = {"model": model_config(model), "train": self._train_config(kind)}
+            meta = self._metadata("full", config, pinned, consumed, rows, interactions, metrics)
+            meta["replaces"] = latest
+            version = publish_version(
+                self.registry, model, vocabs, meta, parent=None, ranker=ranker.state, training_log=Path(log)
+            )
         self._current = ModelVersion(version, model, vocabs, {**meta, "version": version}, ranker.state)
         return TrainResult(
             "full",
@@ -177,29 +191,46 @@ class WarehouseTrainer:
             # Nothing to learn (e.g. only impressions): the cursor stays, the rows are read again next time.
             message = f"{sum(rows.values()):,} rows since v{latest}, none usable for training: no new version"
             return TrainResult("none", None, latest, cursor, rows, message=message)
-        from recocli.recommend.ranker import Ranker
-        from recocli.training.rank import learn_batch
-
         current = self._load(latest)
-        ranker = Ranker.of(current)
         self.say(f"fine-tuning v{latest} on {interactions.num_rows:,} new interactions")
         report: dict[str, Any] = {}
-        try:
-            learn_batch(ranker, interactions, self.settings, report=report)
-            meta = self._metadata("incremental", pinned, consumed, rows, interactions, report)
-            version = publish_version(
-                self.registry, current.model, current.vocabs, meta, parent=latest, ranker=ranker.state
-            )
-        except BaseException:
-            self._current = None  # half-trained in memory: reload from the registry next time
-            raise
-        self._current = ModelVersion(
-            version, current.model, current.vocabs, {**meta, "version": version}, ranker.state
-        )
+        version = self._learn_and_publish(current, interactions, (pinned, consumed, rows), latest, report)
         return TrainResult(
             "incremental", version, latest, pinned, rows, interactions.num_rows,
             device=report.get("device", ""), metrics=report,
         )  # fmt: skip
+
+    def _learn_and_publish(
+        self,
+        current: ModelVersion,
+        interactions: pa.Table,
+        spans: tuple[dict[str, int], dict[str, list[int] | None], dict[str, int]],
+        latest: int,
+        report: dict[str, Any],
+    ) -> int:
+        """The ranker's learn_batch on `interactions` (choose, fine-tune, count), then the next version
+        published with its training curve; `spans`: (pinned, consumed, rows) for the metadata. A
+        failure drops the half-trained model from memory (reloaded from the registry next time)."""
+        from recocli.recommend.ranker import Ranker
+        from recocli.training.rank import learn_batch
+
+        ranker = Ranker.of(current)
+        with tempfile.TemporaryDirectory(prefix="reco-training-log-") as log:
+            try:
+                learn_batch(ranker, interactions, self.settings, report=report, log_dir=Path(log))
+                config = self._finetune_config(current)
+                meta = self._metadata("incremental", config, *spans, interactions, report)
+                version = publish_version(
+                    self.registry, current.model, current.vocabs, meta, parent=latest,
+                    ranker=ranker.state, training_log=Path(log),
+                )  # fmt: skip
+            except BaseException:
+                self._current = None
+                raise
+        self._current = ModelVersion(
+            version, current.model, current.vocabs, {**meta, "version": version}, ranker.state
+        )
+        return version
 
     def _load(self, version: int) -> ModelVersion:
         if self._current is None or self._current.version != version:
@@ -214,9 +245,25 @@ class WarehouseTrainer:
             tables[catalog.EVENTS.name], tables[catalog.FEEDBACK.name], train.weights, train.rating_threshold
         )
 
+    def _train_config(self, kind: str) -> dict[str, Any]:
+        """The training settings a full fit of `kind` used: the shared ones and that kind's own."""
+        train = dataclasses.asdict(self.settings.train)
+        return {**{k: v for k, v in train.items() if k not in KIND_TABLES}, kind: train[kind]}
+
+    def _finetune_config(self, parent: ModelVersion) -> dict[str, Any]:
+        """A fine-tuned version's config: its parent's (the model and how it was first trained stay
+        what they were), with this run's fine-tune settings over it; `changed` lists those that differ."""
+        recorded = parent.metadata.get("config", {})
+        before = dict(recorded.get("train", {}))
+        now = dataclasses.asdict(self.settings.train)
+        train = {**before, **{name: now[name] for name in FINETUNE_SETTINGS}}
+        changed = sorted(f"train.{name}" for name in FINETUNE_SETTINGS if before.get(name) != now[name])
+        return {"model": model_config(parent.model), "train": train, "changed": changed}
+
     def _metadata(
         self,
         mode: str,
+        config: dict[str, Any],
         cursor: dict[str, int],
         consumed: dict[str, list[int] | None],
         rows: dict[str, int],
@@ -225,10 +272,7 @@ class WarehouseTrainer:
     ) -> dict[str, Any]:
         return {
             "mode": mode,
-            "config": {
-                "model": dataclasses.asdict(self.settings.model),
-                "train": dataclasses.asdict(self.settings.train),
-            },
+            "config": config,
             "cursor": cursor,
             "consumed": consumed,
             "rows": rows,

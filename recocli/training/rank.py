@@ -7,6 +7,7 @@ functions, so what is evaluated is what is served.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -23,13 +24,15 @@ def fit_ranker(
     seed: int | None = None,
     progress: bool | None = None,
     report: dict[str, Any] | None = None,
+    log_dir: Path | None = None,
 ) -> tuple[Ranker, dict[str, Any]]:
     """A new ranker on time-ordered `interactions`: the model fits all but the newest
     rank.choose_share of them, then that share is learned as an incremental batch would be
-    (`learn_batch`: chosen on first). Returns the ranker and the full fit's metrics."""
+    (`learn_batch`: chosen on first). Returns the ranker and the full fit's metrics; `log_dir` gets
+    the full fit's training curve."""
     n_new = int(interactions.num_rows * settings.rank.choose_share)
     older = interactions.slice(0, interactions.num_rows - n_new)
-    model, vocabs, metrics = fit_full(kind, older, settings, seed=seed, progress=progress)
+    model, vocabs, metrics = fit_full(kind, older, settings, seed=seed, progress=progress, log_dir=log_dir)
     ranker = Ranker.new(model, vocabs, settings.rank)
     ranker.observe(older)
     if n_new:
@@ -43,9 +46,10 @@ def learn_batch(
     settings: Settings,
     seed: int | None = None,
     report: dict[str, Any] | None = None,
+    log_dir: Path | None = None,
 ) -> None:
     """Predict, then update: choose the half-life and weight on `rows`, then fine-tune the model on
-    them and add them to the decayed counts (in place)."""
+    them (its curve into `log_dir`) and add them to the decayed counts (in place)."""
     ranker.choose(rows, settings.rank.choose_users)
-    fine_tune(ranker.model, ranker.vocabs, rows, None, settings, seed=seed, report=report)
+    fine_tune(ranker.model, ranker.vocabs, rows, None, settings, seed=seed, report=report, log_dir=log_dir)
     ranker.observe(rows)

@@ -32,7 +32,10 @@ def reason(record, contract=EVENTS, max_bytes: int = 65536) -> str | None:
         (event(1, user_id="  "), "missing_field:user_id"),
         (event(1, user_id=None), "missing_field:user_id"),
         (event(1, item_id={"a": 1}), "bad_type:item_id"),
-        (event(1, item_id="[x"), "bad_type:item_id"),
+        (event(1, item_id=[1]), "bad_type:item_id"),
+        (event(1, item_id="[bot] crawler"), None),  # a string may start with [ or { (issue 23)
+        (event(1, value="NaN"), "bad_type:value"),
+        (event(1, value="-Infinity"), "bad_type:value"),
         (event(1, value="high"), "bad_type:value"),
         (event(1, context=[1]), "bad_type:context"),
         (event(1, event_type="teleport"), "unknown_event_type"),

@@ -23,11 +23,6 @@ def test_spark_delta_without_jars_is_refused_not_silently_replaced():
         choose_writer("spark-delta", False)
 
 
-def test_unknown_writer_setting():
-    with pytest.raises(RecoError, match="must be one of"):
-        choose_writer("parquet", True)
-
-
 def test_this_machine_has_no_delta_jars(spark):
     # No Maven here: the embedded default must detect the absence (and so choose delta-rs).
     assert delta_on_classpath(spark) is False

@@ -26,8 +26,31 @@ def test_help_explains_every_command():
         "--interval",
         "--max-files-per-batch",
         "--json",
+        "--query-name",
+        "--accelerator",
     ):
         assert flag in ingest_help
+
+
+def test_help_keeps_its_placeholders_and_flags_show_no_value_type():
+    wide = {"COLUMNS": "400"}
+    assert "[default: WAREHOUSE/_checkpoints/QUERY_NAME]" in run_reco("ingest", "--help", env=wide).stdout
+    demo_help = run_reco("demo", "--help", env=wide).stdout
+    assert "DIR/report/report.md" in demo_help and "--warehouse" in demo_help
+    for command in ("ingest", "train", "demo", "status", "maintain"):
+        assert "<bool>" not in run_reco(command, "--help").stdout, command
+
+
+def test_durations_read_as_durations():
+    from lakehouse.settings import format_duration
+
+    assert [format_duration(s) for s in (0.25, 12.34, 245, 12_000, 921_506_228.6)] == [
+        "250ms",
+        "12.3s",
+        "4m 05s",
+        "3h 20m",
+        "10665d 13h",
+    ]
 
 
 def test_user_mistakes_exit_2_with_one_line_and_no_traceback(tmp_path):
@@ -42,7 +65,7 @@ def test_user_mistakes_exit_2_with_one_line_and_no_traceback(tmp_path):
         assert done.returncode == 2, done.stderr
         assert "error:" in done.stderr and "Traceback" not in done.stderr
     assert "unknown setting 'ingest.intervall'" in cases[0].stderr
-    assert "not a duration" in cases[2].stderr
+    assert "'ingest.interval' from command line must be a duration" in cases[2].stderr
     assert run_reco("ingest", "--max-files-per-batch", "0").returncode == 2
 
 
@@ -86,9 +109,12 @@ def test_demo_at_a_small_size_passes(tmp_path):
         "--items",
         "100",
     )
-    done = run_reco(*args, env={"RECO_TRAIN_EPOCHS": "8"}, timeout=600)
+    tables = tmp_path / "tables"
+    done = run_reco(*args, "--warehouse", str(tables), env={"RECO_TRAIN_SASREC_EPOCHS": "8"}, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "demo OK" in done.stdout
+    assert f"reco status -w {tables}" in done.stdout, "the demo says which warehouse comes next"
+    assert run_reco("status", "-w", str(tables)).returncode == 0
     result = json.loads((tmp_path / "demo" / "report" / "demo.json").read_text())
     assert [r["round"] for r in result["rounds"]] == [0, 1, 2, 3]
     assert [r["model_version"] for r in result["rounds"]] == [1, 2, 3, 4]
@@ -100,3 +126,5 @@ def test_demo_at_a_small_size_passes(tmp_path):
     (tmp_path / "mine" / "precious.txt").write_text("keep")
     refused = run_reco("demo", "--dir", str(tmp_path / "mine"))
     assert refused.returncode == 2 and (tmp_path / "mine" / "precious.txt").exists()
+    taken = run_reco("demo", "--dir", str(tmp_path / "other"), "--warehouse", str(tmp_path / "mine"))
+    assert taken.returncode == 2 and "not empty" in taken.stderr and not (tmp_path / "other").exists()

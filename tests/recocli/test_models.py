@@ -7,11 +7,15 @@ import pytest
 import torch
 
 from lakehouse.errors import RecoError
-from recocli.config import ModelSettings
+from recocli.config import MFSettings, SASRecSettings
+from recocli.metrics import hit_and_ndcg
 from recocli.models import build_model
-from recocli.models.base import PAD, hit_and_ndcg, rank_from_end
+from recocli.models.padded import PAD, rank_from_end
 
-CFG = ModelSettings(dim=16, blocks=1, heads=2, max_len=6, dropout=0.1)
+CFG = {
+    "sasrec": SASRecSettings(dim=16, blocks=1, heads=2, max_len=6, dropout=0.1),
+    "mf": MFSettings(dim=16, max_len=6, loss="bce", history=0),
+}
 
 
 @pytest.fixture(params=["mf", "sasrec"])
@@ -25,26 +29,26 @@ def state(model) -> dict[str, torch.Tensor]:
 
 def test_build_score_shapes_and_unknown_kind(kind):
     torch.manual_seed(0)
-    model = build_model(kind, 5, 9, CFG)
+    model = build_model(kind, 5, 9, CFG[kind])
     assert (model.kind, model.n_users, model.n_items) == (kind, 5, 9)
     histories = torch.tensor([[PAD, PAD, 1, 2, 3, 4], [PAD] * 5 + [0]])
     scores = model.score(user_rows=torch.tensor([0, 4]), histories=histories)
     assert scores.shape == (2, 9) and scores.dtype == torch.float32
     assert torch.isfinite(scores).all()
     with pytest.raises(RecoError, match=r"model\.kind"):
-        build_model("knn", 1, 1, CFG)
+        build_model("knn", 1, 1, CFG["mf"])
 
 
 def test_mf_needs_users_and_sasrec_histories():
     with pytest.raises(ValueError, match="user_rows"):
-        build_model("mf", 2, 3, CFG).score(histories=torch.zeros(1, 6, dtype=torch.long))
+        build_model("mf", 2, 3, CFG["mf"]).score(histories=torch.zeros(1, 6, dtype=torch.long))
     with pytest.raises(ValueError, match="histories"):
-        build_model("sasrec", 2, 3, CFG).score()
+        build_model("sasrec", 2, 3, CFG["sasrec"]).score()
 
 
 def test_grow_keeps_every_old_row_bit_for_bit(kind):
     torch.manual_seed(1)
-    model = build_model(kind, 4, 7, CFG)
+    model = build_model(kind, 4, 7, CFG[kind])
     model.remember(np.array([0, 1]), np.array([3, 5]), np.array([10, 20]), np.array([1.0, 2.0], np.float32))
     with torch.no_grad():
         for p in model.parameters():
@@ -70,7 +74,7 @@ def test_grow_keeps_every_old_row_bit_for_bit(kind):
 
 def test_sasrec_padding_and_causality():
     torch.manual_seed(2)
-    model = build_model("sasrec", 1, 20, CFG)
+    model = build_model("sasrec", 1, 20, CFG["sasrec"])
     short = torch.tensor([[4, 7, 9]])
     padded = torch.tensor([[PAD, PAD, PAD, 4, 7, 9]])
     assert torch.allclose(model.score(histories=short), model.score(histories=padded), atol=1e-5)
@@ -88,7 +92,7 @@ def test_sasrec_padding_and_causality():
 
 
 def test_score_is_deterministic_and_leaves_training_mode_alone(kind):
-    model = build_model(kind, 3, 5, CFG)
+    model = build_model(kind, 3, 5, CFG[kind])
     model.train()
     histories = torch.tensor([[PAD, PAD, PAD, 0, 1, 2]] * 3)
     a = model.score(user_rows=torch.arange(3), histories=histories)
@@ -98,7 +102,7 @@ def test_score_is_deterministic_and_leaves_training_mode_alone(kind):
 
 
 def test_remember_keeps_the_latest_in_time_order():
-    model = build_model("mf", 2, 30, CFG)
+    model = build_model("mf", 2, 30, CFG["mf"])
     users = np.array([0] * 8 + [1])
     items = np.array([10, 11, 12, 13, 14, 15, 16, 17, 5])
     ts = np.array([8, 1, 2, 3, 4, 5, 6, 7, 1])  # item 10 is the newest for user 0
@@ -127,7 +131,7 @@ def test_rank_from_end_and_hits():
 
 def test_mf_history_term_reads_the_given_histories_and_grows():
     torch.manual_seed(3)
-    cfg = ModelSettings(dim=8, max_len=6, mf_history=2)
+    cfg = MFSettings(dim=8, max_len=6, loss="bce", history=2)
     model = build_model("mf", 2, 5, cfg)
     user = torch.tensor([0])
     # p_u + mean(context of the latest 2 items), PAD ignored: [.., 1, 3] and [PAD, 4].

@@ -21,9 +21,10 @@ from recocli.lab.evaluate.served import commit, run_served
 from recocli.models import build_model
 from recocli.models.store import load_version
 from recocli.models.vocab import Vocabs
+from recocli.recommend.bronze import interactions as read_interactions
 from recocli.recommend.history import seen_items
 from recocli.recommend.ranker import Ranker
-from recocli.recommend.run import Request, read_interactions, recommend
+from recocli.recommend.run import Request, recommend
 from recocli.recommend.topk import masked_topk
 from recocli.training.incremental import WarehouseTrainer
 from recocli.training.interactions import make_interactions
@@ -37,12 +38,12 @@ def _settings(tmp_path) -> Settings:
         env={},
         overrides={
             "warehouse": str(tmp_path / "warehouse"),
-            "train.epochs": 2,
-            "train.val_users": 20,
+            "train.sasrec.epochs": 2,
+            "train.sasrec.val_users": 20,
             "train.min_epoch_steps": 5,
-            "model.dim": 16,
-            "model.blocks": 1,
-            "model.max_len": 10,
+            "model.sasrec.dim": 16,
+            "model.sasrec.blocks": 1,
+            "model.sasrec.max_len": 10,
         },
     )
 
@@ -117,8 +118,8 @@ def test_popularity_alone_wins_over_a_model_that_knows_nothing():
     vocabs.users.add(rows["user_id"])
     vocabs.items.add(rows["item_id"])
     settings = Settings()
-    settings.model.dim = 8
-    model = build_model("mf", len(vocabs.users), len(vocabs.items), settings.model).eval()
+    settings.model.mf.dim = 8
+    model = build_model("mf", len(vocabs.users), len(vocabs.items), settings.model.mf).eval()
     torch.manual_seed(0)
     for param in model.parameters():
         torch.nn.init.normal_(param, std=3.0)  # confident and wrong

@@ -17,11 +17,12 @@ from helpers import Process, event, reco_cmd, run_reco
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.landing import write_landing_file
-from lakehouse.recommendations import read_run, run_ids
+from lakehouse.recommendations import read_latest, read_run, run_ids
 from lakehouse.registry import ModelRegistry
 from recocli.config import load_settings
 from recocli.data.synthetic import World, generate_lines
-from recocli.recommend.run import Request, in_holdout, read_interactions, recommend
+from recocli.recommend.bronze import interactions as read_interactions
+from recocli.recommend.run import Request, in_holdout, publish, recommend
 from recocli.training.incremental import WarehouseTrainer
 from spark_jobs.ingest import run_ingest
 
@@ -35,9 +36,10 @@ def _settings(root, **overrides):
         overrides={
             "warehouse": str(root / "warehouse"),
             "ingest.landing": str(root / "landing"),
-            "train.epochs": 3,
-            "train.val_users": 30,
-            "model.dim": 32,
+            "train.sasrec.epochs": 3,
+            "train.sasrec.val_users": 30,
+            "train.sasrec.weight_decay": 0.0,
+            "model.sasrec.dim": 32,
             **overrides,
         },
     )
@@ -200,9 +202,10 @@ def test_clicks_change_sasrec_lists_before_any_retraining(trained, tmp_path):
 
 
 def test_clicks_move_mf_with_a_history_term_before_any_retraining(trained, tmp_path):
-    """mf with model.mf_history, saved and loaded through the registry, reads the fresh clicks."""
+    """mf with model.mf.history, saved and loaded through the registry, reads the fresh clicks."""
     root, _ = _copy(trained, tmp_path)
-    mf = {"model.kind": "mf", "model.mf_loss": "softmax", "model.mf_history": 5, "train.epochs": 8}
+    mf = {"model.kind": "mf", "model.mf.dim": 32, "model.mf.history": 5, "train.mf.epochs": 8,
+          "train.mf.val_users": 30, "train.mf.weight_decay": 0.0}  # fmt: skip
     settings = _settings(root, **{"ingest.query_name": "after_copy", **mf})
     assert WarehouseTrainer(settings, progress=False).run(full=True).version == 2
     before = _lists(recommend(settings, Request(k=10, users=["u0"])).rows)["u0"]
@@ -294,3 +297,46 @@ def test_a_reader_during_runs_sees_only_complete_runs(trained):
     assert len(mine) >= 2
     for run_id, rows in seen_counts:
         assert rows == read_run(warehouse, run_id).num_rows, f"run {run_id} was seen half-written"
+
+
+def test_cli_holdout_serves_the_popular_list_to_its_share(trained):
+    """`reco recommend --holdout` reaches the run (the flag was parsed and then dropped)."""
+    root, _ = trained
+    done = run_reco("recommend", "-w", str(root / "warehouse"), "-k", "3", "--holdout", "0.3", "--json")
+    assert done.returncode == 0, done.stderr
+    newest = _lists(read_run(Warehouse(root / "warehouse")))
+    held = {u for u in newest if in_holdout(u, 0.3)}
+    assert 5 < len(held) < 35 and json.loads(done.stdout)["popular_users"] == len(held)
+    assert all({r["strategy"] for r in newest[u]} == {"popular"} for u in held)
+
+
+def test_latest_lists_survive_partial_runs_and_an_empty_run_commits_nothing(trained, tmp_path):
+    root, settings = trained
+    settings = dataclasses.replace(settings, warehouse=str(tmp_path / "warehouse"))
+    shutil.copytree(root / "warehouse", settings.warehouse)
+    warehouse = Warehouse(settings.warehouse)
+    full = recommend(settings, Request(k=5))
+    assert publish(settings, full)
+    partial = recommend(settings, Request(k=3, users=["u1", "u2"]))
+    assert publish(settings, partial)
+    assert read_run(warehouse)["user_id"].unique().to_pylist() == ["u1", "u2"], "history keeps the run"
+    latest = read_latest(warehouse)
+    by_user = _lists(latest)
+    assert len(by_user) == WORLD.users, "a partial run hides no other user's list"
+    for user, rows in by_user.items():
+        run = partial if user in ("u1", "u2") else full
+        assert [r["rank"] for r in rows] == list(range(1, (3 if run is partial else 5) + 1))
+        assert {r["run_id"] for r in rows} == {run.run_id}
+        assert [r["item_id"] for r in rows] == [r["item_id"] for r in _lists(run.rows)[user]]
+        assert all(r["rec_id"] == f"{run.run_id}/{user}" and r["model_version"] == 1 for r in rows)
+    versions = {
+        spec.name: delta.current_version(warehouse.uri(spec))
+        for spec in (catalog.RECOMMENDATIONS, catalog.LATEST_RECOMMENDATIONS)
+    }
+    nobody = run_reco("recommend", "-w", settings.warehouse, "--active-since", "1s")
+    assert nobody.returncode == 0 and "nothing written" in nobody.stdout, nobody.stderr
+    after = {
+        spec.name: delta.current_version(warehouse.uri(spec))
+        for spec in (catalog.RECOMMENDATIONS, catalog.LATEST_RECOMMENDATIONS)
+    }
+    assert after == versions, "an empty run commits nothing"

@@ -14,12 +14,13 @@ from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
 from lakehouse.recommendations import new_run_id, read_run, run_ids, write_run
+from recocli.models.padded import PAD
 from recocli.models.vocab import Vocabulary
 from recocli.recommend.export import export_format, export_rows
 from recocli.recommend.history import latest_histories, seen_items
 from recocli.recommend.popular import popular_items
 from recocli.recommend.report import feedback_report
-from recocli.recommend.topk import PAD, masked_topk
+from recocli.recommend.topk import masked_topk
 from recocli.training.interactions import make_interactions
 
 

@@ -11,15 +11,15 @@ from planted import interactions
 from lakehouse.errors import RecoError
 from lakehouse.registry import METADATA, POINTER, WEIGHTS, ModelRegistry, version_name
 from recocli.config import Settings
-from recocli.models.store import load_version, publish_version
+from recocli.models.store import load_version, model_config, publish_version
 from recocli.training.fit import fine_tune, fit_full
 
 
 @pytest.fixture(scope="module")
 def trained():
     settings = Settings()
-    settings.model.dim, settings.model.max_len, settings.model.blocks = 16, 10, 1
-    settings.train.epochs, settings.train.min_epoch_steps = 1, 2
+    settings.model.sasrec.dim, settings.model.sasrec.max_len, settings.model.sasrec.blocks = 16, 10, 1
+    settings.train.sasrec.epochs, settings.train.min_epoch_steps = 1, 2
     model, vocabs, metrics = fit_full("sasrec", interactions(1500, seed=1), settings, progress=False)
     return settings, model, vocabs, metrics
 
@@ -29,12 +29,12 @@ def meta(cursor: int) -> dict:
 
 
 def test_publish_then_load_gives_the_same_model(tmp_path, trained):
-    settings, model, vocabs, _ = trained
+    _, model, vocabs, _ = trained
     registry = ModelRegistry(tmp_path)
     assert registry.latest() is None and registry.versions() == []
     with pytest.raises(RecoError, match="no model"):
         load_version(registry)
-    m = {**meta(4), "config": {"model": vars(settings.model)}}
+    m = {**meta(4), "config": {"model": model_config(model)}}
     assert publish_version(registry, model, vocabs, m, parent=None) == 1
     loaded = load_version(registry)
     assert (loaded.version, loaded.cursor) == (1, {"bronze/events": 4})
@@ -52,9 +52,9 @@ def test_publish_then_load_gives_the_same_model(tmp_path, trained):
 
 
 def test_versions_latest_and_rollback(tmp_path, trained):
-    settings, model, vocabs, _ = trained
+    _, model, vocabs, _ = trained
     registry = ModelRegistry(tmp_path)
-    m = {"config": {"model": vars(settings.model)}}
+    m = {"config": {"model": model_config(model)}}
     for n in range(3):
         assert publish_version(registry, model, vocabs, {**m, "cursor": {"t": n}}, parent=n or None) == n + 1
     assert registry.versions() == [1, 2, 3] and registry.latest() == 3
@@ -69,9 +69,9 @@ def test_versions_latest_and_rollback(tmp_path, trained):
 
 
 def test_an_unfinished_publish_is_invisible_and_cleaned_up(tmp_path, trained):
-    settings, model, vocabs, _ = trained
+    _, model, vocabs, _ = trained
     registry = ModelRegistry(tmp_path)
-    m = {"config": {"model": vars(settings.model)}}
+    m = {"config": {"model": model_config(model)}}
     publish_version(registry, model, vocabs, {**m, "cursor": {"t": 1}}, parent=None)
     root = tmp_path / "models"
     # Killed while writing the temp folder, and killed between the rename and the pointer.
@@ -93,15 +93,16 @@ def test_an_unfinished_publish_is_invisible_and_cleaned_up(tmp_path, trained):
         (lambda d: (d / WEIGHTS).write_bytes((d / WEIGHTS).read_bytes()[:100]), "tampered"),
         (lambda d: _flip_byte(d / "items.arrow"), "tampered"),
         (lambda d: (d / "users.arrow").unlink(), "users.arrow is missing"),
-        (lambda d: (d / METADATA).write_text("{not json"), "not valid JSON"),
-        (lambda d: (d / METADATA).write_text(json.dumps({"version": 1, "files": {}})), "no valid checksums"),
+        # the pointer holds metadata.json's checksum: any change to it is tampering
+        (lambda d: (d / METADATA).write_text("{not json"), r"metadata\.json does not match its checksum"),
+        (lambda d: (d / METADATA).write_text(json.dumps({"version": 1, "files": {}})), "does not match"),
     ],
 )
 def test_damaged_or_tampered_versions_are_refused_with_a_clear_error(tmp_path, trained, damage, message):
-    settings, model, vocabs, _ = trained
+    _, model, vocabs, _ = trained
     registry = ModelRegistry(tmp_path)
     publish_version(
-        registry, model, vocabs, {"config": {"model": vars(settings.model)}, "cursor": {}}, parent=None
+        registry, model, vocabs, {"config": {"model": model_config(model)}, "cursor": {}}, parent=None
     )
     damage(tmp_path / "models" / version_name(1))
     with pytest.raises(RecoError, match=message):
@@ -111,10 +112,10 @@ def test_damaged_or_tampered_versions_are_refused_with_a_clear_error(tmp_path, t
 def test_a_forged_checksum_still_cannot_smuggle_a_mismatched_model(tmp_path, trained):
     """Weights replaced along with their checksum: safetensors parsing and the strict state-dict
     check still refuse it (and nothing is ever unpickled)."""
-    settings, model, vocabs, _ = trained
+    _, model, vocabs, _ = trained
     registry = ModelRegistry(tmp_path)
     publish_version(
-        registry, model, vocabs, {"config": {"model": vars(settings.model)}, "cursor": {}}, parent=None
+        registry, model, vocabs, {"config": {"model": model_config(model)}, "cursor": {}}, parent=None
     )
     folder = tmp_path / "models" / version_name(1)
     from safetensors.torch import save_file
@@ -125,6 +126,8 @@ def test_a_forged_checksum_still_cannot_smuggle_a_mismatched_model(tmp_path, tra
 
     data["files"][WEIGHTS] = hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
     (folder / METADATA).write_text(json.dumps(data))
+    # ... and the pointer forged too (as written before it held metadata checksums)
+    (tmp_path / "models" / POINTER).write_text(json.dumps({"version": 1, "published": 1}))
     with pytest.raises(RecoError, match="does not fit its metadata"):
         load_version(registry, 1)
 
@@ -133,7 +136,7 @@ def test_a_loaded_version_fine_tunes_and_publishes_its_child(tmp_path, trained):
     settings, model, vocabs, _ = trained
     registry = ModelRegistry(tmp_path)
     publish_version(
-        registry, model, vocabs, {"config": {"model": vars(settings.model)}, "cursor": {}}, parent=None
+        registry, model, vocabs, {"config": {"model": model_config(model)}, "cursor": {}}, parent=None
     )
     loaded = load_version(registry)
     fine_tune(loaded.model, loaded.vocabs, interactions(300, seed=8), None, settings)

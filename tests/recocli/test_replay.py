@@ -216,3 +216,36 @@ def test_cli_replay_and_mistakes(tmp_path):
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     missing = run_reco("replay", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "not a folder" in missing.stderr
+
+
+def test_replay_resumes_from_the_warehouse_s_newest_event_or_a_given_time(tmp_path):
+    from planted import commit_events
+
+    folder = write_100k(tmp_path / "ml-100k")
+    events, _ = load_events(folder)
+    half = events.num_rows // 2
+    warehouse = tmp_path / "warehouse"
+    commit_events(warehouse, events.slice(0, half), 0)
+    newest = events["ts"][half - 1].as_py()
+    landing = tmp_path / "landing"
+    resumed = run_reco(
+        "replay", str(folder), "--landing", str(landing), "--resume", "-w", str(warehouse), "--json"
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    rows = landed(landing)
+    assert min(r["ts"] for r in rows) == newest.isoformat().replace("+00:00", "Z")
+    ingested = set(events.slice(0, half)["event_id"].to_pylist())
+    everything = set(events["event_id"].to_pylist())
+    assert everything - ingested <= {r["event_id"] for r in rows}, "no event lost between the two"
+    assert len(rows) < events.num_rows, "the ingested part is not replayed again (but for ties)"
+
+    since = events["ts"][events.num_rows - 3].as_py()
+    later = tmp_path / "later"
+    stamp = since.isoformat().replace("+00:00", "Z")
+    done = run_reco("replay", str(folder), "--landing", str(later), "--since", stamp, "--json")
+    assert done.returncode == 0, done.stderr
+    assert all(r["ts"] >= stamp for r in landed(later)) and len(landed(later)) >= 3
+    both = run_reco("replay", str(folder), "--since", stamp, "--resume", "-w", str(warehouse))
+    assert both.returncode == 2 and "not both" in both.stderr
+    typo = run_reco("replay", str(folder), "--resume", "-w", str(tmp_path / "typo"))
+    assert typo.returncode == 2 and "no warehouse" in typo.stderr

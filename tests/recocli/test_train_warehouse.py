@@ -25,13 +25,19 @@ from recocli.models.store import load_version
 from recocli.training.incremental import WarehouseTrainer, train_lock
 
 TINY = """
-[model]
+[model.sasrec]
 dim = 16
 max_len = 10
 blocks = 1
+[model.mf]
+dim = 16
+max_len = 10
 [train]
-epochs = 2
 min_epoch_steps = 3
+[train.sasrec]
+epochs = 2
+[train.mf]
+epochs = 2
 """
 
 
@@ -40,6 +46,7 @@ def setup(tmp_path):
     """A warehouse folder, a tiny-model config file, and 900 generated events to commit."""
     conf = tmp_path / "tiny.toml"
     conf.write_text(TINY)
+    (tmp_path / "warehouse").mkdir()
     return tmp_path / "warehouse", conf, events(900, seed=11)
 
 
@@ -113,7 +120,7 @@ def test_full_then_incremental_then_nothing_new_through_the_cli(setup):
     assert table.returncode == 0 and "*v2" in table.stdout
     shown = json.loads(run_reco("models", "show", "2", "--json", *w).stdout)
     assert shown["consumed"][catalog.EVENTS.name] == [3, 3] and shown["parent"] == 1
-    assert shown["metrics"]["new_rows"] == 300 and shown["config"]["model"]["dim"] == 16
+    assert shown["metrics"]["new_rows"] == 300 and shown["config"]["model"]["sasrec"]["dim"] == 16
     missing = run_reco("models", "show", "9", *w)
     assert missing.returncode == 2 and "no model version 9" in missing.stderr
 
@@ -128,6 +135,27 @@ def test_full_then_incremental_then_nothing_new_through_the_cli(setup):
     assert (third.version, third.parent) == (3, 1) and third.rows[catalog.EVENTS.name] == 300
     assert lineage(ModelRegistry(warehouse)) == [1, 3]
     assert_every_row_consumed_once(warehouse)
+
+
+def test_an_incremental_version_records_its_parents_config_plus_what_changed(setup):
+    """A cron `reco train` with default settings fine-tunes an mf model: the new version still says
+    mf with the parent's settings, and names the fine-tune settings that differ from the parent's."""
+    warehouse, conf, data = setup
+    commit_events(warehouse, data.slice(0, 600), 0)
+    full = settings_for(warehouse, conf, **{"model.kind": "mf", "model.mf.history": 3, "train.mf.epochs": 3})
+    assert WarehouseTrainer(full).run().version == 1
+    commit_events(warehouse, data.slice(600, 300), 1)
+    cron = settings_for(warehouse, conf, **{"train.finetune_epochs": 1})
+    assert cron.model.kind == "sasrec" and cron.train.mf.epochs == 2
+    assert WarehouseTrainer(cron).run().version == 2
+    registry = ModelRegistry(warehouse)
+    parent, child = (registry.metadata(v)["config"] for v in (1, 2))
+    assert child["model"] == parent["model"] == {"kind": "mf", "mf": {**child["model"]["mf"], "history": 3}}
+    assert child["train"]["mf"] == parent["train"]["mf"] == {**parent["train"]["mf"], "epochs": 3}
+    assert "sasrec" not in child["train"] and child["train"]["finetune_epochs"] == 1
+    assert child["changed"] == ["train.finetune_epochs"]
+    loaded = load_version(registry, 2)
+    assert loaded.model.kind == "mf" and loaded.model.history_len == 3
 
 
 def test_a_second_trainer_exits_at_once(setup):
@@ -213,3 +241,28 @@ def test_ingest_train_fine_tunes_after_each_batch_and_consumes_every_row_once(sp
     registry = ModelRegistry(warehouse)
     feedback_rows = sum(registry.metadata(v)["rows"][catalog.FEEDBACK.name] for v in lineage(registry))
     assert feedback_rows == delta.read_table(Warehouse(warehouse).uri(catalog.FEEDBACK)).num_rows > 0
+
+
+def test_every_version_keeps_its_training_curve_checksummed_and_models_show_summarises_it(setup):
+    warehouse, conf, data = setup
+    w, c = ("-w", str(warehouse)), ("-c", str(conf))
+    commit_events(warehouse, data.slice(0, 600), 0)
+    validated = {"RECO_TRAIN_SASREC_VAL_USERS": "50"}
+    first = run_reco("train", "--full", "--accelerator", "cpu", "--epochs", "3", *w, *c, env=validated)
+    assert first.returncode == 0 and "device: cpu" in first.stdout, first.stderr
+    commit_events(warehouse, data.slice(600, 300), 1)
+    assert run_reco("train", "--accelerator", "cpu", *w, *c).returncode == 0
+    registry = ModelRegistry(warehouse)
+    full, tuned = registry.training_curve(1), registry.training_curve(2)
+    assert [e["epoch"] for e in full] == list(range(registry.metadata(1)["metrics"]["epochs"]))
+    assert all("train_loss" in e and "val_hr10" in e for e in full)
+    assert full[-1]["train_loss"] < full[0]["train_loss"]
+    assert [e["epoch"] for e in tuned] == [0, 1, 2], "the fine-tune's finetune_epochs"
+    assert "training_log/metrics.csv" in registry.metadata(2)["files"]
+    shown = run_reco("models", "show", "1", *w)
+    assert shown.returncode == 0 and "curve.epochs" in shown.stdout and "curve.val_hr10" in shown.stdout
+    with open(registry.path(1) / "training_log" / "metrics.csv", "a") as log:
+        log.write("9,9,0.0,0.0,0.0\n")
+    tampered = run_reco("models", "show", "1", *w)
+    assert tampered.returncode == 2 and "metrics.csv does not match its checksum" in tampered.stderr
+    assert run_reco("train", "--accelerator", "abacus", *w, *c).returncode == 2

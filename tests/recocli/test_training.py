@@ -16,7 +16,7 @@ import pytest
 import torch
 from planted import START, BlockWorld, events, interactions, next_item_hr10
 
-from recocli.config import EventWeights, Settings
+from recocli.config import EventWeights, KindTraining, MFSettings, SASRecSettings, Settings
 from recocli.data.synthetic import World
 from recocli.models.vocab import Vocabs
 from recocli.training.datamodule import preceding_positives, sequence_windows, sort_by_user_time
@@ -26,6 +26,7 @@ from recocli.training.fit import (
     copy_model,
     fine_tune,
     fit_full,
+    prequential_hits,
     remembered,
     replay_sample,
 )
@@ -35,9 +36,13 @@ RANDOM_HR = 10 / World().items
 
 
 def small_settings() -> Settings:
+    """Small models, validated with early stopping (what these tests read), both kinds alike."""
     settings = Settings()
-    settings.model.dim, settings.model.max_len, settings.model.blocks = 32, 20, 1
-    settings.train.epochs, settings.train.patience, settings.train.min_epoch_steps = 8, 2, 10
+    settings.model.sasrec = SASRecSettings(dim=32, max_len=20, blocks=1)
+    settings.model.mf = MFSettings(dim=32, max_len=20, loss="bce", history=0)
+    settings.train.sasrec = KindTraining(lr=0.001, weight_decay=0.0, epochs=8, val_users=2000)
+    settings.train.mf = KindTraining(lr=0.001, weight_decay=0.0, epochs=8, val_users=2000)
+    settings.train.patience, settings.train.min_epoch_steps = 2, 10
     return settings
 
 
@@ -190,10 +195,22 @@ def test_replay_sample_and_empty_replay(fitted):
     assert report["replay_interactions"] == 0 and report["new_interactions"] == 200
 
 
+def test_prequential_hits_is_the_share_of_new_positives_in_their_users_top_10(fitted):
+    _, model, vocabs = fresh(fitted)
+    new = encode(interactions(300, seed=21, start=START + timedelta(days=3)), vocabs)
+    pos = new.positives()
+    pos = pos.take(pos.users < model.n_users)
+    users = np.unique(pos.users)
+    top = torch.topk(model.score(torch.from_numpy(users)), 10, dim=1).indices.numpy()
+    in_top = (top[np.searchsorted(users, pos.users)] == pos.items[:, None]).any(axis=1)
+    assert 0.0 < in_top.mean() < 1.0
+    assert prequential_hits(model, new, chunk=7) == round(float(in_top.mean()), 4)
+
+
 def test_sampled_softmax_option_trains():
     settings = small_settings()
-    settings.model.sampled_negatives = 50
-    settings.train.epochs = 2
+    settings.model.sasrec.sampled_negatives = 50
+    settings.train.sasrec.epochs = 2
     _, _, metrics = fit_full("sasrec", interactions(3000, seed=6), settings, progress=False)
     assert np.isfinite(metrics["train_loss"]) and metrics["val_hr10"] > 2 * RANDOM_HR
 
@@ -201,7 +218,7 @@ def test_sampled_softmax_option_trains():
 def test_min_count_keeps_rare_ids_out_until_they_recur():
     settings = small_settings()
     settings.train.min_count = 2
-    settings.train.epochs = 1
+    settings.train.mf.epochs = 1
     base = interactions(2000, seed=7)
     model, vocabs, _ = fit_full("mf", base, settings, progress=False)
     fine_tune(model, vocabs, make_interactions(["u1"], ["rare"]), None, settings)
@@ -249,14 +266,14 @@ def _pairs(users: int, pairs: int, items: int, seed: int) -> pa.Table:
 
 def test_mf_history_term_learns_what_the_last_item_says():
     """Classic mf cannot tell the next item of a user whose items are random pairs; with
-    model.mf_history it reads the last item and learns the successor."""
+    model.mf.history it reads the last item and learns the successor."""
     data = _pairs(users=300, pairs=8, items=60, seed=3)
     settings = small_settings()
-    settings.model.mf_loss = "softmax"
-    settings.train.epochs, settings.train.patience, settings.train.val_users = 6, 6, 200
+    settings.model.mf.loss = "softmax"
+    settings.train.mf.epochs, settings.train.patience, settings.train.mf.val_users = 6, 6, 200
     hr = {}
     for history in (0, 1):
-        settings.model.mf_history = history
+        settings.model.mf.history = history
         model, vocabs, metrics = fit_full("mf", data, settings, progress=False)
         hr[history] = metrics["val_hr10"]
     assert hr[0] < 0.4 and hr[1] > 0.9, hr

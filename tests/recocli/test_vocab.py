@@ -48,6 +48,10 @@ def test_save_load_round_trip_keeps_rows_counts_and_pending(tmp_path):
     assert loaded.ids(range(len(loaded))) == ["a", "b"]
     assert loaded.pending() == {"c": 1}
     assert loaded.counts().tolist() == [3, 2]
+    assert loaded.rows(["b", "c", "a"]).tolist() == [1, -1, 0]
+    assert loaded.id_array().to_pylist() == ["a", "b"]
+    loaded.add(["d"])
+    assert loaded.rows(["d"]).tolist() == [2]
 
 
 def test_a_damaged_file_is_a_clear_error(tmp_path):

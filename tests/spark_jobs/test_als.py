@@ -14,9 +14,9 @@ from spark_jobs.als import Ratings, fit_als
 
 def test_als_peer_in_leave_last_out(spark, tmp_path):
     settings = Settings()
-    settings.evaluate.als_ranks = "8"
-    settings.evaluate.als_regs = "0.1"
-    settings.evaluate.als_alphas = "1,20"
+    settings.evaluate.als_ranks = (8,)
+    settings.evaluate.als_regs = (0.1,)
+    settings.evaluate.als_alphas = (1.0, 20.0)
     settings.evaluate.als_iters = 5
     source = load(settings, write_planted_movielens(tmp_path / "ml-planted"))
     result = run_loo(source, settings, ["als", "pop"], (10,), seed=0).as_dict()

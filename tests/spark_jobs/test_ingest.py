@@ -200,7 +200,7 @@ def test_a_checkpoint_made_for_another_landing_folder_is_explained(spark, dirs):
     ingest_once(warehouse, landing)
     moved = landing.parent / "moved"
     write_landing_file(moved, "events", "b.jsonl", [line(event(2))])
-    with pytest.raises(RecoError, match="checkpoint was made for another landing folder"):
+    with pytest.raises(RecoError, match=r"reads the landing folder .* --query-name"):
         ingest_once(warehouse, moved)
     assert ids(warehouse) == ["e1"]
 

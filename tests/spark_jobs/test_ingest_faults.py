@@ -35,6 +35,7 @@ def _land(landing: Path, seed: int, files: int, events: int) -> tuple[set[str], 
 
 def test_sigkill_at_random_moments_then_rerun_loses_and_duplicates_nothing(tmp_path):
     warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    warehouse.mkdir(), landing.mkdir()
     landed = _land(landing, seed=11, files=8, events=4000)
     rng = random.Random(2024)
     args = (
@@ -78,6 +79,7 @@ def _rerun_holds_every_line_once(args: tuple, warehouse: Path, landed: tuple, fi
 
 def test_second_ingest_is_refused_and_sigterm_finishes_cleanly(tmp_path):
     warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    warehouse.mkdir(), landing.mkdir()
     write_landing_file(landing, "events", "a.jsonl", [event(n) for n in range(50)])
     first = Process(
         reco_cmd(
@@ -106,6 +108,7 @@ def test_second_ingest_is_refused_and_sigterm_finishes_cleanly(tmp_path):
 
 def test_sigint_while_files_keep_arriving_exits_0_and_a_rerun_takes_the_rest(tmp_path):
     warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    warehouse.mkdir(), landing.mkdir()
     proc = Process(
         reco_cmd(
             "ingest", "--warehouse", str(warehouse), "--landing", str(landing), "--interval", "0.2s", "--json"
@@ -128,6 +131,7 @@ def test_sigint_while_files_keep_arriving_exits_0_and_a_rerun_takes_the_rest(tmp
 
 def test_runs_unchanged_under_spark_submit(tmp_path):
     warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    warehouse.mkdir(), landing.mkdir()
     write_landing_file(landing, "events", "a.jsonl", [event(n) for n in range(25)])
     conf = tmp_path / "job.toml"
     conf.write_text(
@@ -150,6 +154,7 @@ def test_runs_unchanged_under_spark_submit(tmp_path):
 
 def test_emptied_checkpoint_is_refused_instead_of_skipping_batches(tmp_path):
     warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    warehouse.mkdir(), landing.mkdir()
     write_landing_file(landing, "events", "a.jsonl", [event(1)])
     assert run_reco("ingest", "--once", "-w", str(warehouse), "--landing", str(landing)).returncode == 0
     shutil.rmtree(warehouse / "_checkpoints")
@@ -165,6 +170,7 @@ def test_a_batch_too_large_for_the_driver_is_explained_and_a_rerun_with_room_tak
     default, which 7M uncapped lines exceeded). The batch stays planned with its files, so the error
     says how to run it; a rerun with the default limit ingests it, every line once."""
     warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    warehouse.mkdir(), landing.mkdir()
     write_landing_file(landing, "events", "big.jsonl", [event(n, session_id="s" * 200) for n in range(20000)])
     tight = tmp_path / "tight.toml"
     tight.write_text(
@@ -185,6 +191,7 @@ def test_kill_between_delta_commit_and_spark_commit_is_resumed(tmp_path):
     """The Delta commit landed but Spark's `commits/0` did not (the kill fell in between): the rerun
     replays batch 0, skips it as committed, then ingests the new file."""
     warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    warehouse.mkdir(), landing.mkdir()
     write_landing_file(landing, "events", "a.jsonl", [event(1), event(2)])
     assert run_reco("ingest", "--once", "-w", str(warehouse), "--landing", str(landing)).returncode == 0
     checkpoint = warehouse / "_checkpoints" / "reco_ingest"
@@ -201,6 +208,7 @@ def test_sigkill_after_spark_recorded_a_batch_before_its_delta_commit_loses_noth
     commit still runs on the commit thread (the batch is in the spool). Real kills in that window,
     then a rerun: every line is in once."""
     warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
+    warehouse.mkdir(), landing.mkdir()
     args = ("ingest", "--once", "--max-files-per-batch", "1", "-w", str(warehouse), "--landing", str(landing))
     checkpoint = warehouse / "_checkpoints" / "reco_ingest"
     hits, landed = 0, []

@@ -3,7 +3,8 @@
 import pytest
 
 from lakehouse.errors import RecoError
-from spark_jobs.settings import IngestSettings, KafkaSettings
+from lakehouse.settings import Size
+from spark_jobs.settings import IngestSettings, KafkaSettings, load_job_settings
 from spark_jobs.sources import file_batch_cap, kafka_reader_options
 
 
@@ -56,15 +57,18 @@ def test_kafka_without_bootstrap_servers_is_explained():
     ],
 )
 def test_file_batch_cap(max_bytes, max_files, options):
-    ingest = IngestSettings(max_bytes_per_batch=max_bytes, max_files_per_batch=max_files)
+    ingest = IngestSettings(max_bytes_per_batch=Size(max_bytes), max_files_per_batch=max_files)
     assert file_batch_cap(ingest) == options
 
 
 @pytest.mark.parametrize(
-    ("max_bytes", "max_files", "message"),
-    [("lots", 0, "not a size: 'lots'"), ("1TB", 0, "not a size"), ("1MB", -1, "0 or more")],
+    ("env", "message"),
+    [
+        ({"RECO_INGEST_MAX_BYTES_PER_BATCH": "lots"}, "'ingest.max_bytes_per_batch' .* must be a size"),
+        ({"RECO_INGEST_MAX_BYTES_PER_BATCH": "1TB"}, "must be a size"),
+        ({"RECO_INGEST_MAX_FILES_PER_BATCH": "-1"}, "0 or more"),
+    ],
 )
-def test_bad_file_batch_cap_is_explained(max_bytes, max_files, message):
-    ingest = IngestSettings(max_bytes_per_batch=max_bytes, max_files_per_batch=max_files)
+def test_bad_file_batch_cap_is_explained_when_loaded(env, message):
     with pytest.raises(RecoError, match=message):
-        file_batch_cap(ingest)
+        load_job_settings(env=env)

@@ -5,7 +5,7 @@ trains (recocli.lab.evaluate.split.loo_split). Each model ranks the whole catalo
 training — with the user's own items left out (no sampled negatives), and the same metric code
 scores every list. The validation item chooses ALS's grid point and is read, not learned, as the
 newest history item when the test item is scored (sasrec reads it, and so does mf with a history
-term, model.mf_history; ALS cannot).
+term, model.mf.history; ALS cannot).
 
 Our models (sasrec, mf) are blended with a time-local recency-popularity prior — what was popular
 at the user's own "now" (recocli.lab.evaluate.timeprior) — as a product of experts, the half-life and
@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +28,7 @@ from torch import Tensor
 
 from lakehouse.errors import RecoError
 from recocli.config import Settings
-from recocli.lab.evaluate import metrics, parse_list, prior_grid
+from recocli.lab.evaluate import check_models, metrics
 from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
 from recocli.lab.evaluate.source import Source, rating_values
 from recocli.lab.evaluate.split import LooSplit, loo_split
@@ -38,7 +39,11 @@ from recocli.models.vocab import Vocabulary
 from recocli.recommend.history import score_users, seen_items
 from recocli.training.fit import fit_full
 
-PEERS = ("pop", "als", "prior")
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from spark_jobs.als import Factors
+
 BATCH_USERS = 1024
 PRIOR_CACHE_FLOATS = 100_000_000  # per stage: 400 MB of cached priors at most
 Scorer = Callable[[list[str], pa.Table], Tensor]  # (users, history) → scores [B, catalog]
@@ -184,6 +189,7 @@ def run_loo(
     """Train and score each of `models` (sasrec, mf, als, pop) on one leave-last-out split.
 
     `model_settings`: settings for some models (their own training config), else `settings`."""
+    check_models("loo", models)
     started = time.perf_counter()
     split = loo_split(source.interactions)
     if split.test.num_rows == 0:
@@ -228,10 +234,8 @@ def run_loo(
                 return to_catalog(score_users(model, vocabs, history, users)[0], index)
 
             result.details.setdefault("training", {})[name] = fit_metrics
-        elif name == "als":
+        else:  # als (check_models allowed nothing else)
             scorer = _als_scorer(split, source.ratings, catalog, val_stage, settings, seed, result, log)
-        else:
-            raise RecoError(f"unknown model {name!r}: choose from {', '.join([*KINDS, *PEERS])}")
         result.seconds[name] = round(time.perf_counter() - clock, 3)
         if name in KINDS:
             _blended_rows(name, scorer, stages, own, result, log)
@@ -244,9 +248,10 @@ def run_loo(
 
 
 def blend_grid(settings: Settings) -> tuple[list[float], list[float]]:
-    """The configured prior grid, with weight 0 (the plain model) always among the weights."""
-    half_lives, weights = prior_grid(settings.evaluate)
-    return half_lives, sorted({0.0, *weights})
+    """The configured prior grid (evaluate.loo_prior_*), with weight 0 (the plain model) always among the
+    weights."""
+    cfg = settings.evaluate
+    return list(cfg.loo_prior_half_life), sorted({0.0, *cfg.loo_prior_weights})
 
 
 def _blended_rows(
@@ -308,60 +313,97 @@ def _als_scorer(
 ) -> Scorer:
     """Implicit ALS in Spark on the training positives (weights as confidences), the grid point
     with the best validation NDCG@10; scores U·Vᵀ. Also an explicit ALS for RMSE/MAE on ratings."""
-    from spark_jobs import als  # a JVM: only when ALS is asked for
-    from spark_jobs.session import build_session
+    from spark_jobs.session import build_session  # a JVM: only when ALS is asked for
 
-    cfg = settings.evaluate
     spark = build_session(settings.spark)
     users = Vocabulary()
     users.add(split.train["user_id"])
+    best, grid = _als_grid_search(spark, split, users, catalog, val_stage, settings, seed, log)
+    result.details["als_grid"] = grid
+    result.details["als_params"] = best.params
+    errors = _als_rating_errors(spark, split, ratings, users, catalog, best.params["rank"], settings, seed)
+    if errors is not None:
+        result.details["ratings"] = errors
+    return _als_factors_scorer(users, best)
+
+
+def _als_factors_scorer(users: Vocabulary, factors: Factors) -> Scorer:
+    """Scores U·Vᵀ of fitted ALS factors; items ALS never saw score -inf."""
+
+    def score(batch: list[str], history: pa.Table) -> Tensor:
+        rows = users.rows(pa.array(batch, pa.string()))
+        u = torch.from_numpy(factors.users[np.maximum(rows, 0)])
+        out = u @ torch.from_numpy(factors.items).T
+        out[:, torch.from_numpy(~factors.item_known)] = float("-inf")
+        return out
+
+    return score
+
+
+def _als_grid_search(
+    spark: SparkSession,
+    split: LooSplit,
+    users: Vocabulary,
+    catalog: Vocabulary,
+    val_stage: Stage,
+    settings: Settings,
+    seed: int,
+    log: Log,
+) -> tuple[Factors, list[dict]]:
+    """Implicit ALS at every grid point of evaluate.als_*: the best factors by validation NDCG@10,
+    and the grid's figures."""
+    from spark_jobs import als
+
+    cfg = settings.evaluate
     pos = split.train.filter(pc.equal(split.train["label"], 1))
     u_rows, i_rows = users.rows(pos["user_id"]), catalog.rows(pos["item_id"])
     weights = pos["weight"].to_numpy().astype(np.float64)
 
-    def scorer_of(factors) -> Scorer:
-        def score(batch: list[str], history: pa.Table) -> Tensor:
-            rows = users.rows(pa.array(batch, pa.string()))
-            u = torch.from_numpy(factors.users[np.maximum(rows, 0)])
-            out = u @ torch.from_numpy(factors.items).T
-            out[:, torch.from_numpy(~factors.item_known)] = float("-inf")
-            return out
+    def quality(factors: Factors) -> float:
+        scorer = _als_factors_scorer(users, factors)
+        return score_stage(scorer, val_stage, (10,), len(catalog)).get("ndcg@10") or 0.0
 
-        return score
-
-    def quality(factors) -> float:
-        return score_stage(scorer_of(factors), val_stage, (10,), len(catalog)).get("ndcg@10") or 0.0
-
-    best, grid = als.grid_search(
+    return als.grid_search(
         spark, als.Ratings(u_rows, i_rows, weights, len(users), len(catalog)), quality,
-        ranks=parse_list(cfg.als_ranks, int), regs=parse_list(cfg.als_regs, float),
-        alphas=parse_list(cfg.als_alphas, float),
+        ranks=list(cfg.als_ranks), regs=list(cfg.als_regs), alphas=list(cfg.als_alphas),
         iters=cfg.als_iters, seed=seed,
         on_fit=lambda params, value: log(f"als {params}: validation NDCG@10 {value:.4f}"),
     )  # fmt: skip
-    result.details["als_grid"] = grid
-    result.details["als_params"] = best.params
+
+
+def _als_rating_errors(
+    spark: SparkSession,
+    split: LooSplit,
+    ratings: pa.Table | None,
+    users: Vocabulary,
+    catalog: Vocabulary,
+    rank: int,
+    settings: Settings,
+    seed: int,
+) -> dict[str, Any] | None:
+    """RMSE/MAE of an explicit ALS (the chosen rank) on the held-out ratings; None without ratings."""
+    from spark_jobs import als
+
     train_values = rating_values(split.train, ratings)
     held = split.heldout
     held_values = rating_values(held, ratings)
-    if np.isfinite(train_values).any() and np.isfinite(held_values).any():
-        rated = np.isfinite(train_values)
-        train = als.Ratings(
-            users.rows(split.train["user_id"])[rated], catalog.rows(split.train["item_id"])[rated],
-            train_values[rated], len(users), len(catalog),
-        )  # fmt: skip
-        explicit = als.fit_als(
-            spark, train, rank=best.params["rank"], reg=0.1, iters=cfg.als_iters, implicit=False, seed=seed
-        )
-        hu, hi = users.rows(held["user_id"]), catalog.rows(held["item_id"])
-        ok = np.isfinite(held_values) & (hu >= 0) & (hi >= 0)
-        predicted = explicit.predict(np.maximum(hu, 0), np.maximum(hi, 0))
-        ok &= np.isfinite(predicted)
-        result.details["ratings"] = {
-            "model": f"als explicit (rank {best.params['rank']}, reg 0.1)",
-            "heldout_ratings": int(np.isfinite(held_values).sum()),
-            "predicted": int(ok.sum()),
-            "rmse": metrics.rmse(predicted[ok], held_values[ok]),
-            "mae": metrics.mae(predicted[ok], held_values[ok]),
-        }
-    return scorer_of(best)
+    if not (np.isfinite(train_values).any() and np.isfinite(held_values).any()):
+        return None
+    rated = np.isfinite(train_values)
+    train = als.Ratings(
+        users.rows(split.train["user_id"])[rated], catalog.rows(split.train["item_id"])[rated],
+        train_values[rated], len(users), len(catalog),
+    )  # fmt: skip
+    iters = settings.evaluate.als_iters
+    explicit = als.fit_als(spark, train, rank=rank, reg=0.1, iters=iters, implicit=False, seed=seed)
+    hu, hi = users.rows(held["user_id"]), catalog.rows(held["item_id"])
+    ok = np.isfinite(held_values) & (hu >= 0) & (hi >= 0)
+    predicted = explicit.predict(np.maximum(hu, 0), np.maximum(hi, 0))
+    ok &= np.isfinite(predicted)
+    return {
+        "model": f"als explicit (rank {rank}, reg 0.1)",
+        "heldout_ratings": int(np.isfinite(held_values).sum()),
+        "predicted": int(ok.sum()),
+        "rmse": metrics.rmse(predicted[ok], held_values[ok]),
+        "mae": metrics.mae(predicted[ok], held_values[ok]),
+    }

@@ -38,9 +38,8 @@ import torch
 from torch import Tensor
 
 from lakehouse.errors import RecoError
-from lakehouse.settings import parse_duration
 from recocli.config import Settings
-from recocli.lab.evaluate import metrics
+from recocli.lab.evaluate import check_models, metrics
 from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
 from recocli.lab.evaluate.source import Source
 from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows
@@ -199,13 +198,20 @@ class PrequentialResult:
         }
 
 
+def _rank_settings(settings: Settings) -> dict[str, object]:
+    """[rank] as JSON holds it: lists of half-lives and weights as written ('all', 'inf')."""
+    cfg = settings.rank
+    return {
+        "half_lives": [str(h) for h in cfg.half_lives],
+        "weights": [str(w) for w in cfg.weights],
+        "choose_share": cfg.choose_share,
+        "choose_users": cfg.choose_users,
+    }
+
+
 def _check(models: list[str], retrain_every: int) -> list[str]:
     """The model kinds asked for (RecoError on a model prequential does not run)."""
-    unknown = [m for m in models if m not in (*KINDS, "pop", "als")]
-    if unknown:
-        raise RecoError(f"unknown model {unknown[0]!r}: prequential runs {', '.join(KINDS)} and pop")
-    if "als" in models:
-        raise RecoError("als runs in --protocol loo only (a Spark refit per window is no real-time peer)")
+    check_models("prequential", models)
     if retrain_every < 1:
         raise RecoError("--retrain-every must be at least 1")
     return [m for m in models if m in KINDS]
@@ -294,13 +300,13 @@ def run_prequential(
     result = PrequentialResult(
         source.name, seed, ks, kinds,
         {"bootstrap": cfg.bootstrap, "window": cfg.window, "retrain_every": cfg.retrain_every,
-         "popular_window": cfg.popular_window, "rank": vars(settings.rank)},
+         "popular_window": str(cfg.popular_window), "rank": _rank_settings(settings)},
     )  # fmt: skip
     result.data = {"interactions": data.num_rows, "bootstrap_interactions": cut,
                    "bootstrap_until": iso(int(ts[cut])), "windows": len(windows)}  # fmt: skip
     own = {kind: (model_settings or {}).get(kind, settings) for kind in kinds}
     runners = _bootstrap(kinds, data, cut, own, seed, result, log)
-    replay = _Replay(data, cut, ks, parse_duration(cfg.popular_window))
+    replay = _Replay(data, cut, ks, cfg.popular_window)
     for n, window in enumerate(windows):
         result.windows.append(replay.score(window, runners, kinds))
         if on_window:

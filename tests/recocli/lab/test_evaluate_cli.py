@@ -22,12 +22,15 @@ from recocli.lab.evaluate.loo import run_loo
 from recocli.lab.evaluate.source import load
 
 FAST = {
-    "RECO_TRAIN_EPOCHS": "3",
+    "RECO_TRAIN_SASREC_EPOCHS": "3",
+    "RECO_TRAIN_MF_EPOCHS": "3",
     "RECO_TRAIN_MIN_EPOCH_STEPS": "4",
     "RECO_TRAIN_THREADS": "1",
-    "RECO_MODEL_DIM": "16",
-    "RECO_MODEL_BLOCKS": "1",
-    "RECO_MODEL_MAX_LEN": "20",
+    "RECO_MODEL_SASREC_DIM": "16",
+    "RECO_MODEL_SASREC_BLOCKS": "1",
+    "RECO_MODEL_SASREC_MAX_LEN": "20",
+    "RECO_MODEL_MF_DIM": "16",
+    "RECO_MODEL_MF_MAX_LEN": "20",
 }
 
 
@@ -45,7 +48,7 @@ def test_loo_report(movielens, tmp_path):
     report = tmp_path / "report"
     done = reco(
         "evaluate", "--protocol", "loo", "--data", str(movielens), "--models", "pop,mf,sasrec",
-        "--k", "5,10", "--seed", "3", "--report", str(report), "--set", "mf.model.mf_loss=softmax",
+        "--k", "5,10", "--seed", "3", "--report", str(report), "--set", "mf.model.mf.loss=bce",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads((report / "metrics.json").read_text())
@@ -53,7 +56,7 @@ def test_loo_report(movielens, tmp_path):
     # Our models blended with the time-local prior, each alone (-noblend), and the prior alone.
     assert list(result["models"]) == ["pop", "mf", "mf-noblend", "sasrec", "sasrec-noblend", "prior"]
     assert set(result["blend"]) == {"mf", "sasrec", "prior"}
-    assert result["model_settings"] == {"mf": {"model.mf_loss": "softmax"}}
+    assert result["model_settings"] == {"mf": {"model.mf.loss": "bce"}}
     assert result["data"]["tested_users"] == 90
     for name, values in result["models"].items():
         for metric in ("hr@5", "ndcg@5", "recall@5", "hr@10", "ndcg@10", "recall@10", "mrr", "coverage@10"):
@@ -98,9 +101,9 @@ def test_user_mistakes_are_one_line_errors(movielens, tmp_path):
         (("--data", str(movielens), "--models", "pop,knn", "--sample-users", "5"), "unknown model"),
         (("--data", str(movielens), "--protocol", "prequential", "--models", "als"), "loo only"),
         (("--data", str(movielens), "--k", "ten"), "comma-separated"),
-        (("--data", str(movielens), "--models", "mf", "--set", "als.train.lr=1"), "not among --models"),
+        (("--data", str(movielens), "--models", "mf", "--set", "als.train.mf.lr=1"), "not among --models"),
         (("--data", str(movielens), "--models", "mf", "--set", "mf.train.nope=1"), "unknown setting"),
-        (("--data", str(movielens), "--models", "mf", "--set", "mf.lr"), "MODEL.SECTION.KEY=VALUE"),
+        (("--data", str(movielens), "--models", "mf", "--set", "mf.lr"), "MODEL.SETTING=VALUE"),
     ]:
         done = reco("evaluate", *args)
         assert done.returncode == 2, (args, done.stderr)
@@ -136,3 +139,13 @@ def test_bronze_tables_give_the_same_numbers_as_the_folder(movielens, tmp_path):
     from_folder = run_loo(load(settings, movielens), settings, ["pop"], (10,), seed=0).as_dict()
     assert from_bronze["models"] == from_folder["models"]
     assert from_bronze["data"] == from_folder["data"]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "models"), [("loo", "pop,sasrek"), ("prequential", "pop,mff"), ("prequential", "pop,als")]
+)
+def test_a_misspelt_model_fails_before_any_data_is_read_or_model_trained(movielens, protocol, models):
+    done = reco("evaluate", "--data", str(movielens), "--protocol", protocol, "--models", models)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "interactions" not in done.stderr and "training" not in done.stderr, "work ran before the check"
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -1,4 +1,5 @@
-"""Metric functions of `reco evaluate` against cases computed by hand."""
+"""Metric functions of `reco evaluate` against cases computed by hand, and the validation metric of
+training (early stopping) agreeing with them, ties included."""
 
 from __future__ import annotations
 
@@ -7,18 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from recocli.lab.evaluate.metrics import (
-    PAD,
-    coverage,
-    evaluate_scores,
-    mae,
-    mask_scores,
-    mean,
-    padded,
-    positions,
-    rmse,
-)
+from recocli.lab.evaluate.metrics import coverage, evaluate_scores, mae, mean, padded, rmse
+from recocli.metrics import hit_and_ndcg, mask_scores, positions
+from recocli.models.padded import PAD
 
 DESC = torch.tensor([[9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.25, 0.1]])
 
@@ -117,3 +112,48 @@ def test_rmse_and_mae():
 
 def test_padded():
     assert padded([[1, 2], [], [3]]).tolist() == [[1, 2], [PAD, PAD], [3, PAD]]
+
+
+@st.composite
+def tied_batches(draw):
+    """Scores from a few levels (ties everywhere), one target per user and some seen items."""
+    n_users, n_items = draw(st.integers(1, 6)), draw(st.integers(2, 30))
+    levels = draw(st.integers(1, 4))
+    scores = draw(
+        st.lists(st.integers(0, levels - 1), min_size=n_users * n_items, max_size=n_users * n_items)
+    )
+    targets = draw(st.lists(st.integers(0, n_items - 1), min_size=n_users, max_size=n_users))
+    seen = draw(
+        st.lists(
+            st.lists(st.integers(PAD, n_items - 1), min_size=3, max_size=3),
+            min_size=n_users,
+            max_size=n_users,
+        )
+    )
+    return (
+        torch.tensor(scores, dtype=torch.float32).reshape(n_users, n_items),
+        torch.tensor(targets),
+        torch.tensor(seen),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(tied_batches(), st.sampled_from([1, 3, 10]))
+def test_early_stopping_and_reco_evaluate_agree_per_user(batch, k):
+    scores, targets, seen = batch
+    hit, ndcg = hit_and_ndcg(scores, targets, seen, k)
+    per_user, _ = evaluate_scores(scores, targets[:, None], seen, (k,))
+    assert hit.numpy() == pytest.approx(per_user[f"hr@{k}"])
+    assert ndcg.numpy() == pytest.approx(per_user[f"ndcg@{k}"])
+
+
+def test_the_validation_metric_counts_ties_in_expectation():
+    # Untrained, every item scores the same: chance (10 of 40), not 1.0 as when ties counted as wins.
+    hit, ndcg = hit_and_ndcg(torch.zeros(2, 40), torch.tensor([3, 39]), None, k=10)
+    assert hit.tolist() == pytest.approx([0.25, 0.25])
+    assert ndcg.tolist() == pytest.approx([sum(1 / math.log2(p + 2) for p in range(10)) / 40] * 2)
+    # The target ties with one item above the seen ones: first or second place, equally likely.
+    hit, ndcg = hit_and_ndcg(
+        torch.tensor([[5.0, 1.0, 1.0, 0.0]]), torch.tensor([1]), torch.tensor([[0]]), k=1
+    )
+    assert hit.item() == pytest.approx(0.5) and ndcg.item() == pytest.approx(0.5)

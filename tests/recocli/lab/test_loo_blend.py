@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from recocli.config import Settings
+from lakehouse.settings import Duration
+from recocli.config import KindTraining, MFSettings, Settings
 from recocli.lab.evaluate.loo import run_loo
 from recocli.lab.evaluate.report import summary_markdown
 from recocli.lab.evaluate.source import Source
@@ -76,13 +77,11 @@ def era_stream(seed: int = 0, test_items_from: str = "era") -> pa.Table:
 def fast_settings() -> Settings:
     s = Settings()
     s.train.threads = 1
-    s.train.epochs = 3
+    s.train.mf = KindTraining(lr=0.003, weight_decay=0.0, epochs=3, val_users=2000)
     s.train.min_epoch_steps = 6
-    s.train.lr = 0.003
-    s.model.dim = 16
-    s.model.mf_loss = "softmax"
-    s.evaluate.prior_half_life = "7d,365d"
-    s.evaluate.prior_weights = "0,0.5,2"
+    s.model.mf = MFSettings(dim=16, loss="softmax", history=0)
+    s.evaluate.loo_prior_half_life = (Duration("7d"), Duration("365d"))
+    s.evaluate.loo_prior_weights = (0.0, 0.5, 2.0)
     return s
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from recocli.config import Settings
+from recocli.config import HalfLife, KindTraining, SASRecSettings, Settings, Weight
 from recocli.lab.evaluate import metrics
 from recocli.lab.evaluate.peers import catalog_ids, to_catalog
 from recocli.lab.evaluate.prequential import evaluate_window, run_prequential, window_targets
@@ -55,18 +55,16 @@ def drift_stream(shuffle_time: bool = False, seed: int = 0) -> pa.Table:
 def fast_settings() -> Settings:
     s = Settings()
     s.train.threads = 1
-    s.train.epochs = 4
+    s.train.sasrec = KindTraining(lr=0.003, weight_decay=0.0, epochs=4, val_users=2000)
     s.train.min_epoch_steps = 6
     s.train.patience = 2
-    s.train.lr = s.train.finetune_lr = 0.003
-    s.model.dim = 16
-    s.model.blocks = 1
-    s.model.max_len = 20
+    s.train.finetune_lr = 0.003
+    s.model.sasrec = SASRecSettings(dim=16, blocks=1, max_len=20)
     s.evaluate.window = "1d"
     s.evaluate.bootstrap = 0.5
     s.evaluate.retrain_every = 5
-    s.rank.half_lives = "1d,all"
-    s.rank.weights = "0,1,inf"
+    s.rank.half_lives = (HalfLife("1d"), HalfLife("all"))
+    s.rank.weights = (Weight(0), Weight(1), Weight("inf"))
     return s
 
 

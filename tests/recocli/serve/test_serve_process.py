@@ -46,7 +46,7 @@ def wait_healthy(base: str, process: Process, timeout: float = 180) -> None:
     [
         ([], {}, "no write token"),
         (["--no-auth", "--host", "0.0.0.0"], {}, "--no-auth only on a loopback host"),
-        ([], {"RECO_SERVE_TOKEN": "t", "RECO_SERVE_LANDING_INTERVAL": "soon"}, "not a duration"),
+        ([], {"RECO_SERVE_TOKEN": "t", "RECO_SERVE_LANDING_INTERVAL": "soon"}, "must be a duration"),
     ],
 )
 def test_refuses_to_start_without_a_token_or_open_to_the_network(tmp_path, args, env, says):

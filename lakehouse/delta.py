@@ -158,11 +158,6 @@ def commit_of(uri: str, app_id: str, txn_version: int) -> int | None:
     return low
 
 
-def read_table_less_commit(uri: str, version: int, columns: list[str] | None = None) -> pa.Table:
-    """The current snapshot less the files that the (append) commit at `version` added."""
-    return read_partitions(uri, columns=columns, less_commit=version)
-
-
 def read_partitions(
     uri: str,
     where: list[tuple[str, str, Any]] | None = None,

@@ -305,11 +305,6 @@ def evaluate_hits(model: Recommender, batch: Batch, chunk: int = 1024) -> tuple[
     return float(torch.cat(hits).mean()), float(torch.cat(ndcgs).mean())
 
 
-def recent_histories(model: Recommender, users: np.ndarray) -> torch.Tensor:
-    """The remembered histories [B, max_len] of user rows (PAD-left-padded, oldest first)."""
-    return model.history(torch.from_numpy(np.asarray(users, dtype=np.int64)))
-
-
 def build_histories(interactions: pa.Table, vocabs: Vocabs, max_len: int) -> torch.Tensor:
     """Each user's latest `max_len` positive item rows in time order, [n_users, max_len], PAD-left-padded.
 

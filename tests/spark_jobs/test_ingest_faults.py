@@ -36,7 +36,6 @@ def _land(landing: Path, seed: int, files: int, events: int) -> tuple[set[str], 
 def test_sigkill_at_random_moments_then_rerun_loses_and_duplicates_nothing(tmp_path):
     warehouse, landing = tmp_path / "warehouse", tmp_path / "landing"
     warehouse.mkdir(), landing.mkdir()
-    landed = _land(landing, seed=11, files=8, events=4000)
     rng = random.Random(2024)
     args = (
         "ingest",
@@ -49,15 +48,20 @@ def test_sigkill_at_random_moments_then_rerun_loses_and_duplicates_nothing(tmp_p
         str(landing),
         "--json",
     )
-    killed_mid_run = 0
-    for _trial in range(5):
+    killed_mid_run, landed = 0, []
+    for trial in range(5):
+        # Each trial lands new files, so every run has work: a run with nothing new exits before
+        # Spark starts, and a kill would land after it.
+        landed.append(_land(landing, seed=11 + trial, files=4, events=2000))
         proc = Process(reco_cmd(*args))
-        time.sleep(rng.uniform(4.0, 16.0))
+        time.sleep(rng.uniform(2.0, 10.0))
         if proc.proc.poll() is None:
             killed_mid_run += 1
         proc.kill_group()
     assert killed_mid_run >= 3, "the kills should land while the job runs"
-    _rerun_holds_every_line_once(args, warehouse, landed, files=16)
+    event_ids, feedback_ids, quarantined, lines = zip(*landed, strict=True)
+    everything = (set().union(*event_ids), set().union(*feedback_ids), sum(quarantined), sum(lines))
+    _rerun_holds_every_line_once(args, warehouse, everything, files=8 * len(landed))
 
 
 def _rerun_holds_every_line_once(args: tuple, warehouse: Path, landed: tuple, files: int) -> None:

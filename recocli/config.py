@@ -345,7 +345,7 @@ class MaintainSettings:
     # `reco maintain` vacuums the files that no table version younger than this needs (whole hours).
     # Training reads the rows committed after a model's cursor from older versions: keep it longer
     # than the longest gap between two `reco train` runs (else: `reco train --full`).
-    retention: str = "7d"
+    retention: Duration = Duration("7d")
 
 
 @dataclass

@@ -8,8 +8,7 @@ import typer
 
 from lakehouse.catalog import Warehouse
 from lakehouse.maintain import maintain as run_maintain
-from lakehouse.settings import parse_duration
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import print_json, print_table
 
 
@@ -20,7 +19,7 @@ def maintain(
         str | None,
         typer.Option(
             help="Vacuum files that no version younger than this needs, e.g. 7d, 48h "
-            "[default: 7d, or maintain.retention].",
+            f"{default('maintain.retention')}.",
             show_default=False,
         ),
     ] = None,
@@ -35,9 +34,11 @@ def maintain(
     (run it from cron between ingest runs). Row counts are the same before and after.
     """
     settings = settings_from(config, warehouse, **{"maintain.retention": retention})
-    retention_s = parse_duration(settings.maintain.retention)
     done = run_maintain(
-        Warehouse(settings.warehouse).require(), retention_s, compact=not no_compact, vacuum=not no_vacuum
+        Warehouse(settings.warehouse).require(),
+        settings.maintain.retention,
+        compact=not no_compact,
+        vacuum=not no_vacuum,
     )
     if json_output:
         print_json({"tables": [t.as_dict() for t in done]})

@@ -190,7 +190,9 @@ def version_batches(
     """The table as it was at `version`, as record batches of `columns` read a few at a time: memory
     follows the batch, not the table."""
     dataset = DeltaTable(uri, version=version).to_pyarrow_dataset(filesystem=arrow_file_system(uri))
-    yield from dataset.to_batches(columns=columns, batch_size=batch_rows)
+    yield from dataset.to_batches(
+        columns=columns, batch_size=batch_rows, batch_readahead=2, fragment_readahead=1
+    )
 
 
 def read_changes(

@@ -111,7 +111,11 @@ def compact_from_bronze(
                 rows = _from_kinds(pa.Table.from_batches([batch]), kind_column, weights, rating_threshold)
                 parts.append(_coded(rows, users, items))
     data = Encoded.concat(parts) if parts else Encoded.empty()
-    return Compact(users.ids(), items.ids(), data.take(np.argsort(data.ts, kind="stable")))
+    parts.clear()
+    order = np.argsort(data.ts, kind="stable")
+    for column in dataclasses.fields(data):  # one column copied at a time
+        setattr(data, column.name, getattr(data, column.name)[order])
+    return Compact(users.ids(), items.ids(), data)
 
 
 class _Codes:

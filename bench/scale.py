@@ -9,6 +9,10 @@ the whole job (/usr/bin/time's figure, the JVM included) and the time from launc
 commit of bronze/events. Target: both within 15 % of each other between the smallest and largest
 warehouse. `--before DIR` runs the same with the source tree in DIR as well (e.g. the commit
 before this change, exported with `git archive`). Prints a table, then one JSON line.
+Then, on another copy of each warehouse, `reco train --full` (mf, `--train-epochs` epochs in batches
+of `--train-batch`): its peak RSS against rows; and with the model trained, `reco recommend` of
+every user with `--engine local` and `--engine spark` (local[2]): users/s of the whole command.
+`--parts` picks among ingest, train, recommend. `meets_target` judges ingest only.
 `--dedup-only` times the dedup step alone, without Spark: the batch's ids judged against the
 table by spark_jobs.dedup (the horizon) and by a set of every id (as before), each in its own process.
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import random
 import socket
 import subprocess
@@ -105,45 +104,22 @@ def start_server(root: Path, port: int) -> subprocess.Popen:
     raise SystemExit("reco serve did not come up in 300 s")
 
 
-def get_load(base: str, users: list[str], rate: float, seconds: float, threads: int = 16) -> dict:
-    """Open loop: request n is due at start + n / rate; `threads` clients take the due requests in
-    turn, and each latency runs from the request's due time."""
-    rng = random.Random(0)
-    count = int(rate * seconds)
-    due = queue.Queue()
-    start = time.perf_counter() + 0.2
-    for n in range(count):
-        due.put((start + n / rate, rng.choice(users)))
-    latencies: list[float] = []
-    errors = [0]
-
-    def client() -> None:
-        with httpx.Client(base_url=base, timeout=10) as http:
-            while True:
-                try:
-                    scheduled, user = due.get_nowait()
-                except queue.Empty:
-                    return
-                time.sleep(max(0.0, scheduled - time.perf_counter()))
-                try:
-                    ok = http.get(f"/recommendations/{user}", params={"k": 10}).status_code == 200
-                except httpx.TransportError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - scheduled)
-                else:
-                    errors[0] += 1
-
-    run_threads(client, threads)
-    elapsed = time.perf_counter() - start
-    ms = np.array(latencies) * 1000
+def get_load(port: int, users: Path, rate: float, seconds: float) -> dict:
+    """Open loop at `rate` GETs/s for `seconds` from bench/serve_load.py in its own process; latency
+    from each request's due time, and how late the client sent (its own lateness, counted in)."""
+    script = Path(__file__).with_name("serve_load.py")
+    args = [sys.executable, str(script), "127.0.0.1", str(port), str(rate), str(seconds), str(users)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 120, check=True)
+    got = json.loads(done.stdout)
+    ms, late = np.array(got["latencies"]) * 1000, np.array(got["late"]) * 1000
     return {
-        "requests": count,
-        "errors": errors[0],
-        "rate": round(count / elapsed, 1),
+        "requests": got["requests"],
+        "errors": got["errors"],
+        "rate": round(got["requests"] / got["seconds"], 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
         "max_ms": round(float(ms.max()), 2),
+        "late_p99_ms": round(float(np.percentile(late, 99)), 2),
     }
 
 
@@ -227,11 +203,11 @@ def read_your_writes(base: str, users: list[str], trials: int) -> dict:
     }
 
 
-def measure(port: int, users: list[str], args) -> dict:
+def measure(port: int, users: list[str], users_file: Path, args) -> dict:
     base = f"http://127.0.0.1:{port}"
-    get_load(base, users, 50, 2)  # warm-up
+    get_load(port, users_file, 50, 2)  # warm-up
     alone = sequential_get(base, users, 300)
-    get = get_load(base, users, args.rate, args.seconds)
+    get = get_load(port, users_file, args.rate, args.seconds)
     post = post_load(base, min(args.seconds, 10))
     ryw = read_your_writes(base, users, args.trials)
     metrics = httpx.get(f"{base}/metrics").text
@@ -271,10 +247,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         root = Path(tmp)
         users = prepare(root, args.data)
+        users_file = root / "users.json"
+        users_file.write_text(json.dumps(users))
         port = free_port()
         server = start_server(root, port)
         try:
-            result = measure(port, users, args)
+            result = measure(port, users, users_file, args)
         finally:
             server.kill()
             server.wait()

@@ -70,6 +70,9 @@ INGEST_METRICS = pa.schema(
         pa.field("lag_s", pa.float64()),
         pa.field("writer", pa.string(), nullable=False),
         pa.field("files", pa.list_(pa.string()), nullable=False),
+        # Added after the first release (nullable: rows of older warehouses read null; delta.ensure_table
+        # adds it to an existing table).
+        pa.field("refused", pa.list_(pa.string())),
     ]
 )
 

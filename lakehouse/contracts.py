@@ -6,7 +6,8 @@ JSON object at the door of `reco serve` (no JVM). A test compares the two on the
 
 Checks run in this order and the first failure is the reason: oversize, malformed_json,
 missing_field:<name>, bad_type:<name>, unknown_event_type, bad_timestamp. A value is checked as
-the text Spark's JSON reader gives it: ids may be strings or numbers (a number keeps its text),
+the text Spark's JSON reader gives it: ids may be strings or numbers (a number keeps its text as
+written: 1.50 is "1.50"; `loads` parses a request so, and `dumps` lands it as written),
 an object or array in a string field is bad_type (a string starting with { or [ is not), and the
 strings "NaN"/"Infinity" are no numbers. Ingest also refuses lines that are not UTF-8 (bad_encoding)
 or not strict RFC 8259 JSON (malformed_json): a caller parses strictly before validate_record.
@@ -89,11 +90,40 @@ class Checked:
     kind: str | None = None
 
 
+class NumberText(str):
+    """A JSON number as written (1.50 stays "1.50"): Spark's JSON reader hands a number in a string
+    field to `reco ingest` as its text, so the door keeps that text, and lands it as the number it was."""
+
+
+def _not_json(name: str) -> None:
+    """NaN and Infinity are Python's JSON extensions, not JSON: refused as ingest refuses them."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(text: str | bytes) -> Any:
+    """Strict RFC 8259 JSON (as ingest parses a line) with every number kept as written (NumberText);
+    ValueError when it is not JSON (NaN and Infinity included)."""
+    return json.loads(text, parse_float=NumberText, parse_int=NumberText, parse_constant=_not_json)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON of `value` (not ASCII-escaped), each NumberText written back as the number it was."""
+    if isinstance(value, NumberText):
+        return str.__str__(value)
+    if isinstance(value, dict):
+        return (
+            "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{dumps(v)}" for k, v in value.items()) + "}"
+        )
+    if isinstance(value, list):
+        return "[" + ",".join(dumps(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def raw_text(value: Any) -> str | None:
-    """A JSON value as Spark's JSON reader hands it to a string column: strings as they are, other
-    values as their JSON text (null stays None)."""
+    """A JSON value as Spark's JSON reader hands it to a string column: strings (and numbers parsed
+    by `loads`) as they are, other values as their JSON text (null stays None)."""
     if value is None or isinstance(value, str):
-        return value
+        return str.__str__(value) if isinstance(value, NumberText) else value
     return json.dumps(value, separators=(",", ":"))
 
 
@@ -167,7 +197,7 @@ def validate_record(
 ) -> Checked:
     """The first rule `record` (a parsed JSON value) breaks, as `reco ingest` would name it, and the
     line it would land as. Event times before `min_ts` or after `latest_ts` are bad_timestamp."""
-    line = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    line = dumps(record)
     if len(line.encode()) > max_line_bytes:
         return Checked("oversize", line)
     if not isinstance(record, dict):

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pa_ds
 import pyarrow.fs as pa_fs
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Field, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.catalog import ALL_TABLES, TableSpec, Warehouse
@@ -33,16 +33,21 @@ def open_table(uri: str) -> DeltaTable | None:
 
 
 def ensure_table(uri: str, spec: TableSpec) -> DeltaTable:
-    """Create the (empty) table when it does not exist, so readers always find it."""
+    """Create the (empty) table when it does not exist, so readers always find it; add to an existing
+    one the columns `spec` has gained since it was created (nullable: its rows read them as null)."""
     table = open_table(uri)
     if table is None:
-        table = DeltaTable.create(
+        return DeltaTable.create(
             uri,
             spec.schema,
             mode="ignore",
             partition_by=list(spec.partition_by) or None,
             configuration=TABLE_CONFIG,
         )
+    present = set(pa.schema(table.schema().to_arrow()).names)
+    added = [field for field in spec.schema if field.name not in present]
+    if added:
+        table.alter.add_columns([Field.from_arrow(field) for field in added])
     return table
 
 

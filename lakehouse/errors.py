@@ -36,3 +36,13 @@ def cannot_write(exc: BaseException) -> RecoError | None:
         first = (message.strip().splitlines() or [""])[0][:300]
         return RecoError(f"cannot write the warehouse (read-only file system or no permission): {first}")
     return None
+
+
+def as_reco_error(exc: BaseException) -> RecoError | None:
+    """`exc` as the one line an entry point prints (`reco`, spark-submit's): a RecoError itself, or a
+    failure to write the warehouse; None for an exit, an interrupt or anything else (a traceback)."""
+    if isinstance(exc, RecoError):
+        return exc
+    if isinstance(exc, SystemExit | KeyboardInterrupt):
+        return None
+    return cannot_write(exc)

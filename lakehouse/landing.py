@@ -1,8 +1,9 @@
 """The landing folder contract: JSON lines under <landing>/events/ and <landing>/feedback/.
 
 Producers write a hidden temporary file (leading dot, which Spark ignores) and rename it into place,
-so a file is only ever seen whole. Only regular files directly in those folders are read; what Spark
-cannot read safely is renamed or set aside by `prepare_landing` before Spark lists the folder
+so a file is only ever seen whole. Only regular files directly in those folders are read (and, with
+ingest.follow_links = "inside_landing", links to files inside the landing folder); what Spark cannot
+read safely is renamed or set aside by `prepare_landing` before Spark lists the folder
 (docs/ingest.md, "Inputs: what ingest accepts and refuses"). <landing>/served/ holds the lists
 `reco serve` showed (one JSON object per list: rec_id, user_id, model_version, strategy, served_at,
 items), which ingest does not read and `reco report` joins feedback to.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ KINDS = ("events", "feedback")
 UNSAFE_NAME_CHARS = "?*[]{}\\:"
 REFUSED = "_refused"  # an underscore folder: Spark and landed_files skip it
 LINK = "symbolic link (not followed)"
+LINK_OUTSIDE = "symbolic link to outside the landing folder, or to no finished file in it (not followed)"
+LINK_TO_LANDED = "symbolic link to a file ingest reads anyway (read once, as that file)"
 FOLDER = "folder (only files directly in events/ are read)"
 CLASH = "its safe name is taken by another file"
 BLANK_CHECK_BYTES = 65_536
@@ -96,10 +100,60 @@ def _visible(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith((".", "_")))
 
 
-def landed_files(landing: str | Path) -> list[Path]:
-    """Complete regular files in the landing folder; links are not files of the landing folder."""
+def landed_files(landing: str | Path, follow_links: bool = False) -> list[Path]:
+    """Complete regular files in the landing folder, and the links ingest reads (`follow_links`:
+    ingest.follow_links = "inside_landing"); other links are not files of the landing folder."""
+    judge = _LinkJudge(landing, follow_links)
     folders = landing_dirs(landing).values()
-    return sorted(p for f in folders for p in _visible(f) if p.is_file() and not p.is_symlink())
+    return sorted(
+        p
+        for f in folders
+        for p in _visible(f)
+        if (p.is_symlink() and judge.target(p)[0] is not None) or (p.is_file() and not p.is_symlink())
+    )
+
+
+class _LinkJudge:
+    """Which links of the landing folder ingest reads, link by link in listing order. Never, unless
+    `follow` (ingest.follow_links = "inside_landing"); then a link is read as its target when that
+    resolves to a regular file inside the landing folder, under no hidden or underscore name (in-flight
+    or set aside), and is not the same file as one of events/ or feedback/ or an earlier link's
+    target: each file is read once."""
+
+    def __init__(self, landing: str | Path, follow: bool) -> None:
+        self.root, self.follow = Path(landing).expanduser().resolve(), follow
+        self._taken: set[tuple[int, int]] | None = None
+
+    def _files_read(self) -> set[tuple[int, int]]:
+        """(device, inode) of every file ingest reads anyway, listed once, when a link first needs it."""
+        if self._taken is None:
+            files = (p for f in landing_dirs(self.root).values() for p in _visible(f))
+            self._taken = {_inode(p) for p in files if p.is_file() and not p.is_symlink()}
+        return self._taken
+
+    def target(self, link: Path) -> tuple[Path | None, str]:
+        """(the file to read `link` as, "") or (None, why it is not read)."""
+        if not self.follow:
+            return None, LINK
+        try:
+            target = link.resolve(strict=True)
+        except (OSError, RuntimeError):  # dangling, or a loop
+            return None, LINK_OUTSIDE
+        if (
+            not target.is_file()
+            or not target.is_relative_to(self.root)
+            or any(part.startswith((".", "_")) for part in target.relative_to(self.root).parts)
+        ):
+            return None, LINK_OUTSIDE
+        if _inode(target) in self._files_read():
+            return None, LINK_TO_LANDED
+        self._files_read().add(_inode(target))
+        return target, ""
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
 
 
 def safe_name(name: str) -> str:
@@ -107,16 +161,23 @@ def safe_name(name: str) -> str:
     return "".join(f"%{ord(c):02X}" if c in UNSAFE_NAME_CHARS else c for c in name)
 
 
-def prepare_landing(landing: str | Path) -> list[Refused]:
+def prepare_landing(landing: str | Path, follow_links: bool = False) -> list[Refused]:
     """Make the landing folders safe for Spark to list, before it does: a file whose name Spark would
     glob or fail on is renamed to its safe name; a symbolic link is moved into `_refused/` (Spark
-    would follow it anywhere), as is a file whose safe name is taken. Returns what was set aside."""
+    would follow it anywhere), as is a file whose safe name is taken. With `follow_links`, a link that
+    `_LinkJudge` lets ingest read is first replaced by its target's file (a hard link, else a copy),
+    which Spark then reads as any other. Returns what was set aside."""
     refused = []
+    judge = _LinkJudge(landing, follow_links)
     for folder in landing_dirs(landing).values():
         for path in _visible(folder):
             if path.is_symlink():
-                refused.append(_set_aside(path, LINK))
-            elif path.is_file() and safe_name(path.name) != path.name:
+                target, reason = judge.target(path)
+                if target is None:
+                    refused.append(_set_aside(path, reason))
+                    continue
+                _replace_by_file(path, target)
+            if path.is_file() and safe_name(path.name) != path.name:
                 target = path.with_name(safe_name(path.name))
                 if target.exists() or target.is_symlink():
                     refused.append(_set_aside(path, CLASH))
@@ -125,22 +186,45 @@ def prepare_landing(landing: str | Path) -> list[Refused]:
     return refused
 
 
+def _replace_by_file(link: Path, target: Path) -> None:
+    """Replace `link` (atomically) by the file it points to: a hard link, or a copy across file systems."""
+    temp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    try:
+        os.link(target, temp, follow_symlinks=False)
+        os.replace(temp, link)
+    except OSError:  # another file system, or a file the process may not hard-link
+        temp.unlink(missing_ok=True)
+        with atomic_file(link) as out, open(target, "rb") as source:
+            shutil.copyfileobj(source, out)
+
+
 def _set_aside(path: Path, reason: str) -> Refused:
+    """Move `path` into `_refused/` beside it, under a name no earlier refusal holds (`name.1` …)."""
     aside = path.parent / REFUSED
     aside.mkdir(exist_ok=True)
-    os.rename(path, aside / path.name)
-    return Refused(aside / path.name, reason)
+    moved, n = aside / path.name, 0
+    while moved.exists() or moved.is_symlink():
+        n += 1
+        moved = aside / f"{path.name}.{n}"
+    os.rename(path, moved)
+    return Refused(moved, reason)
 
 
-def refused_files(landing: str | Path) -> list[Refused]:
-    """What ingest does not read: entries set aside in `_refused/`, links not yet set aside, subfolders."""
-    refused = []
+def set_aside_files(landing: str | Path) -> list[Path]:
+    """What `prepare_landing` has set aside and is still there: the entries of each `<kind>/_refused/`."""
+    return [path for folder in landing_dirs(landing).values() for path in _visible(folder / REFUSED)]
+
+
+def refused_files(landing: str | Path, follow_links: bool = False) -> list[Refused]:
+    """What ingest does not read: entries set aside in `_refused/`, links it will set aside, subfolders."""
+    refused = [Refused(path, LINK if path.is_symlink() else CLASH) for path in set_aside_files(landing)]
+    judge = _LinkJudge(landing, follow_links)
     for folder in landing_dirs(landing).values():
-        for path in _visible(folder / REFUSED):
-            refused.append(Refused(path, LINK if path.is_symlink() else CLASH))
         for path in _visible(folder):
             if path.is_symlink():
-                refused.append(Refused(path, LINK))
+                target, reason = judge.target(path)
+                if target is None:
+                    refused.append(Refused(path, reason))
             elif path.is_dir():
                 refused.append(Refused(path, FOLDER))
     return refused
@@ -157,10 +241,12 @@ def file_uri_path(uri: str) -> Path:
     return Path(unquote(urlparse(uri).path))
 
 
-def pending_files(landing: str | Path, ingested_uris: Iterable[str]) -> list[Path]:
-    """Landed files with records that no committed batch has read yet."""
+def pending_files(
+    landing: str | Path, ingested_uris: Iterable[str], follow_links: bool = False
+) -> list[Path]:
+    """Landed files (and links ingest will read) with records that no committed batch has read yet."""
     done = {file_uri_path(uri) for uri in ingested_uris}
-    return [path for path in landed_files(landing) if path.resolve() not in done and not _is_blank(path)]
+    return [path for path in landed_files(landing, follow_links) if path not in done and not _is_blank(path)]
 
 
 def served_dir(landing: str | Path) -> Path:

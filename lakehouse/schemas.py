@@ -7,6 +7,11 @@ CONTEXT = pa.map_(pa.string(), pa.string())
 
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "like", "dislike")
 FEEDBACK_ACTIONS = ("impression", "click", "like", "dislike", "dismiss", "rating", "purchase")
+# How a served list was chosen (gold/recommendations.strategy): the model's ranker; the popular list
+# for users the model knows nothing about; the same popular list for held-out users the model knows
+# (an A/B control, compared with `model` lists of like users, not with new users, who take popular
+# items far more).
+MODEL, POPULAR, HOLDOUT = "model", "popular", "holdout"
 
 # Columns every ingested row carries besides its contract fields.
 _LINEAGE = [
@@ -70,6 +75,9 @@ INGEST_METRICS = pa.schema(
         pa.field("lag_s", pa.float64()),
         pa.field("writer", pa.string(), nullable=False),
         pa.field("files", pa.list_(pa.string()), nullable=False),
+        # Added after the first release (nullable: rows of older warehouses read null; delta.ensure_table
+        # adds it to an existing table).
+        pa.field("refused", pa.list_(pa.string())),
     ]
 )
 
@@ -82,7 +90,7 @@ RECOMMENDATIONS = pa.schema(
         pa.field("item_id", pa.string(), nullable=False),
         pa.field("score", pa.float64(), nullable=False),
         pa.field("model_version", pa.int64()),
-        pa.field("strategy", pa.string(), nullable=False),  # model | popular
+        pa.field("strategy", pa.string(), nullable=False),  # MODEL | POPULAR | HOLDOUT
         pa.field("generated_at", TS, nullable=False),
     ]
 )

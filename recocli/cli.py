@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperOption
 
-from lakehouse.errors import RecoError, cannot_write
+from lakehouse.errors import as_reco_error
 from recocli import __version__
 from recocli.commands import (
     data,
@@ -87,14 +87,11 @@ def _root(
 def main() -> None:
     try:
         app()
-    except RecoError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}")
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
     except BaseException as exc:
-        explained = cannot_write(exc) if not isinstance(exc, SystemExit) else None
+        explained = as_reco_error(exc)
         if explained is None:
             raise
         err.print(f"[bold red]error:[/] {escape(str(explained))}")

@@ -329,8 +329,9 @@ class ServeSettings:
     landing_file_size: Size = Size("16MB")
     # The lists served are recorded under <landing>/served/ in one file at most this often.
     served_interval: Duration = Duration("1s")
-    # How often the service looks for a new model version (or rollback) and new bronze commits.
-    refresh: Duration = Duration("1s")
+    # How often the service looks for a new model version (or rollback) and new bronze commits: a look
+    # that finds nothing costs a few stat calls (0.3 ms), a commit is read for what it added (0.07 s).
+    refresh: Duration = Duration("250ms")
     # Per user, the events of the newest this many accepted requests are kept in memory until ingest
     # has committed them (read-your-writes).
     pending_per_user: int = 200

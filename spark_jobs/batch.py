@@ -6,6 +6,7 @@ Conservation holds per batch: lines read = events + feedback + quarantined + dup
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -38,6 +39,8 @@ class BatchReport:
     committed_now: bool = True
     # The tables this batch added rows to (what an incremental fine-tune should look at).
     tables_written: list[str] = field(default_factory=list)
+    # Landing files set aside (in <kind>/_refused/) since the previous batch, not read (spark_jobs.refusals).
+    refused: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -57,17 +60,20 @@ class BatchProcessor:
         days = horizon_days(dedup_horizon_s)
         self.seen = {kind: SeenIds(warehouse.uri(spec), app_id, days) for kind, spec in KIND_TABLES.items()}
 
-    def process(self, data: pa.Table, batch_id: int, latest: datetime) -> BatchReport:
+    def process(
+        self, data: pa.Table, batch_id: int, latest: datetime, refused: Sequence[str] = ()
+    ) -> BatchReport:
         """Commit one batch from spark_jobs.validate; valid lines with an event time after `latest`
-        (the batch's time plus ingest.max_future) are quarantined as bad_timestamp."""
+        (the batch's time plus ingest.max_future) are quarantined as bad_timestamp. Its metrics row
+        names the `refused` landing files."""
         try:
-            return self._process(_escape_bad_encoding(_reject_late(data, latest)), batch_id)
+            return self._process(_escape_bad_encoding(_reject_late(data, latest)), batch_id, refused)
         except BaseException:
             for seen in self.seen.values():
                 seen.forget()
             raise
 
-    def _process(self, data: pa.Table, batch_id: int) -> BatchReport:
+    def _process(self, data: pa.Table, batch_id: int, refused: Sequence[str]) -> BatchReport:
         started, clock = datetime.now(UTC), time.perf_counter()
         lineage = {"ingested_at": started, "batch_id": batch_id}
         outputs: dict[str, pa.Table] = {}
@@ -104,6 +110,7 @@ class BatchProcessor:
             lag_s=_lag_seconds(data, started),
             files=sorted(pc.unique(data["source_file"]).to_pylist()),
             tables_written=written,
+            refused=list(refused),
         )
         report.duration_s = round(time.perf_counter() - clock, 3)
         metrics = metrics_row(report, self.app_id, started, self.writer.name)
@@ -183,5 +190,6 @@ def metrics_row(report: BatchReport, app_id: str, started: datetime, writer: str
         "lag_s": report.lag_s,
         "writer": writer,
         "files": report.files,
+        "refused": report.refused,
     }
     return pa.Table.from_pylist([row], schema=catalog.INGEST_METRICS.schema)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 from pathlib import Path
+from typing import NoReturn
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,7 +31,7 @@ from pyspark.sql.streaming import DataStreamWriter
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.contracts import CONTRACTS
-from lakehouse.errors import RecoError
+from lakehouse.errors import RecoError, as_reco_error
 from lakehouse.landing import (
     Refused,
     file_uri_path,
@@ -43,6 +44,7 @@ from lakehouse.locks import exclusive_lock
 from lakehouse.writers import SparkDeltaWriter, make_writer
 from spark_jobs.batch import BatchProcessor, BatchReport
 from spark_jobs.native import NativeBatch, deduplicated, use_rocksdb
+from spark_jobs.refusals import RefusalLedger
 from spark_jobs.session import build_session
 from spark_jobs.settings import JobSettings, load_job_settings
 from spark_jobs.sources import require_kafka_package, source_options, source_streams
@@ -155,7 +157,7 @@ def nothing_waits(settings: JobSettings, checkpoint: Path) -> bool:
         filters=[("query_name", "=", settings.ingest.query_name)],
     )
     ingested = pc.list_flatten(metrics["files"]).to_pylist() if metrics is not None else []
-    return not pending_files(settings.ingest.landing, ingested)
+    return not pending_files(settings.ingest.landing, ingested, settings.ingest.follows_links)
 
 
 def _refuse_other_landing(settings: JobSettings, checkpoint: Path) -> None:
@@ -213,6 +215,7 @@ class _BatchCallback:
         self.commits = BackgroundCommit()
         self.drained: set[int] = set()
         self.handed: int | None = None  # the last batch saved to the spool and handed to a commit
+        self.refusals: RefusalLedger | None = None  # set once the spool's batches are committed
         self.lock = threading.Lock()
         self.error: BaseException | None = None
 
@@ -224,16 +227,17 @@ class _BatchCallback:
                 return  # Spark replays a batch it had not recorded, which the spool held: done
             try:
                 data, latest = frame.toArrow(), self.latest(batch_id)
-                self.spool.save(batch_id, data, latest)
-                self.commits.start(lambda: self.commit(batch_id, data, latest))
+                refused = self.refusals.take(batch_id) if self.refusals else []
+                self.spool.save(batch_id, data, latest, refused)
+                self.commits.start(lambda: self.commit(batch_id, data, latest, refused))
                 self.handed = batch_id
             except BaseException as exc:
                 self.error = _spark_failure(exc, batch_id)
                 raise
 
-    def commit(self, batch_id: int, data: pa.Table, latest: datetime) -> None:
+    def commit(self, batch_id: int, data: pa.Table, latest: datetime, refused: list[str]) -> None:
         """Commit one spooled batch (skipping tables that already hold it), then drop it from the spool."""
-        report = self.processor.process(data, batch_id, latest)
+        report = self.processor.process(data, batch_id, latest, refused)
         self.spool.remove(batch_id)
         self.summary.batches.append(report)
         if self.on_batch:
@@ -299,19 +303,22 @@ def run_ingest(
     source_options(settings.ingest)  # a bad setting fails here, before Spark starts
     stop = threading.Event()
     summary = IngestSummary(writer="")
+    files = settings.ingest.source == "files"
 
     def prepare() -> None:
         """Rename or set aside landed files Spark cannot read safely, before Spark lists them."""
-        if settings.ingest.source == "files":
-            summary.refused += prepare_landing(settings.ingest.landing)
+        if files:
+            summary.refused += prepare_landing(settings.ingest.landing, settings.ingest.follows_links)
 
     with _stop_on_signals(stop), exclusive_lock(warehouse.lock("ingest"), "reco ingest"):
         _refuse_lost_checkpoint(warehouse, app_id, checkpoint)
         _refuse_other_landing(settings, checkpoint)
         for spec in catalog.INGEST_TABLES:
             delta.ensure_table(warehouse.uri(spec), spec)
+        prepare()
         if once and nothing_waits(settings, checkpoint):
-            return IngestSummary(writer="none", nothing_waited=True)
+            summary.writer, summary.nothing_waited = "none", True
+            return summary
         spark = build_session(settings.spark)
         if settings.ingest.source == "kafka":
             require_kafka_package(spark)
@@ -332,6 +339,7 @@ def run_ingest(
             stop,
         )
         callback.commit_spooled()
+        callback.refusals = RefusalLedger(warehouse, app_id, settings.ingest.landing if files else None)
         stream = _stream_writer(
             validated_stream(spark, settings, earliest_batch_time(checkpoint)), settings, checkpoint, once
         )
@@ -374,8 +382,10 @@ def _run_native(
 
     use_rocksdb(spark)
     latest = Bounds.from_settings(settings.ingest).latest
+    landing = settings.ingest.landing if settings.ingest.source == "files" else None
+    refusals = RefusalLedger(writer.warehouse, settings.ingest.query_name, landing)
     target = NativeBatch(
-        writer, settings.ingest.query_name, lambda b: latest(batch_time(checkpoint, b)), record
+        writer, settings.ingest.query_name, lambda b: latest(batch_time(checkpoint, b)), refusals, record
     )
     stream = deduplicated(
         validated_stream(spark, settings, earliest_batch_time(checkpoint)), settings.ingest.dedup_horizon
@@ -435,9 +445,17 @@ def _await_record(query, batch_id: int | None, timeout_s: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """A mistake in the flags is one line, as in `reco` (argparse prints its usage too)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise RecoError(f"{message} (see {self.prog} --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """spark-submit entry point: the same job, with flags mirroring `reco ingest`."""
-    parser = argparse.ArgumentParser(prog="spark_jobs/ingest.py", description=__doc__)
+    """spark-submit entry point: the same job, with flags mirroring `reco ingest`. A user mistake or a
+    warehouse it cannot write is one line on stderr and exit 2, as from `reco`."""
+    parser = _ArgumentParser(prog="spark_jobs/ingest.py", description=__doc__)
     parser.add_argument("--config", type=Path)
     parser.add_argument("--warehouse")
     parser.add_argument("--landing")
@@ -446,8 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true")
     parser.add_argument("--max-bytes-per-batch")
     parser.add_argument("--max-files-per-batch", type=int)
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         settings = load_job_settings(
             args.config,
             overrides={
@@ -466,9 +484,14 @@ def main(argv: list[str] | None = None) -> int:
             on_start=lambda writer: print(f"writer: {writer}", flush=True),
             on_batch=lambda report: print(json.dumps(report.as_dict()), flush=True),
         )
-    except RecoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    except BaseException as exc:
+        error = as_reco_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    for refused in summary.refused:
+        print(f"refused {refused.path}: {refused.reason}", file=sys.stderr)
     print(json.dumps({"summary": summary.totals()}), flush=True)
     return 0
 

@@ -29,6 +29,7 @@ from lakehouse import catalog
 from lakehouse.catalog import TableSpec
 from lakehouse.writers import SparkDeltaWriter
 from spark_jobs.batch import KIND_TABLES, BatchReport, metrics_row
+from spark_jobs.refusals import RefusalLedger
 
 ROCKSDB = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 STATE_STORE = "spark.sql.streaming.stateStore.providerClass"
@@ -57,9 +58,11 @@ class NativeBatch:
         writer: SparkDeltaWriter,
         app_id: str,
         latest: Callable[[int], datetime],
+        refusals: RefusalLedger,
         on_batch: Callable[[BatchReport], None] | None = None,
     ) -> None:
         self.writer, self.app_id, self.latest, self.on_batch = writer, app_id, latest, on_batch
+        self.refusals = refusals
 
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
         started, clock = datetime.now(UTC), time.perf_counter()
@@ -74,6 +77,7 @@ class NativeBatch:
         finally:
             frame.unpersist()
         report.duration_s = round(time.perf_counter() - clock, 3)
+        report.refused = self.refusals.take(batch_id)
         self.writer.append_once(
             catalog.INGEST_METRICS, metrics_row(report, self.app_id, started, self.writer.name), batch_id
         )

@@ -64,11 +64,20 @@ class IngestSettings:
     # up to whole days): ingest holds the ids of the event dates within it of each batch, so its memory
     # and start follow the events of this span, not the table's history (docs/ingest.md).
     dedup_horizon: Duration = Duration("7d")
+    # Symbolic links in landing: "never" followed (set aside in <kind>/_refused/), or "inside_landing":
+    # one whose target is a regular file inside the landing folder is read once, as that file
+    # (docs/ingest.md).
+    follow_links: Literal["never", "inside_landing"] = "never"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     def check(self) -> None:
         if self.max_files_per_batch < 0:
             raise RecoError(f"ingest.max_files_per_batch must be 0 or more, got {self.max_files_per_batch}")
+
+    @property
+    def follows_links(self) -> bool:
+        """Whether links whose target is inside the landing folder are read (follow_links)."""
+        return self.follow_links == "inside_landing"
 
 
 @dataclass

@@ -8,16 +8,25 @@ what the spool holds before Spark starts, and the commits themselves are idempot
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 
 from lakehouse.files import atomic_file
 
 LATEST_KEY = b"reco.latest"
+REFUSED_KEY = b"reco.refused"
+
+
+class SpooledBatch(NamedTuple):
+    data: pa.Table
+    latest: datetime  # the latest event time the batch accepts
+    refused: list[str]  # the set-aside landing files its metrics row names
 
 
 class BatchSpool:
@@ -29,10 +38,12 @@ class BatchSpool:
     def _path(self, batch_id: int) -> Path:
         return self.folder / f"batch-{batch_id:012d}.arrow"
 
-    def save(self, batch_id: int, data: pa.Table, latest: datetime) -> None:
-        """Write (synced, then renamed into place) the batch and the latest event time it accepts."""
+    def save(self, batch_id: int, data: pa.Table, latest: datetime, refused: Sequence[str] = ()) -> None:
+        """Write (synced, then renamed into place) the batch, the latest event time it accepts and the
+        refused files its metrics row names: a replay from the spool writes the row the first try would."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        data = data.replace_schema_metadata({LATEST_KEY: latest.isoformat().encode()})
+        metadata = {LATEST_KEY: latest.isoformat().encode(), REFUSED_KEY: json.dumps(list(refused)).encode()}
+        data = data.replace_schema_metadata(metadata)
         with atomic_file(self._path(batch_id)) as out, pa.ipc.new_file(out, data.schema) as writer:
             writer.write_table(data)
 
@@ -40,12 +51,15 @@ class BatchSpool:
         """Ids of the saved batches, oldest first."""
         return sorted(int(p.stem.removeprefix("batch-")) for p in self.folder.glob("batch-*.arrow"))
 
-    def load(self, batch_id: int) -> tuple[pa.Table, datetime]:
-        """A saved batch and the latest event time it accepts (as the killed run had judged it)."""
+    def load(self, batch_id: int) -> SpooledBatch:
+        """A saved batch as the killed run had judged it (a batch spooled before refusals were recorded
+        names none)."""
         with pa.memory_map(str(self._path(batch_id))) as source:
             data = pa.ipc.open_file(source).read_all()
-        latest = datetime.fromisoformat(data.schema.metadata[LATEST_KEY].decode())
-        return data.replace_schema_metadata(None), latest
+        metadata = data.schema.metadata
+        latest = datetime.fromisoformat(metadata[LATEST_KEY].decode())
+        refused = json.loads(metadata.get(REFUSED_KEY, b"[]"))
+        return SpooledBatch(data.replace_schema_metadata(None), latest, refused)
 
     def remove(self, batch_id: int) -> None:
         self._path(batch_id).unlink(missing_ok=True)

@@ -76,7 +76,8 @@ def _as_written(raw: Column, line: Column, name: str) -> Column:
     """A text field as written in the line: Spark's JSON reader gives a number in a text field as it
     re-prints it (1.50 → "1.5", -0 → "0", 1e3 → "1000.0"), so a number it may have re-printed is taken
     from the line itself (only those: a regex per line would cost every line)."""
-    reprinted = raw.rlike("^-?[0-9]") & (raw.contains(".") | raw.contains("E") | (raw == "0"))
+    # The cheap tests first: Spark's AND skips the regex for text with no "." or "E" that is not "0".
+    reprinted = (raw.contains(".") | raw.contains("E") | (raw == "0")) & raw.rlike("^-?[0-9]")
     written = _key_then(line, name, "-?[0-9][0-9.eE+-]*")
     same = (written != "") & (written.try_cast("double") == raw.try_cast("double"))
     return F.when(reprinted & same, written).otherwise(raw)

@@ -39,7 +39,12 @@ def demo(
     users: Annotated[int, typer.Option(min=20, help="Simulated users.")] = 400,
     items: Annotated[int, typer.Option(min=20, help="Simulated items at the start.")] = 300,
     k: Annotated[int, typer.Option(min=1, help="List length served.")] = 10,
-    holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Users served the popular list.")] = 0.2,
+    holdout: Annotated[
+        float,
+        typer.Option(
+            min=0.05, max=0.5, help="Users served the popular list (those the model knows: the control)."
+        ),
+    ] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 7,
     warehouse: Annotated[
         Path | None,
@@ -60,7 +65,8 @@ def demo(
 ) -> None:
     """Run the loop on a RecSim-style simulated world: simulate → ingest (+ fine-tune) → recommend →
     simulated feedback → ingest … and print per-round CTR of the model's lists against a popularity
-    holdout, and how long new events take to reach new lists.
+    holdout of users the model knows (users new to the model apart), and how long new events take to
+    reach new lists.
 
     Exits 1 when the loop is broken: model lists do not beat the holdout or their CTR does not rise.
     Writes DIR/report/report.md with PNG charts; the warehouse is DIR/warehouse unless --warehouse
@@ -130,6 +136,7 @@ def print_summary(result: LoopResult, verdict: dict[str, Any]) -> None:
             "model versions",
             "CTR model",
             "CTR holdout",
+            "CTR new users",
             "events→lists (median s)",
         ],
         [
@@ -140,6 +147,7 @@ def print_summary(result: LoopResult, verdict: dict[str, Any]) -> None:
                 total[-1].model_version,
                 f"{100 * verdict.get('ctr_model', 0):.2f}%",
                 f"{100 * verdict.get('ctr_holdout', 0):.2f}%",
+                f"{100 * verdict.get('ctr_new_users', 0):.2f}%",
                 sorted(r.freshness_seconds for r in total)[len(total) // 2],
             ]
         ],

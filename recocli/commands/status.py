@@ -15,8 +15,9 @@ from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, 
 from recocli.console import out, print_json, print_table
 
 
-def warehouse_status(warehouse: Warehouse, landing: str) -> dict:
-    """Tables (version, rows, last commit) and landed files not yet ingested."""
+def warehouse_status(warehouse: Warehouse, landing: str, follow_links: bool = False) -> dict:
+    """Tables (version, rows, last commit), landed files not yet ingested and those it does not read
+    (`follow_links`: ingest.follow_links = "inside_landing")."""
     tables = {}
     for spec in catalog.ALL_TABLES:
         stats = delta.table_stats(warehouse.uri(spec))
@@ -31,12 +32,13 @@ def warehouse_status(warehouse: Warehouse, landing: str) -> dict:
         )
     metrics = delta.read_table(warehouse.uri(catalog.INGEST_METRICS), columns=["files"])
     ingested = pc.list_flatten(metrics["files"]).to_pylist() if metrics is not None else []
-    pending = pending_files(landing, ingested)
+    pending = pending_files(landing, ingested, follow_links)
+    refused = refused_files(landing, follow_links)
     return {
         "warehouse": str(warehouse.root),
         "tables": tables,
         "pending_files": [str(p) for p in pending],
-        "refused_files": [{"path": str(r.path), "reason": r.reason} for r in refused_files(landing)],
+        "refused_files": [{"path": str(r.path), "reason": r.reason} for r in refused],
         "model": model_status(warehouse, tables),
     }
 
@@ -78,7 +80,9 @@ def status(
 ) -> None:
     """List the warehouse's Delta tables (version, rows, last commit) and files landed but not ingested."""
     settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
-    report = warehouse_status(Warehouse(settings.warehouse).require(), settings.ingest.landing)
+    report = warehouse_status(
+        Warehouse(settings.warehouse).require(), settings.ingest.landing, settings.ingest.follows_links
+    )
     if json_output:
         print_json(report)
         return

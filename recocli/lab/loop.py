@@ -5,7 +5,9 @@ Each round the simulated users answer the previous round's lists (impressions, c
 dismissals) and act on their own; ingest lands both in Delta and fine-tunes the model on the new
 rows (`reco ingest --train`); a new run is served, with a stable share of users held out on the
 popularity list. CTR is measured from the ingested feedback, per variant, exactly as `reco report`
-does; freshness is the wall time from a round's events landing to the new lists being committed.
+does: model lists against the held-out users the model knows (like for like: users new to the model
+get the popular list whatever their group, and take popular items far more, so they are counted apart,
+as `new`); freshness is the wall time from a round's events landing to the new lists being committed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import pyarrow.compute as pc
 
 from lakehouse.catalog import Warehouse
 from lakehouse.landing import write_landing_file
+from lakehouse.schemas import HOLDOUT, POPULAR
 from recocli.config import Settings
 from recocli.lab.simulator import run_round
 from recocli.recommend.report import served_feedback
@@ -39,13 +42,16 @@ class RoundResult:
     quarantined: int
     model_version: int | None
     run_id: str
-    # CTR of the lists served in the previous round, as answered in this one.
+    # CTR of the lists served in the previous round, as answered in this one: model lists, the popular
+    # list for held-out users the model knows, and (apart) the popular list for users new to the model.
     ctr_model: float | None
     ctr_holdout: float | None
     impressions_model: int
     impressions_holdout: int
     train_seconds: float
     freshness_seconds: float
+    ctr_new: float | None = None
+    impressions_new: int = 0
 
 
 @dataclass
@@ -56,7 +62,8 @@ class LoopResult:
         return {"rounds": [asdict(r) for r in self.rounds], "verdict": self.verdict()}
 
     def verdict(self) -> dict:
-        """The loop works when model lists beat the holdout and their CTR does not fall from the
+        """The loop works when model lists beat the holdout (held-out users the model knows: like for
+        like, by a stable hash of the user id) and their CTR does not fall from the
         first answered round to the later half of rounds. Both beyond chance: a gap counts when it
         exceeds two standard errors (binomial, from the impressions), so a working loop does not
         fail on the noise of a few thousand impressions, and a broken one still does."""
@@ -64,7 +71,7 @@ class LoopResult:
         if len(answered) < 2:
             return {"ok": False, "why": "fewer than two answered rounds"}
         later = answered[len(answered) // 2 :]
-        model, holdout = _pooled(answered, "model"), _pooled(answered, "holdout")
+        model, holdout, new = (_pooled(answered, v) for v in ("model", "holdout", "new"))
         first, late = (answered[0].ctr_model, answered[0].impressions_model), _pooled(later, "model")
         beats = model[0] - holdout[0] > 2 * _standard_error(model, holdout)
         falls = first[0] - late[0] > 2 * _standard_error(first, late)
@@ -72,6 +79,8 @@ class LoopResult:
             "ok": beats and not falls,
             "ctr_model": round(model[0], 4),
             "ctr_holdout": round(holdout[0], 4),
+            "ctr_new_users": round(new[0], 4),
+            "impressions": {"model": model[1], "holdout": holdout[1], "new_users": new[1]},
             "ctr_first_round": round(first[0], 4),
             "ctr_later_rounds": round(late[0], 4),
         }
@@ -79,7 +88,7 @@ class LoopResult:
 
 def _pooled(rounds: list[RoundResult], variant: str) -> tuple[float, int]:
     """(CTR, impressions) over `rounds`."""
-    clicks = sum(getattr(r, f"ctr_{variant}") * getattr(r, f"impressions_{variant}") for r in rounds)
+    clicks = sum((getattr(r, f"ctr_{variant}") or 0) * getattr(r, f"impressions_{variant}") for r in rounds)
     shown = sum(getattr(r, f"impressions_{variant}") for r in rounds)
     return (clicks / shown if shown else 0.0), shown
 
@@ -140,22 +149,25 @@ def run_replay_loop(
 
 
 def replay_feedback(served: RunResult, window: pa.Table, threshold: float) -> list[dict]:
-    """Feedback on `served` from the users' real ratings in the next window."""
-    active = set(window["user_id"].to_pylist())
-    liked = {
-        (u, i)
-        for u, i, v in zip(
-            window["user_id"].to_pylist(),
-            window["item_id"].to_pylist(),
-            window["value"].to_pylist(),
-            strict=True,
-        )
-        if v is not None and v >= threshold
-    }
-    now = datetime.now(UTC).isoformat()
+    """Feedback on `served` from the users' real ratings in the next window, in the window's event
+    time (an impression when the user first acts in it, a click when they rate the item): stamped
+    with the wall clock, it would be decades newer than the replayed events and age every decayed
+    popularity count to nothing."""
+    first: dict[str, datetime] = {}
+    liked: dict[tuple[str, str], datetime] = {}
+    for user, item, value, ts in zip(
+        window["user_id"].to_pylist(),
+        window["item_id"].to_pylist(),
+        window["value"].to_pylist(),
+        window["ts"].to_pylist(),
+        strict=True,
+    ):
+        first[user] = min(first.get(user, ts), ts)
+        if value is not None and value >= threshold:
+            liked[(user, item)] = min(liked.get((user, item), ts), ts)
     answers = []
     for row in served.rows.filter(
-        pc.is_in(served.rows["user_id"], pa.array(list(active), pa.string()))
+        pc.is_in(served.rows["user_id"], pa.array(list(first), pa.string()))
     ).to_pylist():
         base = {
             "rec_id": row["rec_id"],
@@ -163,13 +175,24 @@ def replay_feedback(served: RunResult, window: pa.Table, threshold: float) -> li
             "item_id": row["item_id"],
             "position": row["rank"],
             "model_version": row["model_version"],
-            "ts": now,
         }
         answers.append(
-            {**base, "event_id": f"{row['rec_id']}/{row['item_id']}/impression", "action": "impression"}
+            {
+                **base,
+                "event_id": f"{row['rec_id']}/{row['item_id']}/impression",
+                "action": "impression",
+                "ts": first[row["user_id"]].isoformat(),
+            }
         )
-        if (row["user_id"], row["item_id"]) in liked:
-            answers.append({**base, "event_id": f"{row['rec_id']}/{row['item_id']}/click", "action": "click"})
+        if (clicked := liked.get((row["user_id"], row["item_id"]))) is not None:
+            answers.append(
+                {
+                    **base,
+                    "event_id": f"{row['rec_id']}/{row['item_id']}/click",
+                    "action": "click",
+                    "ts": clicked.isoformat(),
+                }
+            )
     return answers
 
 
@@ -211,6 +234,8 @@ class _Loop:
             impressions_holdout=ctr["holdout"][1],
             train_seconds=round(train_seconds, 2),
             freshness_seconds=round(fresh, 2),
+            ctr_new=ctr["new"][0],
+            impressions_new=ctr["new"][1],
         )
         self.result.rounds.append(row)
         self.say(_describe(row))
@@ -218,15 +243,17 @@ class _Loop:
 
 
 def _ctr_of_run(warehouse: Warehouse, run_id: str | None) -> dict[str, tuple[float | None, int]]:
-    """CTR and impressions of one served run, split into model lists and the popular holdout."""
-    empty = {"model": (None, 0), "holdout": (None, 0)}
+    """CTR and impressions of one served run: model lists, the held-out users the model knows, and
+    users new to the model (the popular fallback)."""
+    groups = {"model": None, "holdout": HOLDOUT, "new": POPULAR}
     if run_id is None:
-        return empty
+        return dict.fromkeys(groups, (None, 0))
     rows = served_feedback(warehouse)
     rows = rows.filter(pc.starts_with(rows["rec_id"], f"{run_id}/"))
     out = {}
-    for name, is_holdout in (("model", False), ("holdout", True)):
-        part = rows.filter(pc.equal(pc.equal(rows["variant"], "popular"), is_holdout))
+    for name, variant in groups.items():
+        lists = pc.is_in(rows["variant"], value_set=pa.array([HOLDOUT, POPULAR]))
+        part = rows.filter(pc.invert(lists) if variant is None else pc.equal(rows["variant"], variant))
         shown = pc.sum(pc.equal(part["action"], "impression")).as_py() or 0
         clicks = pc.sum(pc.equal(part["action"], "click")).as_py() or 0
         out[name] = (clicks / shown if shown else None, shown)
@@ -240,7 +267,8 @@ def _describe(row: RoundResult) -> str:
     return (
         f"round {row.round:2d}: {row.events:5d} events, {row.feedback:5d} feedback → "
         f"model v{row.model_version} (fine-tune {row.train_seconds:.1f}s) | CTR model {pct(row.ctr_model)} "
-        f"vs holdout {pct(row.ctr_holdout)} | events→new lists {row.freshness_seconds:.1f}s"
+        f"vs holdout {pct(row.ctr_holdout)} (new users {pct(row.ctr_new)}) | "
+        f"events→new lists {row.freshness_seconds:.1f}s"
     )
 
 
@@ -283,8 +311,12 @@ def write_report(result: LoopResult, folder: Path) -> Path:
         f"Verdict: **{'loop OK' if verdict['ok'] else 'loop BROKEN'}** — "
         + ", ".join(f"{k} {v}" for k, v in verdict.items() if k != "ok"),
         "",
-        "| round | events | feedback | model | fine-tune s | CTR model | CTR holdout | events→lists s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "CTR holdout: the popular list served to held-out users the model knows; CTR new users: the "
+        "popular list served to users new to the model (not in the comparison).",
+        "",
+        "| round | events | feedback | model | fine-tune s | CTR model | CTR holdout | CTR new users "
+        "| events→lists s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result.rounds:
 
@@ -293,7 +325,7 @@ def write_report(result: LoopResult, folder: Path) -> Path:
 
         lines.append(
             f"| {r.round} | {r.events} | {r.feedback} | v{r.model_version} | {r.train_seconds} | "
-            f"{pct(r.ctr_model)} | {pct(r.ctr_holdout)} | {r.freshness_seconds} |"
+            f"{pct(r.ctr_model)} | {pct(r.ctr_holdout)} | {pct(r.ctr_new)} | {r.freshness_seconds} |"
         )
     lines += ["", "![CTR per round](ctr.png)", "", "![freshness](freshness.png)", ""]
     path = folder / "report.md"

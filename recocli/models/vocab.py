@@ -8,7 +8,6 @@ its count waits in the vocabulary (and its rows are not trained on). Saved as Ar
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -139,19 +138,6 @@ class Vocabulary:
         if self._lookup is None:
             self._lookup = pa.array(self._ids, pa.string())
         return self._lookup
-
-    def save(self, path: Path) -> None:
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
-            writer.write_table(self.to_arrow())
-
-    @classmethod
-    def load(cls, path: Path) -> Vocabulary:
-        try:
-            with pa.OSFile(str(path), "rb") as source:
-                table = pa.ipc.open_file(source).read_all()
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise RecoError(f"cannot read vocabulary {path}: {exc}") from None
-        return cls.from_arrow(table)
 
 
 class Vocabs:

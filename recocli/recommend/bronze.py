@@ -35,6 +35,39 @@ def interactions(
     return from_bronze(events, feedback, settings.train.weights, settings.train.rating_threshold)
 
 
+def versions(warehouse: Warehouse) -> dict[str, int | None]:
+    """The current version of each table interactions are read from (None: no table yet)."""
+    return {spec.name: delta.current_version(warehouse.uri(spec)) for spec, _ in SOURCES}
+
+
+def interactions_at(warehouse: Warehouse, settings: Settings, at: dict[str, int | None]) -> pa.Table:
+    """Everyone's interactions in the tables as they were at the versions `at` (pinned snapshots)."""
+    parts = [
+        None if at[spec.name] is None else delta.read_version(warehouse.uri(spec), at[spec.name], columns)
+        for spec, columns in SOURCES
+    ]
+    return from_bronze(*parts, settings.train.weights, settings.train.rating_threshold)
+
+
+def interactions_added(
+    warehouse: Warehouse, settings: Settings, after: dict[str, int | None], upto: dict[str, int | None]
+) -> pa.Table:
+    """The interactions of the rows committed after the versions `after` up to `upto` (bronze is
+    appended to, never changed: a compaction adds no rows). RecoError when the log no longer holds
+    those commits."""
+    parts = [
+        None
+        if upto[spec.name] is None
+        else delta.read_changes(warehouse.uri(spec), _before(after[spec.name]), upto[spec.name], columns)
+        for spec, columns in SOURCES
+    ]
+    return from_bronze(*parts, settings.train.weights, settings.train.rating_threshold)
+
+
+def _before(version: int | None) -> int:
+    return -1 if version is None else version
+
+
 def user_ids(warehouse: Warehouse, since: datetime | None = None) -> pa.Array:
     """Distinct ids of the users with rows in bronze (at or after `since`), reading that column only."""
     parts = [

@@ -57,9 +57,26 @@ def score_users(
     histories = None
     if model.reads_histories:
         histories = latest_histories(interactions, users, vocabs.items, model.cfg.max_len)
+    known = _known(model, vocabs, users, histories)
     if model.kind == "sasrec":
-        return model.score(histories=histories), (histories != PAD).any(dim=1)
-    rows = vocabs.users.rows(users)
-    known = rows >= 0
-    scores = model.score(user_rows=torch.from_numpy(np.where(known, rows, 0)), histories=histories)
-    return scores, torch.from_numpy(known)
+        return model.score(histories=histories), known
+    rows = torch.from_numpy(vocabs.users.rows(users))
+    return model.score(user_rows=torch.where(known, rows, 0), histories=histories), known
+
+
+def known_users(model: Recommender, vocabs: Vocabs, interactions: pa.Table, users: list[str]) -> torch.Tensor:
+    """[B] whether the model has anything on each user, as `score_users` decides it, without scoring
+    (an A/B holdout is compared with the users the model would have served, not with new ones)."""
+    histories = None
+    if model.kind == "sasrec":
+        histories = latest_histories(interactions, users, vocabs.items, model.cfg.max_len)
+    return _known(model, vocabs, users, histories)
+
+
+def _known(
+    model: Recommender, vocabs: Vocabs, users: list[str], histories: torch.Tensor | None
+) -> torch.Tensor:
+    """sasrec knows a user by a latest positive of an item it knows; mf by the user's learned row."""
+    if model.kind == "sasrec":
+        return (histories != PAD).any(dim=1)
+    return torch.from_numpy(vocabs.users.rows(users) >= 0)

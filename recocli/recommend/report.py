@@ -10,14 +10,16 @@ import pyarrow.compute as pc
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.landing import served_lists
+from lakehouse.schemas import HOLDOUT, POPULAR
 
 ACTIONS = ("impression", "click", "like", "dislike")
 
 
 def served_feedback(warehouse: Warehouse, landing: str | Path | None = None) -> pa.Table:
     """Feedback rows with the `variant` that served them: "v<N>" for model lists, "popular" for the
-    fallback (by rec_id from gold/recommendations and, with `landing`, the lists `reco serve` recorded
-    there; the event's own model_version when the list is gone)."""
+    fallback, "holdout" for the popular list served to
+    held-out users the model knows (by rec_id from gold/recommendations and, with `landing`, the lists
+    `reco serve` recorded there; the event's own model_version when the list is gone)."""
     feedback = delta.read_table(
         warehouse.uri(catalog.FEEDBACK),
         columns=["rec_id", "item_id", "action", "model_version", "event_date"],
@@ -46,9 +48,8 @@ def served_feedback(warehouse: Warehouse, landing: str | Path | None = None) -> 
     else:
         version, strategy = feedback["model_version"], pa.nulls(feedback.num_rows, pa.string())
     label = pc.binary_join_element_wise("v", pc.cast(version, pa.string()), "")
-    variant = pc.if_else(
-        pc.equal(strategy, "popular").fill_null(False), "popular", label.fill_null("unknown")
-    )
+    popular = pc.is_in(strategy, value_set=pa.array([POPULAR, HOLDOUT])).fill_null(False)
+    variant = pc.if_else(popular, strategy, label.fill_null("unknown"))
     return pa.table(
         {
             "variant": variant,

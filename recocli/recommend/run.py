@@ -26,7 +26,7 @@ from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
 from lakehouse.recommendations import new_run_id, write_run
 from lakehouse.registry import ModelRegistry
-from lakehouse.schemas import RECOMMENDATIONS
+from lakehouse.schemas import HOLDOUT, MODEL, POPULAR, RECOMMENDATIONS
 from lakehouse.settings import parse_duration
 from recocli.config import Settings
 from recocli.models.base import Recommender
@@ -34,11 +34,9 @@ from recocli.models.prior import rank_scores
 from recocli.models.store import ModelVersion, load_version
 from recocli.models.vocab import Vocabs
 from recocli.recommend import bronze
-from recocli.recommend.history import score_users, seen_items
+from recocli.recommend.history import known_users, score_users, seen_items
 from recocli.recommend.ranker import Ranker
 from recocli.recommend.topk import masked_topk
-
-MODEL, POPULAR = "model", "popular"
 
 
 @dataclass
@@ -177,15 +175,21 @@ def recommend(settings: Settings, request: Request, engine: Engine | None = None
         item_ids,
         settings,
     )
-    cold = pa.concat_arrays([pa.array([u for u in chosen if u in held], pa.string()), cold])
-    popular = _popular_rows(settings, cold, interactions, blocked, item_ids, log_prior, request.k)
+    held_ids = pa.array(sorted(held), pa.string())
+    known = known_users(loaded.model, loaded.vocabs, interactions, sorted(held)).cpu().numpy()
+    control = held_ids.filter(pa.array(known, pa.bool_()))
+    cold = pa.concat_arrays([held_ids.filter(pa.array(~known, pa.bool_())), cold])
+    popular = [
+        _popular_rows(settings, users, interactions, blocked, item_ids, log_prior, request.k, strategy)
+        for users, strategy in ((cold, POPULAR), (control, HOLDOUT))
+    ]
     return RunResult(
         run_id=(run_id := new_run_id()),
-        rows=_gold(pa.concat_tables([model_rows, popular]), run_id),
+        rows=_gold(pa.concat_tables([model_rows, *popular]), run_id),
         model_version=loaded.version,
         users=len(chosen),
-        model_users=len(chosen) - len(cold),
-        popular_users=len(cold),
+        model_users=len(chosen) - len(cold) - len(control),
+        popular_users=len(cold) + len(control),
         seconds=time.perf_counter() - started,
     )
 
@@ -274,12 +278,13 @@ def _popular_rows(
     item_ids: pa.Array,
     log_prior: torch.Tensor,
     k: int,
+    strategy: str = POPULAR,
 ) -> pa.Table:
     """The ranker's popularity list (`log_prior`: its decayed counts, as log P_recent, which is the
-    score) for every cold or held-out user, less what that user has already seen."""
+    score) for every cold or held-out user, less what that user has already seen, marked `strategy`."""
     cfg = settings.recommend
     if len(users) == 0:
-        return _popular_table(users, np.zeros(0, np.int64), pa.array([], pa.string()), np.zeros(0))
+        return _popular_table(users, np.zeros(0, np.int64), pa.array([], pa.string()), np.zeros(0), strategy)
     log_p = log_prior.numpy().astype(np.float64)
     order = np.argsort(-log_p, kind="stable")
     candidates, weights = item_ids.take(pa.array(order)), log_p[order]
@@ -305,10 +310,13 @@ def _popular_rows(
         rank[user_index, column],
         candidates.take(pa.array(column)),
         weights[column],
+        strategy,
     )
 
 
-def _popular_table(users: pa.Array, rank: np.ndarray, items: pa.Array, weights: np.ndarray) -> pa.Table:
+def _popular_table(
+    users: pa.Array, rank: np.ndarray, items: pa.Array, weights: np.ndarray, strategy: str
+) -> pa.Table:
     n = len(users)
     return pa.table(
         {
@@ -317,6 +325,6 @@ def _popular_table(users: pa.Array, rank: np.ndarray, items: pa.Array, weights: 
             "item_id": items,
             "score": pa.array(weights.astype(np.float64)),
             "model_version": pa.nulls(n, pa.int64()),
-            "strategy": pa.repeat(pa.scalar(POPULAR), n),
+            "strategy": pa.repeat(pa.scalar(strategy), n),
         }
     )

@@ -7,6 +7,7 @@ and land the whole request or none of it; GET /healthz, GET /metrics; FastAPI se
 
 from __future__ import annotations
 
+import gc
 import json
 import secrets
 import sys
@@ -21,6 +22,7 @@ from fastapi import FastAPI, Query, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from lakehouse import contracts
 from lakehouse.contracts import CONTRACTS, Contract, validate_record
 from lakehouse.landing import KINDS, SERVED
 from recocli.config import Settings
@@ -54,6 +56,10 @@ class Service:
 
     def start(self) -> None:
         self.state.refresh()
+        # What is loaded now (torch, the app, the model: ~470,000 objects) lives as long as the process:
+        # kept out of the collector's sight, so that a full collection, when one comes, does not stop
+        # every request for as long as walking them takes (0.66-0.89 s measured, 2 cores at load 7).
+        gc.freeze()
         self._refresher.start()
 
     def stop(self) -> None:
@@ -191,11 +197,6 @@ def _authorized(service: Service, credentials: HTTPAuthorizationCredentials | No
     return secrets.compare_digest(given.encode(), service.token.encode())
 
 
-def _not_json(name: str) -> None:
-    """NaN and Infinity are Python's JSON extensions, not JSON: refused as ingest refuses them."""
-    raise ValueError(f"{name} is not JSON")
-
-
 async def _land(
     service: Service, request: Request, credentials: HTTPAuthorizationCredentials | None, kind: str
 ) -> JSONResponse:
@@ -207,7 +208,7 @@ async def _land(
     if body is None:
         return JSONResponse({"detail": f"request body over {serve.max_body}"}, 413)
     try:
-        data = json.loads(body, parse_constant=_not_json)  # RFC 8259, as ingest parses lines
+        data = contracts.loads(body)  # RFC 8259 as ingest parses lines; numbers kept as written
     except (ValueError, UnicodeDecodeError):
         return JSONResponse({"detail": "body is not JSON"}, 400)
     records = data if isinstance(data, list) else [data]

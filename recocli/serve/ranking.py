@@ -12,11 +12,12 @@ import pyarrow as pa
 import torch
 
 from lakehouse.catalog import Warehouse
+from lakehouse.schemas import MODEL, POPULAR
 from recocli.config import RecommendSettings
 from recocli.models.store import ModelVersion
 from recocli.recommend.history import seen_items
 from recocli.recommend.ranker import Ranker
-from recocli.recommend.run import MODEL, POPULAR, blocked_mask
+from recocli.recommend.run import blocked_mask
 
 
 @dataclass(frozen=True)

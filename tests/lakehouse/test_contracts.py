@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from helpers import event, feedback
 
-from lakehouse.contracts import EVENTS, FEEDBACK, parse_timestamp, validate_record
+from lakehouse.contracts import EVENTS, FEEDBACK, dumps, loads, parse_timestamp, raw_text, validate_record
 
 MIN = datetime(1995, 1, 1, tzinfo=UTC)
 LATEST = datetime.now(UTC) + timedelta(days=1)
@@ -75,3 +75,14 @@ def test_timestamps():
     assert parse_timestamp("2024-05-01T12:00:00+02:00") == datetime(2024, 5, 1, 10, tzinfo=UTC)
     assert parse_timestamp("2024-13-01") is None
     assert parse_timestamp("-5") is None  # a '-' makes it date-time text, as in spark_jobs.validate
+
+
+def test_numbers_keep_their_text_through_loads_and_dumps():
+    text = '{"user_id":1.50,"item_id":10,"value":4.50,"context":{"n":[1e2,-0,"x"]},"name":"é"}'
+    record = loads(text)
+    assert dumps(record) == text
+    assert raw_text(record["user_id"]) == "1.50" and type(raw_text(record["user_id"])) is str
+    assert validate_record(record, EVENTS, MIN, LATEST, 65536).line == text
+    for bad in ('{"value":NaN}', '{"value":Infinity}', '{"value":-Infinity}'):
+        with pytest.raises(ValueError):
+            loads(bad)

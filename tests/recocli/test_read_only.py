@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
-from helpers import event, run_reco
+from helpers import REPO, event, run_reco
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
@@ -51,5 +52,18 @@ def read_only(tmp_path_factory):
 )
 def test_each_writing_command_says_it_cannot_write_in_one_line(read_only, args):
     done = run_reco(*(a.format(root=read_only) for a in args), "-w", str(read_only / "warehouse"))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1 and "read-only" in done.stderr.lower(), done.stderr[-2000:]
+
+
+def test_the_spark_submit_entry_point_says_it_cannot_write_in_one_line(read_only):
+    where = ["--landing", str(read_only / "landing"), "--warehouse", str(read_only / "warehouse")]
+    done = subprocess.run(
+        [sys.executable, "-m", "spark_jobs.ingest", "--once", *where],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.count("\n") == 1 and "read-only" in done.stderr.lower(), done.stderr[-2000:]

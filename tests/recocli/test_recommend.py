@@ -150,8 +150,18 @@ def test_holdout_users_get_popular_lists_stably(trained):
     lists = _lists(result.rows)
     held = {u for u in lists if in_holdout(u, 0.3)}
     assert 5 < len(held) < 35 and result.popular_users == len(held)
-    assert all({r["strategy"] for r in lists[u]} == {"popular"} for u in held)
+    assert all({r["strategy"] for r in lists[u]} == {"holdout"} for u in held)
     assert all({r["strategy"] for r in lists[u]} == {"model"} for u in set(lists) - held)
+
+
+def test_a_held_out_user_new_to_the_model_is_no_control(trained):
+    """The holdout is the control for users the model knows; a held-out stranger gets the same
+    popular list as any user new to the model, marked `popular`, so the comparison is like for like."""
+    _, settings = trained
+    lists = _lists(recommend(settings, Request(k=5, users=["u3", "stranger"], holdout=1.0)).rows)
+    assert {r["strategy"] for r in lists["u3"]} == {"holdout"}
+    assert {r["strategy"] for r in lists["stranger"]} == {"popular"}
+    assert {r["model_version"] for r in lists["u3"] + lists["stranger"]} == {None}
 
 
 def _copy(trained, tmp_path):
@@ -307,7 +317,7 @@ def test_cli_holdout_serves_the_popular_list_to_its_share(trained):
     newest = _lists(read_run(Warehouse(root / "warehouse")))
     held = {u for u in newest if in_holdout(u, 0.3)}
     assert 5 < len(held) < 35 and json.loads(done.stdout)["popular_users"] == len(held)
-    assert all({r["strategy"] for r in newest[u]} == {"popular"} for u in held)
+    assert all({r["strategy"] for r in newest[u]} == {"holdout"} for u in held)
 
 
 def test_latest_lists_survive_partial_runs_and_an_empty_run_commits_nothing(trained, tmp_path):

@@ -148,6 +148,10 @@ def test_feedback_report_ctr_per_variant_and_day(tmp_path):
     popular = gold.slice(0, 3).to_pylist()
     for r in popular:
         r.update(user_id="cold", rec_id=f"{run}/cold", strategy="popular", model_version=None)
+    held = gold.slice(0, 3).to_pylist()  # a held-out user the model knows: the A/B control, apart
+    for r in held:
+        r.update(user_id="held", rec_id=f"{run}/held", strategy="holdout", model_version=None)
+    popular += held
     write_run(warehouse, pa.concat_tables([gold, pa.Table.from_pylist(popular, schema=gold.schema)]))
     day1, day2 = datetime(2024, 5, 1, 10, tzinfo=UTC), datetime(2024, 5, 2, 10, tzinfo=UTC)
     feedback = []
@@ -181,6 +185,9 @@ def test_feedback_report_ctr_per_variant_and_day(tmp_path):
     add("u1", "i2", "click", day2)
     add("cold", "i1", "impression", day2)
     add("cold", "i1", "dislike", day2)
+    add("held", "i1", "impression", day2)
+    add("held", "i2", "impression", day2)
+    add("held", "i2", "click", day2)
     delta.append_once(
         str(tmp_path / "bronze/feedback"),
         catalog.FEEDBACK,
@@ -214,10 +221,20 @@ def test_feedback_report_ctr_per_variant_and_day(tmp_path):
     )
 
     report = {(r["variant"], r["day"]): r for r in feedback_report(warehouse)}
-    assert set(report) == {("v1", "2024-05-01"), ("v1", "2024-05-02"), ("popular", "2024-05-02")}
+    assert set(report) == {
+        ("v1", "2024-05-01"),
+        ("v1", "2024-05-02"),
+        ("popular", "2024-05-02"),
+        ("holdout", "2024-05-02"),
+    }
     first = report[("v1", "2024-05-01")]
     assert (first["impressions"], first["clicks"]) == (4, 1)
     assert first["ctr"] == 0.25 and first["like_rate"] == 0.25 and first["dislike_rate"] == 0.0
     assert first["coverage"] == pytest.approx(3 / 10)
     assert report[("v1", "2024-05-02")]["ctr"] == 1.0
     assert report[("popular", "2024-05-02")]["dislike_rate"] == 1.0
+    assert report[("popular", "2024-05-02")]["impressions"] == 1
+    assert (report[("holdout", "2024-05-02")]["impressions"], report[("holdout", "2024-05-02")]["ctr"]) == (
+        2,
+        0.5,
+    )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
-from helpers import event, ids, run_reco
+import pytest
+from helpers import REPO, event, ids, run_reco
 
 from lakehouse.landing import write_landing_file
 
@@ -69,3 +73,25 @@ def test_kafka_without_spark_s_kafka_package_is_one_line_naming_the_coordinate(t
     assert coordinate in errors[-1] and "Traceback" not in done.stderr
     assert not any("at org.apache" in text for text in errors), "a Java stack reached the user"
     assert "landing" not in done.stdout, "the header names the landing folder of a Kafka ingest"
+
+
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (["--max-files-per-batch", "x"], {}, "invalid int value"),
+        (["--bogus"], {}, "unrecognized arguments: --bogus"),
+        ([], {"RECO_INGEST_FOLLOW_LINKS": "sometimes"}, "follow_links"),
+        (["--warehouse", "{tmp}/missing"], {}, "no warehouse at"),
+    ],
+)
+def test_spark_submit_entry_point_mistakes_are_one_line_exit_2(tmp_path, args, env, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "spark_jobs.ingest", "--once", *(a.format(tmp=tmp_path) for a in args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, **env},
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1, done.stderr[-2000:]

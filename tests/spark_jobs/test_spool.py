@@ -16,14 +16,15 @@ def test_a_saved_batch_comes_back_whole_with_its_time_bound(tmp_path):
     spool = BatchSpool(tmp_path / "spool")
     latest = datetime(2026, 11, 29, 4, 5, 6, 789000, tzinfo=UTC)
     data = pa.table({"event_id": ["a", "b", None], "value": [1.5, None, 3.0]})
-    spool.save(7, data, latest)
+    spool.save(7, data, latest, ["/landing/events/_refused/x.jsonl"])
     spool.save(12, data.slice(0, 1), latest)
     (tmp_path / "spool" / ".batch-000000000013.arrow.tmp").write_bytes(b"half written")
 
     assert spool.pending() == [7, 12]  # in order; a save cut short is not a batch
-    loaded, loaded_latest = spool.load(7)
+    loaded, loaded_latest, refused = spool.load(7)
     assert loaded.equals(data) and loaded.schema.metadata is None
-    assert loaded_latest == latest
+    assert loaded_latest == latest and refused == ["/landing/events/_refused/x.jsonl"]
+    assert spool.load(12).refused == []
     spool.remove(7)
     assert spool.pending() == [12]
     assert BatchSpool(tmp_path / "missing").pending() == []

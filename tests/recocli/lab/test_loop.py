@@ -33,10 +33,24 @@ def _served() -> RunResult:
 
 
 def test_replay_feedback_impressions_for_active_users_clicks_for_liked_items():
+    t = [datetime(1998, 1, 1, h, tzinfo=UTC) for h in (3, 1, 2, 4)]
     window = pa.table(
-        {"user_id": ["a", "a", "b", "c"], "item_id": ["2", "3", "9", "1"], "value": [5.0, 2.0, 5.0, 5.0]}
+        {
+            "user_id": ["a", "a", "b", "c"],
+            "item_id": ["2", "3", "9", "1"],
+            "value": [5.0, 2.0, 5.0, 5.0],
+            "ts": pa.array(t, pa.timestamp("us", tz="UTC")),
+        }
     )
     answers = replay_feedback(_served(), window, threshold=3.5)
+    # in the window's event time, not the wall clock's: a's impressions when a first acted, the click
+    # when a rated the item
+    stamps = {(f["user_id"], f["item_id"], f["action"]): f["ts"] for f in answers}
+    assert (
+        stamps[("a", "1", "impression")] == t[1].isoformat()
+        and stamps[("b", "1", "impression")] == t[2].isoformat()
+    )
+    assert stamps[("a", "2", "click")] == t[0].isoformat()
     shown = sorted((f["user_id"], f["item_id"]) for f in answers if f["action"] == "impression")
     assert shown == [("a", "1"), ("a", "2"), ("a", "3"), ("b", "1"), ("b", "4")]  # "idle" was not active
     clicks = [(f["user_id"], f["item_id"], f["position"]) for f in answers if f["action"] == "click"]
@@ -66,3 +80,17 @@ def test_verdict_needs_model_above_holdout_and_no_falling_ctr_beyond_chance():
     # and a model that only ties the holdout within noise does not pass
     tie = LoopResult([_round(0, None, None)] + [_round(n, 0.11, 0.10, 200) for n in (1, 2)])
     assert tie.verdict()["ok"] is False
+
+
+def test_verdict_judges_like_for_like_and_reports_new_users_apart():
+    """Users new to the model take popular items far more; they are served the popular list whatever
+    their group, so they are counted apart and do not decide the verdict."""
+    rounds = [_round(0, None, None)]
+    for n in (1, 2, 3):
+        row = _round(n, 0.10, 0.07)
+        row.ctr_new, row.impressions_new = 0.30, 5000
+        rounds.append(row)
+    verdict = LoopResult(rounds).verdict()
+    assert verdict["ok"] is True
+    assert (verdict["ctr_model"], verdict["ctr_holdout"], verdict["ctr_new_users"]) == (0.1, 0.07, 0.3)
+    assert verdict["impressions"] == {"model": 15000, "holdout": 15000, "new_users": 15000}

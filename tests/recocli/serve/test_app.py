@@ -23,6 +23,7 @@ from recocli.recommend.report import feedback_report
 from recocli.recommend.run import Request, recommend
 from recocli.serve.app import Service, create_app
 from recocli.training.incremental import WarehouseTrainer
+from spark_jobs.ingest import run_ingest
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -211,3 +212,29 @@ def _wait_for_version(http, version: int, timeout: float = 30) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_numeric_id_lands_ingests_and_is_served_as_written(spark, client, warehouse):
+    """A user_id written 1.50 is user "1.50" at the door, in the landing file, in bronze and in GET,
+    as `reco ingest` reads it (not 1.5); value stays a number."""
+    item = client.get("/recommendations/1.50").json()["items"][0]["item_id"]
+    body = (
+        f'{{"event_id":"num-id","user_id":1.50,"item_id":"{item}","event_type":"click",'
+        f'"value":4.50,"ts":{int(time.time())}}}'
+    )
+    headers = {**AUTH, "Content-Type": "application/json"}
+    assert client.post("/events", content=body, headers=headers).status_code == 202
+    [landed] = landed_files(client.settings.ingest.landing)
+    assert '"user_id":1.50,' in landed.read_text() and '"value":4.50,' in landed.read_text()
+    assert item not in [i["item_id"] for i in client.get("/recommendations/1.50").json()["items"]]
+    assert client.get("/healthz").json()["pending_events"] == 1
+    run_ingest(client.settings, once=True)
+    rows = delta.read_table(Warehouse(warehouse / "warehouse").uri(catalog.EVENTS)).to_pylist()
+    [row] = [r for r in rows if r["event_id"] == "num-id"]
+    assert (row["user_id"], row["value"]) == ("1.50", 4.5)
+    deadline = time.monotonic() + 30  # the refresh sees the commit: the event is served from bronze now
+    while client.get("/healthz").json()["pending_events"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.get("/healthz").json()["pending_events"] == 0
+    assert item not in [i["item_id"] for i in client.get("/recommendations/1.50").json()["items"]]
+    assert client.post("/events", content=body.replace("4.50", "NaN"), headers=headers).status_code == 400

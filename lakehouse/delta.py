@@ -189,6 +189,12 @@ def _file_name(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+def read_version(uri: str, version: int, columns: list[str] | None = None) -> pa.Table:
+    """The table as it was at `version` (a pinned snapshot)."""
+    table = DeltaTable(uri, version=version)
+    return table.to_pyarrow_table(columns=columns, filesystem=arrow_file_system(uri))
+
+
 def version_batches(
     uri: str, version: int, columns: list[str], batch_rows: int = 131_072
 ) -> Iterator[pa.RecordBatch]:

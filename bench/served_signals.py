@@ -14,26 +14,39 @@ training on the newest rows (three 30-day windows before the cut serve as the fi
   −log(1 + age), log co-visit (30-day half-life, last 10) and (no decay, last 3)], fitted on the
   windows before (its L2 chosen by fitting on the older ones and scoring the newest).
 
-Model scores are left out (they would need a training per window): the question is whether these
-signals add anything to the popularity the served lists already match.
+Model scores are left out by default (a training per window would be needed): the question is
+whether these signals add anything to the popularity the served lists already match. `--model`
+adds one more row: (c) with a sasrec's log-softmax as a feature, the model (default settings)
+trained once on the events before the first choice window and scoring every window's users from
+their history so far (stale, so a floor for what a fine-tuned model would add).
 
-    PYTHONPATH=. python bench/served_signals.py ../shared/datasets/movielens/ml-100k
+    PYTHONPATH=. python bench/served_signals.py ../shared/datasets/movielens/ml-100k [--model]
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch import Tensor
 
+from lakehouse.catalog import Warehouse
+from lakehouse.registry import ModelRegistry
+from recocli.config import load_settings
+from recocli.lab.evaluate.served import commit, served_events
 from recocli.lab.evaluate.split import bootstrap_cut, prequential_windows
 from recocli.models.prior import RecencyPrior
-from recocli.recommend.ranker import ndcg_at
+from recocli.models.store import load_version
+from recocli.recommend.ranker import Ranker, ndcg_at
+from recocli.training.incremental import WarehouseTrainer
+from recocli.training.interactions import from_bronze
 
 DAY_US = 86400 * 10**6
 EARLIER = 3  # choice windows before the cut
@@ -47,6 +60,7 @@ L2S = (0.0, 0.003, 0.01, 0.03, 0.1)
 class Window:
     """One window's users, what they took next, and every signal as of its start."""
 
+    users: list[int]
     seen: Tensor  # [B, I] bool: rated before the window (and the padding row 0)
     relevant: Tensor  # [B, R] item rows, -1 padding
     n_relevant: np.ndarray
@@ -120,7 +134,7 @@ def window(
         relevant[row, : len(wanted[u])] = torch.tensor(sorted(wanted[u]))
     n_relevant = np.array([len(wanted[u]) for u in who])
     warm = np.array([u in seen for u in who])
-    return Window(torch.from_numpy(mask), relevant, n_relevant, warm, torch.from_numpy(features))
+    return Window(who, torch.from_numpy(mask), relevant, n_relevant, warm, torch.from_numpy(features))
 
 
 def ndcg(w: Window, scores: Tensor) -> np.ndarray:
@@ -203,7 +217,34 @@ def learned(windows: list[Window], first: int, lookback: int = 3) -> tuple[np.nd
     return np.concatenate(out), picks
 
 
-def main(folder: Path) -> None:
+def model_feature(folder: Path, windows: list[Window], starts: list[int], n: int) -> list[Tensor]:
+    """Per window [B, I]: log_softmax of a sasrec trained on the events before `starts[0]` (0 for users
+    without history; the model's lowest score for items it lacks)."""
+    settings = load_settings()
+    events, _ = served_events(settings, folder)
+    events = events.take(pc.sort_indices(events, [("ts", "ascending"), ("event_id", "ascending")]))
+    interactions = from_bronze(events, None, settings.train.weights, settings.train.rating_threshold)
+    first = int(np.searchsorted(events["ts"].cast(pa.int64()).to_numpy(), starts[0]))
+    with tempfile.TemporaryDirectory(prefix="served-signals-") as tmp:
+        local = replace(settings, warehouse=str(Path(tmp) / "warehouse"))
+        commit(Warehouse(local.warehouse), events.slice(0, first), 0)
+        WarehouseTrainer(local, progress=False).run(full=True)
+        version = load_version(ModelRegistry(Warehouse(local.warehouse)))
+    ranker = Ranker.of(version)
+    index = torch.from_numpy(version.vocabs.items.rows(pa.array([str(i) for i in range(n)], pa.string())))
+    out = []
+    for w, start in zip(windows, starts, strict=True):
+        before = interactions.filter(pc.less(interactions["ts"].cast(pa.int64()), start))
+        raw, has = ranker.model_scores([str(u) for u in w.users], before)
+        log_p = torch.log_softmax(raw.float(), dim=1)
+        feature = log_p[:, index.clamp_min(0)]
+        feature[:, index < 0] = log_p.min()
+        feature[~has] = 0.0
+        out.append(feature)
+    return out
+
+
+def main(folder: Path, with_model: bool) -> None:
     users, items, pos, ts = load(folder)
     n = int(items.max()) + 1
     spans = [(w.start, w.end) for w in prequential_windows(ts, bootstrap_cut(ts, 0.7), "30d")]
@@ -226,6 +267,11 @@ def main(folder: Path) -> None:
         rows[label.replace("chosen", "best in hindsight")] = (scored(options[best]), best)
     v, picks = learned(windows, EARLIER)
     rows["(c) learned combination"] = (v, "L2 " + ", ".join(f"{p:g}" for p in picks))
+    if with_model:
+        for w, feature in zip(windows, model_feature(folder, windows, [a for a, _ in spans], n), strict=True):
+            w.features = torch.cat([w.features, feature[:, :, None]], dim=2)
+        v, picks = learned(windows, EARLIER)
+        rows["(c) + a stale sasrec's log-softmax"] = (v, "L2 " + ", ".join(f"{p:g}" for p in picks))
     print(f"{len(spans) - EARLIER} windows, {len(base)} scored users, {int(warm.sum())} warm\n")
     print("| lists | NDCG@10 | warm | warm − popularity 7 d (paired) | all − popularity 7 d | settings |")
     print("|---|---:|---:|---:|---:|---|")
@@ -242,4 +288,5 @@ def se(v: np.ndarray) -> float:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/datasets/movielens/ml-100k"))
+    args = [a for a in sys.argv[1:] if a != "--model"]
+    main(Path(args[0] if args else "../shared/datasets/movielens/ml-100k"), "--model" in sys.argv[1:])

@@ -5,6 +5,7 @@ Works without a JVM, so training and recommending can use it on a GPU box.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -192,6 +193,17 @@ def read_version(uri: str, version: int, columns: list[str] | None = None) -> pa
     """The table as it was at `version` (a pinned snapshot)."""
     table = DeltaTable(uri, version=version)
     return table.to_pyarrow_table(columns=columns, filesystem=arrow_file_system(uri))
+
+
+def version_batches(
+    uri: str, version: int, columns: list[str], batch_rows: int = 131_072
+) -> Iterator[pa.RecordBatch]:
+    """The table as it was at `version`, as record batches of `columns` read a few at a time: memory
+    follows the batch, not the table."""
+    dataset = DeltaTable(uri, version=version).to_pyarrow_dataset(filesystem=arrow_file_system(uri))
+    yield from dataset.to_batches(
+        columns=columns, batch_size=batch_rows, batch_readahead=2, fragment_readahead=1
+    )
 
 
 def read_changes(

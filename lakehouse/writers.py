@@ -15,7 +15,7 @@ from lakehouse.catalog import TableSpec, Warehouse
 from lakehouse.errors import RecoError
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 DELTA_RS, SPARK_DELTA = "delta-rs", "spark-delta"
 DELTA_SOURCE_CLASS = "org.apache.spark.sql.delta.sources.DeltaDataSource"
@@ -72,9 +72,12 @@ class SparkDeltaWriter:
         self.spark, self.warehouse, self.app_id = spark, warehouse, app_id
 
     def append_once(self, spec: TableSpec, data: pa.Table, batch_id: int) -> bool:
+        return self.append_frame(spec, self.spark.createDataFrame(delta.conform(data, spec)), batch_id)
+
+    def append_frame(self, spec: TableSpec, frame: DataFrame, batch_id: int) -> bool:
+        """A Spark DataFrame (its rows stay on the executors) appended once per (app id, batch id)."""
         uri = self.warehouse.uri(spec)
         delta.ensure_table(uri, spec)
-        frame = self.spark.createDataFrame(delta.conform(data, spec))
         writer = frame.write.format("delta").mode("append")
         writer = writer.option("txnAppId", self.app_id).option("txnVersion", batch_id)
         if spec.partition_by:

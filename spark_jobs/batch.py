@@ -113,7 +113,7 @@ class BatchProcessor:
             refused=list(refused),
         )
         report.duration_s = round(time.perf_counter() - clock, 3)
-        metrics = _metrics_row(report, self.app_id, started, self.writer.name)
+        metrics = metrics_row(report, self.app_id, started, self.writer.name)
         committed_now |= self.writer.append_once(catalog.INGEST_METRICS, metrics, batch_id)
         report.committed_now = committed_now
         return report
@@ -176,7 +176,7 @@ def _lag_seconds(data: pa.Table, now: datetime) -> float | None:
     return None if oldest is None else round((now - oldest).total_seconds(), 3)
 
 
-def _metrics_row(report: BatchReport, app_id: str, started: datetime, writer: str) -> pa.Table:
+def metrics_row(report: BatchReport, app_id: str, started: datetime, writer: str) -> pa.Table:
     row = {
         "query_name": app_id,
         "batch_id": report.batch_id,

@@ -81,11 +81,13 @@ class Vocabulary:
         if len(values) == 0:
             return 0
         counted = pc.value_counts(values)
+        return self.observe_counts(counted.field("values"), counted.field("counts").to_numpy(), min_count)
+
+    def observe_counts(self, ids: IdsLike, counts: Sequence[int] | np.ndarray, min_count: int = 1) -> int:
+        """`observe` of distinct `ids` seen `counts` times each (admitted in the order given)."""
         before = len(self)
         admit = []
-        for key, n in zip(
-            counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True
-        ):
+        for key, n in zip(_as_array(ids).to_pylist(), np.asarray(counts).tolist(), strict=True):
             total = self._count.get(key, 0) + n
             self._count[key] = total
             if key not in self._row and total >= max(min_count, 1):

@@ -31,6 +31,7 @@ from recocli.models.store import ModelVersion
 from recocli.models.vocab import Vocabs
 from recocli.recommend.history import score_users
 from recocli.recommend.topk import masked_topk
+from recocli.training.interactions import Interactions, as_compact
 
 K = 10  # choices are made on NDCG@10
 # Each choice pools the figures of earlier batches at this weight per batch since: the newest batch
@@ -121,13 +122,14 @@ class Ranker:
 
     # ---- learning ----
 
-    def observe(self, rows: pa.Table) -> None:
+    def observe(self, rows: Interactions) -> None:
         """Add the positives of `rows` to every half-life's decayed counts (O(rows))."""
-        pos = rows.filter(pc.equal(rows["label"], 1))
-        items = self.vocabs.items.rows(pos["item_id"])
+        data = as_compact(rows)
+        pos = data.rows.positives()
+        items = self.vocabs.items.rows(data.item_ids)[pos.items]
         known = items >= 0
-        ts = pos["ts"].cast(pa.int64()).to_numpy()[known]
-        weights = pos["weight"].to_numpy().astype(np.float64)[known]
+        ts = pos.ts[known]
+        weights = pos.weights.astype(np.float64)[known]
         for prior in self.state.priors.values():
             prior.grow(len(self.vocabs.items))
             prior.update(items[known], ts, weights)

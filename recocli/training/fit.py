@@ -43,7 +43,7 @@ from recocli.training.datamodule import (
     user_time_order,
     validation_examples,
 )
-from recocli.training.interactions import Encoded, decode, encode
+from recocli.training.interactions import Encoded, Interactions, decode, encode
 
 K = 10
 
@@ -106,9 +106,12 @@ def make_trainer(
         precision = "bf16-mixed" if _uses_gpu(train) else "32-true"
     # Plain "ddp" (also what "auto" picks for several devices) re-runs the whole command once per
     # device, which a job that holds the train lock and pins table versions cannot allow;
-    # "ddp_spawn" runs only the fit in the extra processes and hands rank 0's weights back.
+    # "ddp_spawn" runs only the fit in the extra processes and hands rank 0's weights back (only
+    # this process publishes). Unused parameters allowed: a model's optional parts (mf without
+    # history) get no gradient, which plain DDP refuses.
     several = _device_count(train) > 1
-    strategy = "ddp_spawn" if several and train.strategy in ("auto", "ddp") else train.strategy
+    spawn = "ddp_spawn_find_unused_parameters_true"
+    strategy = spawn if several and train.strategy in ("auto", "ddp", "ddp_spawn") else train.strategy
     callbacks = list(callbacks or [])
     if progress:
         callbacks.append(RichProgressBar(leave=False))
@@ -232,7 +235,7 @@ def examples(model: Recommender, enc: Encoded, is_target: np.ndarray | None = No
 
 def fit_full(
     kind: ModelKind,
-    interactions: pa.Table,
+    interactions: Interactions,
     settings: Settings,
     seed: int | None = None,
     val: bool = True,

@@ -15,7 +15,7 @@ import dataclasses
 import tempfile
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,13 @@ from lakehouse.locks import exclusive_lock
 from lakehouse.registry import ModelRegistry
 from recocli.config import ModelKind, Settings
 from recocli.models.store import ModelVersion, load_version, model_config, publish_version
-from recocli.training.interactions import EVENT_COLUMNS, FEEDBACK_COLUMNS, from_bronze
+from recocli.training.interactions import (
+    EVENT_COLUMNS,
+    FEEDBACK_COLUMNS,
+    Interactions,
+    compact_from_bronze,
+    from_bronze,
+)
 
 TRAIN_TABLES: tuple[tuple[TableSpec, list[str]], ...] = (
     (catalog.EVENTS, EVENT_COLUMNS),
@@ -112,14 +118,19 @@ class WarehouseTrainer:
     # ---- full ----
 
     def _full(self, pinned: dict[str, int], latest: int | None, explicit: bool) -> TrainResult:
-        tables = {}
-        for spec, columns in TRAIN_TABLES:
-            version = pinned[spec.name]
-            tables[spec.name] = (
-                delta.read_version(self.warehouse.uri(spec), version, columns) if version >= 0 else None
-            )
-        rows = {name: (0 if t is None else t.num_rows) for name, t in tables.items()}
-        interactions = self._interactions(tables)
+        rows = {spec.name: 0 for spec, _ in TRAIN_TABLES}
+
+        def batches(spec: TableSpec, columns: list[str]) -> Iterator[pa.RecordBatch]:
+            """The pinned snapshot in record batches, counted as they pass."""
+            if pinned[spec.name] >= 0:
+                for batch in delta.version_batches(self.warehouse.uri(spec), pinned[spec.name], columns):
+                    rows[spec.name] += batch.num_rows
+                    yield batch
+
+        train = self.settings.train
+        interactions = compact_from_bronze(
+            *(batches(spec, columns) for spec, columns in TRAIN_TABLES), train.weights, train.rating_threshold
+        )
         if interactions.num_rows == 0:
             message = (
                 f"nothing to train on yet in {self.warehouse.root} (no usable events): run `reco ingest`"
@@ -267,7 +278,7 @@ class WarehouseTrainer:
         cursor: dict[str, int],
         consumed: dict[str, list[int] | None],
         rows: dict[str, int],
-        interactions: pa.Table,
+        interactions: Interactions,
         metrics: dict[str, Any],
     ) -> dict[str, Any]:
         return {

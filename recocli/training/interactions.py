@@ -1,6 +1,8 @@
 """Bronze rows → interactions (who, what, when, how much, positive or negative) → vocabulary rows.
 
-An interaction table is Arrow with SCHEMA. Every event type and feedback action has a weight in
+An interaction table is Arrow with SCHEMA; training holds them as `Compact` instead (integer codes
+into the distinct ids, built batch by batch from a Delta scan), so its memory follows rows × 29
+bytes plus each id once, never a string column per row. Every event type and feedback action has a weight in
 config (`[train.weights]`, 0 drops it). dislike and dismiss are negatives, and so are ratings below
 `train.rating_threshold`; every other kind with a weight is a positive. Impressions default to 0:
 not being clicked is position bias as much as taste, so they are neither.
@@ -9,7 +11,7 @@ not being clicked is position bias as much as taste, so they are neither.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recocli.config import EventWeights
-from recocli.models.vocab import Vocabs
+from recocli.models.vocab import Vocabs, Vocabulary
 
 TS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema(
@@ -88,16 +90,60 @@ def from_bronze(
     rating_threshold: float,
 ) -> pa.Table:
     """Interactions from bronze/events and bronze/feedback rows, in time order (stable)."""
+    batches = [[] if t is None else t.to_batches() for t in (events, feedback)]
+    return compact_from_bronze(*batches, weights, rating_threshold).to_table()
+
+
+def compact_from_bronze(
+    events: Iterable[pa.RecordBatch],
+    feedback: Iterable[pa.RecordBatch],
+    weights: EventWeights,
+    rating_threshold: float,
+) -> Compact:
+    """Interactions from streams of bronze/events and bronze/feedback record batches, in time order
+    (stable; events before feedback at equal times): each batch is coded as it comes, so only the
+    codes outlive it."""
+    users, items = _Codes(), _Codes()
     parts = []
-    if events is not None and events.num_rows:
-        parts.append(_from_kinds(events, "event_type", weights, rating_threshold))
-    if feedback is not None and feedback.num_rows:
-        parts.append(_from_kinds(feedback, "action", weights, rating_threshold))
-    if not parts:
-        return SCHEMA.empty_table()
-    data = pa.concat_tables(parts)
-    order = np.argsort(data["ts"].cast(pa.int64()).to_numpy(), kind="stable")
-    return data.take(pa.array(order))
+    for batches, kind_column in ((events, "event_type"), (feedback, "action")):
+        for batch in batches:
+            if batch.num_rows:
+                rows = _from_kinds(pa.Table.from_batches([batch]), kind_column, weights, rating_threshold)
+                parts.append(_coded(rows, users, items))
+    data = Encoded.concat(parts) if parts else Encoded.empty()
+    parts.clear()
+    order = np.argsort(data.ts, kind="stable")
+    for column in dataclasses.fields(data):  # one column copied at a time
+        setattr(data, column.name, getattr(data, column.name)[order])
+    return Compact(users.ids(), items.ids(), data)
+
+
+class _Codes:
+    """Distinct ids → codes 0, 1, … in order of first appearance, grown batch by batch."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, int] = {}
+
+    def of(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        encoded = pc.dictionary_encode(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+        local = encoded.dictionary.to_pylist()
+        code = self._code
+        mapping = np.fromiter((code.setdefault(key, len(code)) for key in local), np.int64, len(local))
+        return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
+
+    def ids(self) -> pa.Array:
+        return pa.array(list(self._code), pa.string())
+
+
+def _coded(rows: pa.Table, users: _Codes, items: _Codes) -> Encoded:
+    """An interaction table (SCHEMA) as codes of `users` and `items`."""
+    return Encoded(
+        users=users.of(rows["user_id"]),
+        items=items.of(rows["item_id"]),
+        ts=rows["ts"].cast(pa.int64()).to_numpy(),
+        weights=rows["weight"].to_numpy().astype(np.float32),
+        labels=rows["label"].to_numpy().astype(np.int8),
+    )
 
 
 @dataclass
@@ -131,25 +177,71 @@ class Encoded:
         )  # fmt: skip
 
 
-def encode(interactions: pa.Table, vocabs: Vocabs, min_count: int | None = None) -> Encoded:
+@dataclass
+class Compact:
+    """Interactions as codes into their distinct ids: `rows.users` / `rows.items` index `user_ids` /
+    `item_ids`. Sliced like an Arrow table (views, no copy)."""
+
+    user_ids: pa.Array
+    item_ids: pa.Array
+    rows: Encoded
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.rows)
+
+    def slice(self, offset: int = 0, length: int | None = None) -> Compact:
+        stop = self.num_rows if length is None else offset + length
+        return Compact(self.user_ids, self.item_ids, self.rows.take(slice(offset, stop)))
+
+    def to_table(self) -> pa.Table:
+        return make_interactions(
+            self.user_ids.take(pa.array(self.rows.users)),
+            self.item_ids.take(pa.array(self.rows.items)),
+            pa.array(self.rows.ts, pa.int64()).cast(TS),
+            self.rows.weights,
+            self.rows.labels,
+        )
+
+
+Interactions = pa.Table | Compact
+
+
+def as_compact(interactions: Interactions) -> Compact:
+    if isinstance(interactions, Compact):
+        return interactions
+    users, items = _Codes(), _Codes()
+    rows = _coded(interactions, users, items)
+    return Compact(users.ids(), items.ids(), rows)
+
+
+def as_table(interactions: Interactions) -> pa.Table:
+    return interactions.to_table() if isinstance(interactions, Compact) else interactions
+
+
+def encode(interactions: Interactions, vocabs: Vocabs, min_count: int | None = None) -> Encoded:
     """Rows of each interaction; those whose user or item has no row are dropped.
 
     With `min_count`, the interactions are counted first and ids reaching `min_count` sightings
-    are admitted (new rows); without it, the vocabularies are only read.
+    are admitted (new rows, in order of first appearance); without it, the vocabularies are only read.
     """
+    data = as_compact(interactions)
     if min_count is not None:
-        vocabs.users.observe(interactions["user_id"], min_count)
-        vocabs.items.observe(interactions["item_id"], min_count)
-    users = vocabs.users.rows(interactions["user_id"])
-    items = vocabs.items.rows(interactions["item_id"])
+        _observe(vocabs.users, data.user_ids, data.rows.users, min_count)
+        _observe(vocabs.items, data.item_ids, data.rows.items, min_count)
+    users = vocabs.users.rows(data.user_ids)[data.rows.users]
+    items = vocabs.items.rows(data.item_ids)[data.rows.items]
     keep = (users >= 0) & (items >= 0)
     return Encoded(
-        users=users[keep],
-        items=items[keep],
-        ts=interactions["ts"].cast(pa.int64()).to_numpy()[keep],
-        weights=interactions["weight"].to_numpy()[keep].astype(np.float32),
-        labels=interactions["label"].to_numpy()[keep].astype(np.int8),
+        users[keep], items[keep], *(a[keep] for a in (data.rows.ts, data.rows.weights, data.rows.labels))
     )
+
+
+def _observe(vocab: Vocabulary, ids: pa.Array, codes: np.ndarray, min_count: int) -> None:
+    """`vocab.observe` of the ids the codes stand for, without materialising them per row."""
+    present, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    vocab.observe_counts(ids.take(pa.array(present[order])), counts[order], min_count)
 
 
 def decode(encoded: Encoded, vocabs: Vocabs) -> pa.Table:

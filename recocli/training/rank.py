@@ -15,11 +15,12 @@ import pyarrow as pa
 from recocli.config import Settings
 from recocli.recommend.ranker import Ranker
 from recocli.training.fit import fine_tune, fit_full
+from recocli.training.interactions import Interactions, as_table
 
 
 def fit_ranker(
     kind: str,
-    interactions: pa.Table,
+    interactions: Interactions,
     settings: Settings,
     seed: int | None = None,
     progress: bool | None = None,
@@ -28,15 +29,16 @@ def fit_ranker(
 ) -> tuple[Ranker, dict[str, Any]]:
     """A new ranker on time-ordered `interactions`: the model fits all but the newest
     rank.choose_share of them, then that share is learned as an incremental batch would be
-    (`learn_batch`: chosen on first). Returns the ranker and the full fit's metrics; `log_dir` gets
-    the full fit's training curve."""
+    (`learn_batch`: chosen on first; only that share is ever a table of strings). Returns the
+    ranker and the full fit's metrics; `log_dir` gets the full fit's training curve."""
     n_new = int(interactions.num_rows * settings.rank.choose_share)
     older = interactions.slice(0, interactions.num_rows - n_new)
     model, vocabs, metrics = fit_full(kind, older, settings, seed=seed, progress=progress, log_dir=log_dir)
     ranker = Ranker.new(model, vocabs, settings.rank)
     ranker.observe(older)
     if n_new:
-        learn_batch(ranker, interactions.slice(older.num_rows), settings, seed=seed, report=report)
+        newest = as_table(interactions.slice(older.num_rows))
+        learn_batch(ranker, newest, settings, seed=seed, report=report)
     return ranker, metrics
 
 

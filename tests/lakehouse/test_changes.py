@@ -32,6 +32,7 @@ def test_changes_between_versions_are_exactly_the_rows_committed_there(tmp_path)
     empty = delta.read_changes(uri, 3, 3, ["event_id", "ts"])
     assert empty.num_rows == 0 and empty.column_names == ["event_id", "ts"]
     assert delta.read_version(uri, 2, ["event_id"]).num_rows == 60
+    assert sum(b.num_rows for b in delta.version_batches(uri, 2, ["event_id"], batch_rows=25)) == 60
     # Strings come back as plain strings (delta-rs hands out string_view).
     assert str(delta.read_changes(uri, 0, 1, ["user_id"]).schema.field("user_id").type) == "string"
 

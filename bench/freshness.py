@@ -30,6 +30,7 @@ import numpy as np
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.delta import create_tables
 from lakehouse.landing import write_landing_file
 from lakehouse.registry import ModelRegistry
 from recocli.config import load_settings
@@ -90,6 +91,7 @@ def main() -> int:
         args.history, world, seed=3, start=start, span=timedelta(days=2), feedback_share=0
     )
     write_landing_file(landing, "events", "history.jsonl", lines["events"])
+    create_tables(Warehouse(warehouse))  # as `reco init` would: ingest never creates a warehouse
 
     env = {**os.environ, "RECO_TRAIN_SASREC_EPOCHS": "10", "RECO_TRAIN_MF_EPOCHS": "10"}
     cmd = [
@@ -106,14 +108,20 @@ def main() -> int:
         "--landing",
         str(landing),
     ]
-    job = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True
-    )
+    log = (root / "ingest.log").open("wb")
+    job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env, start_new_session=True)
+
+    def first_version() -> int | None:
+        if job.poll() is not None:  # the job ended: say why instead of waiting out the timeout
+            tail = (root / "ingest.log").read_text()[-2000:]
+            raise SystemExit(f"reco ingest --train exited {job.returncode}: {tail}")
+        return registry.latest()
+
     registry = ModelRegistry(Warehouse(warehouse))
     uri = Warehouse(warehouse).uri(catalog.EVENTS)
     stages: dict[str, list[float]] = {"bronze": [], "model": [], "list": []}
     try:
-        wait_for(registry.latest, timeout=600, every=0.5)
+        wait_for(first_version, timeout=600, every=0.5)
         print(f"model v{registry.latest()} trained on the history; probing", file=sys.stderr)
         rng = np.random.default_rng(0)
         for probe in range(args.probes):

@@ -147,7 +147,7 @@ def print_summary(result: LoopResult, verdict: dict[str, Any]) -> None:
                 total[-1].model_version,
                 f"{100 * verdict.get('ctr_model', 0):.2f}%",
                 f"{100 * verdict.get('ctr_holdout', 0):.2f}%",
-                f"{100 * verdict.get('ctr_new_users', 0):.2f}%",
+                "–" if verdict.get("ctr_new_users") is None else f"{100 * verdict['ctr_new_users']:.2f}%",
                 sorted(r.freshness_seconds for r in total)[len(total) // 2],
             ]
         ],

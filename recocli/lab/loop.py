@@ -79,7 +79,7 @@ class LoopResult:
             "ok": beats and not falls,
             "ctr_model": round(model[0], 4),
             "ctr_holdout": round(holdout[0], 4),
-            "ctr_new_users": round(new[0], 4),
+            "ctr_new_users": round(new[0], 4) if new[1] else None,  # None: no new user was shown a list
             "impressions": {"model": model[1], "holdout": holdout[1], "new_users": new[1]},
             "ctr_first_round": round(first[0], 4),
             "ctr_later_rounds": round(late[0], 4),

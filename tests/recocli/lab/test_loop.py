@@ -94,3 +94,9 @@ def test_verdict_judges_like_for_like_and_reports_new_users_apart():
     assert verdict["ok"] is True
     assert (verdict["ctr_model"], verdict["ctr_holdout"], verdict["ctr_new_users"]) == (0.1, 0.07, 0.3)
     assert verdict["impressions"] == {"model": 15000, "holdout": 15000, "new_users": 15000}
+
+
+def test_no_new_users_is_no_figure_rather_than_zero():
+    rounds = [_round(0, None, None)] + [_round(n, 0.10, 0.07) for n in (1, 2)]
+    verdict = LoopResult(rounds).verdict()
+    assert verdict["impressions"]["new_users"] == 0 and verdict["ctr_new_users"] is None

@@ -250,10 +250,10 @@ def _ctr_of_run(warehouse: Warehouse, run_id: str | None) -> dict[str, tuple[flo
         return dict.fromkeys(groups, (None, 0))
     rows = served_feedback(warehouse)
     rows = rows.filter(pc.starts_with(rows["rec_id"], f"{run_id}/"))
+    popular = pc.is_in(rows["variant"], value_set=pa.array([HOLDOUT, POPULAR]))
     out = {}
     for name, variant in groups.items():
-        lists = pc.is_in(rows["variant"], value_set=pa.array([HOLDOUT, POPULAR]))
-        part = rows.filter(pc.invert(lists) if variant is None else pc.equal(rows["variant"], variant))
+        part = rows.filter(pc.invert(popular) if variant is None else pc.equal(rows["variant"], variant))
         shown = pc.sum(pc.equal(part["action"], "impression")).as_py() or 0
         clicks = pc.sum(pc.equal(part["action"], "click")).as_py() or 0
         out[name] = (clicks / shown if shown else None, shown)

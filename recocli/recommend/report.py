@@ -17,9 +17,9 @@ ACTIONS = ("impression", "click", "like", "dislike")
 
 def served_feedback(warehouse: Warehouse, landing: str | Path | None = None) -> pa.Table:
     """Feedback rows with the `variant` that served them: "v<N>" for model lists, "popular" for the
-    fallback, "holdout" for the popular list served to
-    held-out users the model knows (by rec_id from gold/recommendations and, with `landing`, the lists
-    `reco serve` recorded there; the event's own model_version when the list is gone)."""
+    fallback, "holdout" for the popular list served to held-out users the model knows (by rec_id from
+    gold/recommendations and, with `landing`, the lists `reco serve` recorded there; the event's own
+    model_version when the list is gone)."""
     feedback = delta.read_table(
         warehouse.uri(catalog.FEEDBACK),
         columns=["rec_id", "item_id", "action", "model_version", "event_date"],

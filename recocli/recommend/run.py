@@ -278,7 +278,7 @@ def _popular_rows(
     item_ids: pa.Array,
     log_prior: torch.Tensor,
     k: int,
-    strategy: str = POPULAR,
+    strategy: str,
 ) -> pa.Table:
     """The ranker's popularity list (`log_prior`: its decayed counts, as log P_recent, which is the
     score) for every cold or held-out user, less what that user has already seen, marked `strategy`."""

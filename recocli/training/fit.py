@@ -113,6 +113,8 @@ def make_trainer(
     spawn = "ddp_spawn_find_unused_parameters_true"
     strategy = spawn if several and train.strategy in ("auto", "ddp", "ddp_spawn") else train.strategy
     callbacks = list(callbacks or [])
+    if several:
+        callbacks.append(EndProcessGroup())
     if progress:
         callbacks.append(RichProgressBar(leave=False))
     try:
@@ -191,6 +193,16 @@ class KeepBest(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.state is not None:
             pl_module.load_state_dict(self.state)
+
+
+class EndProcessGroup(Callback):
+    """Ends the DDP process group in each worker once its fit is done. Left to interpreter
+    shutdown, gloo's threads can still hold tensors there and abort a worker (SIGABRT) that had
+    trained well, which fails the whole command (pytorch/pytorch#179291)."""
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def _show_progress() -> bool:

@@ -259,6 +259,9 @@ class RankSettings:
     half_lives: tuple[HalfLife, ...] = tuple(HalfLife(d) for d in ("1d", "7d", "30d", "90d", "365d", "all"))
     # Weights of log P_recent added to log_softmax(model scores); 0: the model alone, inf: popularity alone.
     weights: tuple[Weight, ...] = tuple(Weight(w) for w in (0, 0.25, 0.5, 1, 2, 4, 8, "inf"))
+    # Weights of log(1 + days since an item's first event) taken off its log P_recent: 0 ignores
+    # age; more puts newer items ahead of older ones that are as popular lately.
+    age_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
     # Full training learns all but this newest share of the interactions first, to choose on it.
     choose_share: float = 0.1
     # At most this many users scored per choice (the first by a stable hash of their id).
@@ -269,6 +272,8 @@ class RankSettings:
             raise RecoError("rank.half_lives must list durations longer than 0 or 'all'")
         if not self.weights or any(math.isnan(w) or w < 0 for w in self.weights):
             raise RecoError("rank.weights must list weights ≥ 0 or inf")
+        if not self.age_weights or any(not 0 <= w < math.inf for w in self.age_weights):
+            raise RecoError("rank.age_weights must list finite weights ≥ 0")
         if not 0 <= self.choose_share < 1:
             raise RecoError(f"rank.choose_share must be in [0, 1), got {self.choose_share}")
         _at_least("rank", self, choose_users=1)

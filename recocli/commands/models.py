@@ -39,11 +39,13 @@ def _quality(meta: dict) -> str:
 
 
 def _ranker(meta: dict) -> str:
-    """The ranker's choice: half-life × blend weight (inf: popularity alone), and its NDCG@10."""
+    """The ranker's choice: half-life × blend weight (inf: popularity alone), the age weight when
+    there is one, and its NDCG@10."""
     rank = meta.get("ranker")
     if not rank:
         return ""
-    return f"{rank['half_life']} × {rank['weight']} ({rank.get('chosen_on', {}).get('ndcg@10', '-')})"
+    age = f", age {rank['age_weight']:g}" if rank.get("age_weight") else ""
+    return f"{rank['half_life']} × {rank['weight']}{age} ({rank.get('chosen_on', {}).get('ndcg@10', '-')})"
 
 
 def summary(meta: dict[str, Any], latest: int | None) -> dict[str, Any]:

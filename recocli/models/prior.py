@@ -100,24 +100,35 @@ class RecencyPrior:
         return RecencyPrior.from_state(self.state())
 
 
-def blend(scores: Tensor, log_prior: Tensor, weight: float, has_history: Tensor | None = None) -> Tensor:
+def blend(
+    scores: Tensor,
+    log_prior: Tensor,
+    weight: float,
+    has_history: Tensor | None = None,
+    normalized: bool = False,
+) -> Tensor:
     """log_softmax(scores) + weight · log_prior per row; rows without history (`has_history` False)
-    get log_prior alone. -inf scores (unknown items) stay -inf."""
+    get log_prior alone. -inf scores (unknown items) stay -inf. `normalized`: the scores are
+    log_softmax already (a grid of blends normalises once)."""
     log_prior = log_prior.to(scores.device)
-    if weight == 0:
-        out = torch.log_softmax(scores.float(), dim=1)
+    if normalized:  # a new tensor: the caller's is scored again at other weights
+        out = scores + weight * log_prior if weight else scores.clone()
     else:
-        out = torch.log_softmax(scores.float(), dim=1) + weight * log_prior
+        out = torch.log_softmax(scores.float(), dim=1)
+        if weight:
+            out.add_(log_prior, alpha=weight)
     if has_history is not None and not bool(has_history.all()):
         out[~has_history.to(out.device)] = log_prior.expand(int((~has_history).sum()), -1)
     return out
 
 
-def rank_scores(scores: Tensor, log_prior: Tensor, weight: float, has_history: Tensor) -> Tensor:
+def rank_scores(
+    scores: Tensor, log_prior: Tensor, weight: float, has_history: Tensor, normalized: bool = False
+) -> Tensor:
     """The ranker's scores: `blend` at `weight`; at weight inf, log_prior alone for every row."""
     if math.isinf(weight):
-        return blend(scores, log_prior, 0.0, torch.zeros_like(has_history))
-    return blend(scores, log_prior, weight, has_history)
+        return blend(scores, log_prior, 0.0, torch.zeros_like(has_history), normalized)
+    return blend(scores, log_prior, weight, has_history, normalized)
 
 
 def choose_blend(
@@ -138,15 +149,18 @@ def half_life_name(half_life_s: float) -> str:
     return "all" if math.isinf(half_life_s) else f"{half_life_s / 86400:g}d"
 
 
-def pair_name(half_life_s: float, weight: float) -> str:
-    return f"{half_life_name(half_life_s)}/{weight:g}"
+def pair_name(half_life_s: float, weight: float, age_weight: float = 0.0) -> str:
+    """'7d/4', or '7d/4/age0.25' with an age weight."""
+    name = f"{half_life_name(half_life_s)}/{weight:g}"
+    return f"{name}/age{age_weight:g}" if age_weight else name
 
 
 @dataclass
 class RankerState:
     """What a ranker holds beside its model: a recency prior per half-life on the grid (all
-    updated per batch, so the next choice can move), the chosen half-life and weight, and the
-    figures they were chosen on ({pair name: {"ndcg@10", "users"}}, newest batches weighing most)."""
+    updated per batch, so the next choice can move), each item's first event time, the chosen
+    half-life, weight and age weight, and the figures they were chosen on ({blend name: {"ndcg@10",
+    "users"}}, newest batches weighing most)."""
 
     priors: dict[float, RecencyPrior]
     weights: list[float]
@@ -154,20 +168,59 @@ class RankerState:
     weight: float
     figures: dict[str, dict[str, float]] = field(default_factory=dict)
     chosen_on: dict[str, Any] = field(default_factory=dict)
+    age_weights: list[float] = field(default_factory=lambda: [0.0])
+    age_weight: float = 0.0
+    first_us: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))  # -1: none yet
 
     @classmethod
-    def new(cls, half_lives_s: Sequence[float], weights: Sequence[float]) -> RankerState:
-        """Before any choice: the longest half-life and weight 0 (the model alone)."""
+    def new(
+        cls, half_lives_s: Sequence[float], weights: Sequence[float], age_weights: Sequence[float] = (0.0,)
+    ) -> RankerState:
+        """Before any choice: the longest half-life, weight 0 (the model alone), age ignored."""
         return cls(
             {float(h): RecencyPrior(0, h) for h in half_lives_s},
             [float(w) for w in weights],
             float(max(half_lives_s)),
             0.0,
+            age_weights=[float(a) for a in age_weights],
         )
 
     @property
     def prior(self) -> RecencyPrior:
         return self.priors[self.half_life_s]
+
+    def log_prior(
+        self, n_items: int, half_life_s: float | None = None, age_weight: float | None = None
+    ) -> Tensor:
+        """The popularity part of every list [n_items]: log P_recent at the half-life, less the age
+        weight × log(1 + the item's age in days), so that of two items as popular lately the newer
+        comes first (defaults: the chosen ones)."""
+        half_life_s = self.half_life_s if half_life_s is None else half_life_s
+        age_weight = self.age_weight if age_weight is None else age_weight
+        out = self.priors[half_life_s].log_prob(n_items)
+        return out - age_weight * self.log_age(n_items) if age_weight else out
+
+    def log_age(self, n_items: int) -> Tensor:
+        """log(1 + days since each item's first event) at the counts' event time (0: not seen yet)."""
+        now = max((p.now_us for p in self.priors.values() if p.now_us is not None), default=None)
+        first = torch.full((n_items,), -1, dtype=torch.int64)
+        m = min(n_items, len(self.first_us))
+        first[:m] = self.first_us[:m]
+        if now is None:
+            return torch.zeros(n_items)
+        days = torch.where(first >= 0, (now - first).double() / 86400e6, 0.0).clamp_min(0)
+        return days.log1p().float()
+
+    def saw(self, items: np.ndarray, ts_us: np.ndarray) -> None:
+        """Keep each item's first event time (item rows, event times in µs)."""
+        if len(items) == 0:
+            return
+        n = max(int(items.max()) + 1, len(self.first_us))
+        first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        old = self.first_us.numpy()
+        first[: len(old)] = np.where(old >= 0, old, first[: len(old)])
+        np.minimum.at(first, items, ts_us.astype(np.int64))
+        self.first_us = torch.from_numpy(np.where(first == np.iinfo(np.int64).max, -1, first))
 
     def tensors(self) -> dict[str, Tensor]:
         """Stored beside the model's tensors (one safetensors file), under 'ranker.'."""
@@ -179,14 +232,17 @@ class RankerState:
             "ranker.half_lives_s": torch.tensor(halves, dtype=torch.float64),
             "ranker.counts": torch.stack([self.priors[h].counts for h in halves]),
             "ranker.now_us": torch.tensor([self.priors[h].state()["now_us"][0] for h in halves]),
+            "ranker.first_us": self.first_us.clone(),
         }
 
     def metadata(self) -> dict[str, Any]:
         return {
             "half_life": half_life_name(self.half_life_s),
             "weight": _json_weight(self.weight),
+            "age_weight": self.age_weight,
             "half_lives": [half_life_name(h) for h in sorted(self.priors)],
             "weights": [_json_weight(w) for w in self.weights],
+            "age_weights": self.age_weights,
             "chosen_on": self.chosen_on,
             "ndcg@10": self.figures,
         }
@@ -205,6 +261,7 @@ class RankerState:
             }
             priors[float(h)] = RecencyPrior.from_state(state)
         chosen = next(h for h in halves if half_life_name(h) == meta["half_life"])
+        age_weights = [float(a) for a in meta.get("age_weights", [0.0])]  # none before item age
         return cls(
             priors,
             [float(w) for w in meta["weights"]],
@@ -212,6 +269,9 @@ class RankerState:
             float(meta["weight"]),
             dict(meta.get("ndcg@10", {})),
             dict(meta.get("chosen_on", {})),
+            age_weights,
+            next(a for a in age_weights if a == float(meta.get("age_weight", 0.0))),
+            tensors.get("ranker.first_us", torch.zeros(0)).to(torch.int64).clone(),
         )
 
     def copy(self) -> RankerState:
@@ -222,6 +282,9 @@ class RankerState:
             self.weight,
             copy.deepcopy(self.figures),
             dict(self.chosen_on),
+            list(self.age_weights),
+            self.age_weight,
+            self.first_us.clone(),
         )
 
 

@@ -1,14 +1,16 @@
 """The ranker: the one function that decides every list a user sees or an evaluation scores.
 
 A model version's scores blended with time-decayed popularity (recocli.models.prior) as a product
-of experts, log_softmax(model scores) + weight · log P_recent(item); users the model knows nothing
-about get P_recent alone, and so does everyone at weight inf (chosen when popularity wins on the
-newest data: the simplest thing that wins). Then the masks: items the user has seen, the blocklist.
+of experts, log_softmax(model scores) + weight · (log P_recent(item) − age weight · log(1 + the
+item's age in days)); users the model knows nothing about get that popularity alone, and so does
+everyone at weight inf (chosen when popularity wins on the newest data: the simplest thing that
+wins). Then the masks: items the user has seen, the blocklist.
 `reco recommend`, the demo, every `reco evaluate` protocol and the benches rank through `Ranker`.
 
-Training keeps it current: `choose` scores each new batch with every (half-life, weight) pair
-before anything learns from it (predict, then update) and keeps the best pair; `observe` adds the
-batch to the decayed counts in O(batch). Both are saved with the model version in the registry.
+Training keeps it current: `choose` scores each new batch with every (half-life, weight, age
+weight) before anything learns from it (predict, then update) and keeps the best; `observe` adds
+the batch to the decayed counts and the items' first event times in O(batch). All of it is saved
+with the model version in the registry.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from lakehouse.errors import RecoError
 from recocli.config import RankSettings
 from recocli.models.base import Recommender
 from recocli.models.padded import PAD
-from recocli.models.prior import RankerState, choose_blend, pair_name, rank_scores
+from recocli.models.prior import RankerState, pair_name, rank_scores
 from recocli.models.store import ModelVersion
 from recocli.models.vocab import Vocabs
 from recocli.recommend.history import score_users
@@ -39,9 +41,10 @@ K = 10  # choices are made on NDCG@10
 CHOICE_MEMORY = 0.5
 
 
-def rank_grid(cfg: RankSettings) -> tuple[list[float], list[float]]:
-    """The half-lives (seconds; inf = no decay) and weights (inf = popularity alone) to choose among."""
-    return [float(h) for h in cfg.half_lives], [float(w) for w in cfg.weights]
+def rank_grid(cfg: RankSettings) -> tuple[list[float], list[float], list[float]]:
+    """The half-lives (seconds; inf = no decay), weights (inf = popularity alone) and age weights to
+    choose among."""
+    return [float(h) for h in cfg.half_lives], [float(w) for w in cfg.weights], list(cfg.age_weights)
 
 
 def stable_order(users: list[str]) -> list[str]:
@@ -81,7 +84,7 @@ class Ranker:
         raw, has = self.model_scores(users, interactions)
         if popular_only:
             has = torch.zeros_like(has)
-        return self._blend(raw, has, self.state.half_life_s, self.state.weight)[0], has
+        return self._blend(raw, has, self.state.half_life_s, self.state.weight, self.state.age_weight)[0], has
 
     def top_k(
         self,
@@ -112,21 +115,27 @@ class Ranker:
 
     def blended(self, raw: Tensor, has: Tensor, weight: float) -> tuple[Tensor, Tensor]:
         """`model_scores` blended at `weight` (ablations; serving uses the chosen one) with the
-        chosen half-life's counts."""
-        return self._blend(raw, has, self.state.half_life_s, weight)
+        chosen popularity (half-life and age weight)."""
+        return self._blend(raw, has, self.state.half_life_s, weight, self.state.age_weight)
 
-    def _blend(self, raw: Tensor, has: Tensor, half_life_s: float, weight: float) -> tuple[Tensor, Tensor]:
-        log_prior = self.state.priors[half_life_s].log_prob(raw.shape[1])
+    def _blend(
+        self, raw: Tensor, has: Tensor, half_life_s: float, weight: float, age_weight: float
+    ) -> tuple[Tensor, Tensor]:
+        log_prior = self.state.log_prior(raw.shape[1], half_life_s, age_weight)
         scores = rank_scores(raw, log_prior, weight, has)
         return scores, torch.zeros_like(has) if math.isinf(weight) else has
 
     # ---- learning ----
 
     def observe(self, rows: Interactions) -> None:
-        """Add the positives of `rows` to every half-life's decayed counts (O(rows))."""
+        """Add the positives of `rows` to every half-life's decayed counts, and the first event
+        times of items new to it (O(rows))."""
         data = as_compact(rows)
+        item_rows = self.vocabs.items.rows(data.item_ids)
+        every = item_rows[data.rows.items]
+        self.state.saw(every[every >= 0], data.rows.ts[every >= 0])
         pos = data.rows.positives()
-        items = self.vocabs.items.rows(data.item_ids)[pos.items]
+        items = item_rows[pos.items]
         known = items >= 0
         ts = pos.ts[known]
         weights = pos.weights.astype(np.float64)[known]
@@ -143,23 +152,27 @@ class Ranker:
             return
         users, exclude, relevant, n_relevant = batch
         raw, has = self.model_scores(users, None)
-        pooled = {}
+        log_p = torch.log_softmax(raw.float(), dim=1)  # once for the whole grid
+        pooled: dict[tuple[float, float, float], tuple[float, float]] = {}
         for h in self.state.priors:
-            for w in self.state.weights:
-                scores, _ = self._blend(raw, has, h, w)
-                ndcg = ndcg_at(masked_topk(scores, K, exclude)[1], relevant, n_relevant)
-                old = self.state.figures.get(pair_name(h, w), {"ndcg@10": 0.0, "users": 0.0})
-                weight = old["users"] * CHOICE_MEMORY
-                pooled[(h, w)] = (
-                    (old["ndcg@10"] * weight + float(ndcg.sum())) / (weight + len(users)),
-                    weight + len(users),
-                )
+            for b in self.state.age_weights:
+                log_prior = self.state.log_prior(raw.shape[1], h, b)
+                for w in self.state.weights:
+                    scores = rank_scores(log_p, log_prior, w, has, normalized=True)
+                    ndcg = ndcg_at(masked_topk(scores, K, exclude)[1], relevant, n_relevant)
+                    old = self.state.figures.get(pair_name(h, w, b), {"ndcg@10": 0.0, "users": 0.0})
+                    weight = old["users"] * CHOICE_MEMORY
+                    pooled[(h, w, b)] = (
+                        (old["ndcg@10"] * weight + float(ndcg.sum())) / (weight + len(users)),
+                        weight + len(users),
+                    )
         self.state.figures = {
-            pair_name(h, w): {"ndcg@10": round(q, 5), "users": round(n, 2)}
-            for (h, w), (q, n) in pooled.items()
+            pair_name(*blend): {"ndcg@10": round(q, 5), "users": round(n, 2)}
+            for blend, (q, n) in pooled.items()
         }
-        h, w, _ = choose_blend(lambda h, w: pooled[(h, w)][0], list(self.state.priors), self.state.weights)
-        self.state.half_life_s, self.state.weight = h, w
+        # Ties go to the smaller age weight, then the smaller weight, then the shorter half-life.
+        h, w, b = max(sorted(pooled, key=lambda p: (p[2], p[1], p[0])), key=lambda p: pooled[p][0])
+        self.state.half_life_s, self.state.weight, self.state.age_weight = h, w, b
         ts = rows["ts"].cast(pa.int64())
         self.state.chosen_on = {
             "users": len(users),
@@ -167,7 +180,7 @@ class Ranker:
             "rows": rows.num_rows,
             "from_us": pc.min(ts).as_py(),
             "to_us": pc.max(ts).as_py(),
-            "ndcg@10": round(pooled[(h, w)][0], 5),
+            "ndcg@10": round(pooled[(h, w, b)][0], 5),
         }
 
 

@@ -118,7 +118,7 @@ def top_k(
     prior: tuple[torch.Tensor, float] | None = None,
 ) -> TopK:
     """The scoring seam: scores of one batch of users over the whole catalog (score_users), blended
-    with the ranker's `prior` (log P_recent [items], weight: `ranker_prior`), their seen and blocked
+    with the ranker's `prior` (its popularity [items], weight: `ranker_prior`), their seen and blocked
     items masked, top-k taken on the scoring device; only [B, k] comes back."""
     device = model.hist_items.device
     with _precision(device):
@@ -130,10 +130,10 @@ def top_k(
 
 
 def ranker_prior(loaded: ModelVersion) -> tuple[torch.Tensor, float]:
-    """The version's ranker as `top_k` blends it: log P_recent [items] at the chosen half-life and the
-    chosen weight (a version published before rankers is refused in one line)."""
+    """The version's ranker as `top_k` blends it: its chosen popularity [items] (`log_prior`) and
+    the chosen weight (a version published before rankers is refused in one line)."""
     state = Ranker.of(loaded).state
-    return state.prior.log_prob(loaded.model.n_items), state.weight
+    return state.log_prior(loaded.model.n_items), state.weight
 
 
 def by_user(interactions: pa.Table, users: list[str]) -> tuple[pa.Table, np.ndarray]:

@@ -68,9 +68,10 @@ def test_the_ranker_is_saved_with_its_version_and_chosen_on_the_newest_rows(ware
     registry = ModelRegistry(Warehouse(settings.warehouse))
     meta = registry.metadata(2)["ranker"]
     assert meta["half_life"] in meta["half_lives"] and meta["half_lives"][-1] == "all"
-    assert len(meta["ndcg@10"]) == len(meta["half_lives"]) * len(meta["weights"])
+    assert len(meta["ndcg@10"]) == len(meta["half_lives"]) * len(meta["weights"]) * len(meta["age_weights"])
     weight = meta["weight"] if meta["weight"] == "inf" else f"{meta['weight']:g}"
-    chosen = meta["ndcg@10"][f"{meta['half_life']}/{weight}"]["ndcg@10"]
+    age = f"/age{meta['age_weight']:g}" if meta["age_weight"] else ""
+    chosen = meta["ndcg@10"][f"{meta['half_life']}/{weight}{age}"]["ndcg@10"]
     assert chosen == max(f["ndcg@10"] for f in meta["ndcg@10"].values())
     # Version 2 chose on the rows of the second commit, before learning them.
     lo, hi = pc.min_max(later["ts"].cast(pa.int64())).values()
@@ -132,6 +133,33 @@ def test_popularity_alone_wins_over_a_model_that_knows_nothing():
     assert torch.equal(scores[0], scores[1]) and torch.equal(scores[0], scores[2])
     best = max(f["ndcg@10"] for f in ranker.state.figures.values())
     assert ranker.state.figures["all/0"]["ndcg@10"] < best
+
+
+def test_newer_items_come_first_when_the_newest_rows_say_so():
+    """Old items a little more popular than new ones at every half-life (taken long ago, the day
+    before and today; the new ones only today): when what users take next is the new ones, the
+    choice weighs item age, and a stranger's list starts with the new items."""
+    day = 86400 * 10**6
+    old, new = [f"old{i}" for i in range(10)], [f"new{i}" for i in range(10)]
+    items = old * 4 + new + old
+    ts = [0] * 30 + [29 * day] * 10 + [30 * day + n for n in range(20)]
+    history = make_interactions([f"u{n}" for n in range(len(items))], items, ts=ts)
+    later = make_interactions([f"v{n}" for n in range(20)], new * 2, ts=[31 * day + n for n in range(20)])
+    vocabs = Vocabs()
+    vocabs.users.add(history["user_id"])
+    vocabs.items.add(history["item_id"])
+    settings = Settings()
+    model = build_model("mf", len(vocabs.users), len(vocabs.items), settings.model.mf).eval()
+    ranker = Ranker.new(model, vocabs, settings.rank)
+    ranker.observe(history)
+    first = ranker.state.first_us[vocabs.items.rows(["old3", "new3"])].tolist()
+    assert first == [0, 30 * day + 3]
+    before = ranker.scores(["stranger"])[0].topk(10).indices[0].tolist()
+    assert set(vocabs.items.ids(before)) == set(old)  # age not weighed yet
+    ranker.choose(later, max_users=100)
+    assert ranker.state.age_weight > 0
+    top = ranker.scores(["stranger"])[0].topk(10).indices[0].tolist()
+    assert set(vocabs.items.ids(top)) == set(new)
 
 
 def test_the_served_protocol_scores_recommend_lists_window_by_window(tmp_path):

@@ -227,10 +227,14 @@ def _bootstrap(
         clock = time.perf_counter()
         ranker, _ = fit_ranker(kind, data.slice(0, cut), own[kind], seed=seed, progress=False)
         state = ranker.state
-        log(f"{kind}: half-life {half_life_name(state.half_life_s)}, blend weight {state.weight:g}")
+        log(
+            f"{kind}: half-life {half_life_name(state.half_life_s)}, blend weight {state.weight:g}, "
+            f"age weight {state.age_weight:g}"
+        )
         result.blend[kind] = {
             "weight": state.weight,
             "half_life_days": state.half_life_s / 86400,
+            "age_weight": state.age_weight,
             "validation_ndcg@10": {k: f["ndcg@10"] for k, f in state.figures.items()},
         }
         result.seconds[f"{kind}:bootstrap"] = round(time.perf_counter() - clock, 3)

@@ -206,9 +206,9 @@ def _windows(
 
 
 def _ranker(warehouse: Warehouse) -> dict:
-    """The served version's choice: half-life, weight, and the NDCG@10 it was chosen on."""
+    """The served version's choice: half-life, weight, age weight, and the NDCG@10 it was chosen on."""
     meta = ModelRegistry(warehouse).metadata().get("ranker", {})
-    return {k: meta.get(k) for k in ("half_life", "weight")} | {
+    return {k: meta.get(k) for k in ("half_life", "weight", "age_weight")} | {
         "on": meta.get("chosen_on", {}).get("ndcg@10")
     }
 

@@ -19,6 +19,7 @@ from recocli.config import Settings, load_settings
 from recocli.data.synthetic import World
 from recocli.lab.evaluate.served import commit, run_served
 from recocli.models import build_model
+from recocli.models.prior import RankerState
 from recocli.models.store import load_version
 from recocli.models.vocab import Vocabs
 from recocli.recommend.bronze import interactions as read_interactions
@@ -160,6 +161,20 @@ def test_newer_items_come_first_when_the_newest_rows_say_so():
     assert ranker.state.age_weight > 0
     top = ranker.scores(["stranger"])[0].topk(10).indices[0].tolist()
     assert set(vocabs.items.ids(top)) == set(new)
+
+
+def test_a_ranker_saved_before_item_age_loads_and_ranks_as_it_did():
+    state = RankerState.new([86400.0, math.inf], [0.0, math.inf], [0.0, 0.5])
+    state.priors[86400.0].update(np.array([0, 1, 1, 2]), np.array([0, 10**6, 2 * 10**6, 3 * 10**6]))
+    state.saw(np.array([0, 1, 2]), np.array([0, 10**6, 3 * 10**6]))
+    state.half_life_s, state.age_weight = 86400.0, 0.5
+    tensors, meta = state.tensors(), state.metadata()
+    del tensors["ranker.first_us"], meta["age_weight"], meta["age_weights"]
+    meta["half_life"] = "1d"
+    old = RankerState.from_stored(tensors, meta)
+    assert (old.age_weights, old.age_weight) == ([0.0], 0.0)
+    assert torch.equal(old.log_prior(3), state.priors[86400.0].log_prob(3))
+    assert not torch.equal(state.log_prior(3), old.log_prior(3))  # the age term, where it is chosen
 
 
 def test_the_served_protocol_scores_recommend_lists_window_by_window(tmp_path):

@@ -84,7 +84,7 @@ class Ranker:
         raw, has = self.model_scores(users, interactions)
         if popular_only:
             has = torch.zeros_like(has)
-        return self._blend(raw, has, self.state.half_life_s, self.state.weight, self.state.age_weight)[0], has
+        return self.blended(raw, has, self.state.weight)[0], has
 
     def top_k(
         self,
@@ -115,14 +115,9 @@ class Ranker:
 
     def blended(self, raw: Tensor, has: Tensor, weight: float) -> tuple[Tensor, Tensor]:
         """`model_scores` blended at `weight` (ablations; serving uses the chosen one) with the
-        chosen popularity (half-life and age weight)."""
-        return self._blend(raw, has, self.state.half_life_s, weight, self.state.age_weight)
-
-    def _blend(
-        self, raw: Tensor, has: Tensor, half_life_s: float, weight: float, age_weight: float
-    ) -> tuple[Tensor, Tensor]:
-        log_prior = self.state.log_prior(raw.shape[1], half_life_s, age_weight)
-        scores = rank_scores(raw, log_prior, weight, has)
+        chosen popularity (half-life and age weight); and whether each row is personal (False for
+        everyone at weight inf)."""
+        scores = rank_scores(raw, self.state.log_prior(raw.shape[1]), weight, has)
         return scores, torch.zeros_like(has) if math.isinf(weight) else has
 
     # ---- learning ----

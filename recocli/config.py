@@ -266,6 +266,9 @@ class RankSettings:
     choose_share: float = 0.1
     # At most this many users scored per choice (the first by a stable hash of their id).
     choose_users: int = 2000
+    # And at most this many user × item scores per blend (fewer users on a large catalog): each
+    # choice scores every blend on the grid, so this bounds its cost per micro-batch.
+    choose_scores: int = 20_000_000
 
     def check(self) -> None:
         if not self.half_lives or min(self.half_lives) <= 0:
@@ -276,7 +279,7 @@ class RankSettings:
             raise RecoError("rank.age_weights must list finite weights ≥ 0")
         if not 0 <= self.choose_share < 1:
             raise RecoError(f"rank.choose_share must be in [0, 1), got {self.choose_share}")
-        _at_least("rank", self, choose_users=1)
+        _at_least("rank", self, choose_users=1, choose_scores=1)
 
 
 @dataclass

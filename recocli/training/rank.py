@@ -42,6 +42,13 @@ def fit_ranker(
     return ranker, metrics
 
 
+def choice_users(settings: Settings, n_items: int) -> int:
+    """How many users a choice scores: rank.choose_users, fewer where the catalog would take each
+    blend past rank.choose_scores scores."""
+    cfg = settings.rank
+    return max(1, min(cfg.choose_users, cfg.choose_scores // max(n_items, 1)))
+
+
 def learn_batch(
     ranker: Ranker,
     rows: pa.Table,
@@ -52,6 +59,6 @@ def learn_batch(
 ) -> None:
     """Predict, then update: choose the half-life and weight on `rows`, then fine-tune the model on
     them (its curve into `log_dir`) and add them to the decayed counts (in place)."""
-    ranker.choose(rows, settings.rank.choose_users)
+    ranker.choose(rows, choice_users(settings, len(ranker.vocabs.items)))
     fine_tune(ranker.model, ranker.vocabs, rows, None, settings, seed=seed, report=report, log_dir=log_dir)
     ranker.observe(rows)

@@ -29,6 +29,7 @@ from recocli.recommend.run import Request, recommend
 from recocli.recommend.topk import masked_topk
 from recocli.training.incremental import WarehouseTrainer
 from recocli.training.interactions import make_interactions
+from recocli.training.rank import choice_users
 
 WORLD = World(users=50, items=80, clusters=5)
 PEERS = ("1d", "7d", "30d", "90d", "365d", "all")
@@ -161,6 +162,14 @@ def test_newer_items_come_first_when_the_newest_rows_say_so():
     assert ranker.state.age_weight > 0
     top = ranker.scores(["stranger"])[0].topk(10).indices[0].tolist()
     assert set(vocabs.items.ids(top)) == set(new)
+
+
+def test_a_choice_scores_fewer_users_where_the_catalog_is_large():
+    settings = Settings()
+    settings.rank.choose_users, settings.rank.choose_scores = 2000, 1_000_000
+    assert choice_users(settings, 100) == 2000
+    assert choice_users(settings, 50_000) == 20
+    assert choice_users(settings, 10**9) == 1
 
 
 def test_a_ranker_saved_before_item_age_loads_and_ranks_as_it_did():

@@ -205,7 +205,9 @@ def _rank_settings(settings: Settings) -> dict[str, object]:
         "half_lives": [str(h) for h in cfg.half_lives],
         "weights": [str(w) for w in cfg.weights],
         "choose_share": cfg.choose_share,
+        "age_weights": list(cfg.age_weights),
         "choose_users": cfg.choose_users,
+        "choose_scores": cfg.choose_scores,
     }
 
 

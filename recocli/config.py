@@ -268,7 +268,7 @@ class RankSettings:
     choose_users: int = 2000
     # And at most this many user × item scores per blend (fewer users on a large catalog): each
     # choice scores every blend on the grid, so this bounds its cost per micro-batch.
-    choose_scores: int = 20_000_000
+    choose_scores: int = 10_000_000
 
     def check(self) -> None:
         if not self.half_lives or min(self.half_lives) <= 0:

@@ -185,10 +185,6 @@ class RankerState:
             age_weights=[float(a) for a in age_weights],
         )
 
-    @property
-    def prior(self) -> RecencyPrior:
-        return self.priors[self.half_life_s]
-
     def log_prior(
         self, n_items: int, half_life_s: float | None = None, age_weight: float | None = None
     ) -> Tensor:

@@ -57,8 +57,9 @@ def learn_batch(
     report: dict[str, Any] | None = None,
     log_dir: Path | None = None,
 ) -> None:
-    """Predict, then update: choose the half-life and weight on `rows`, then fine-tune the model on
-    them (its curve into `log_dir`) and add them to the decayed counts (in place)."""
+    """Predict, then update: choose the half-life, weight and age weight on `rows`, then fine-tune
+    the model on them (its curve into `log_dir`) and add them to the decayed counts and first event
+    times (in place)."""
     ranker.choose(rows, choice_users(settings, len(ranker.vocabs.items)))
     fine_tune(ranker.model, ranker.vocabs, rows, None, settings, seed=seed, report=report, log_dir=log_dir)
     ranker.observe(rows)

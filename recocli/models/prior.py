@@ -131,6 +131,13 @@ def rank_scores(
     return blend(scores, log_prior, weight, has_history, normalized)
 
 
+def best_setting(quality: dict[tuple[float, ...], float]) -> tuple[float, ...]:
+    """The setting with the best quality; ties go to the smaller last value, then the one before
+    it, and so on (for (half-life, weight, age weight): the smaller age weight, then weight, then
+    the shorter half-life: the simpler blend)."""
+    return max(sorted(quality, key=lambda p: p[::-1]), key=quality.__getitem__)
+
+
 def choose_blend(
     quality: Callable[[float, float], float], half_lives_s: Sequence[float], weights: Sequence[float]
 ) -> tuple[float, float, dict[str, float]]:
@@ -140,8 +147,8 @@ def choose_blend(
     tried = {(float(h), float(w)): float(quality(float(h), float(w))) for h in half_lives_s for w in weights}
     if not tried:
         raise ValueError("no half-life or weight to choose from")
-    best = max(sorted(tried, key=lambda p: (p[1], p[0])), key=lambda p: (tried[p], -p[1], -p[0]))
-    return best[0], best[1], {f"{h / 86400:g}d/{w:g}": q for (h, w), q in tried.items()}
+    h, w = best_setting(tried)
+    return h, w, {f"{h / 86400:g}d/{w:g}": q for (h, w), q in tried.items()}
 
 
 def half_life_name(half_life_s: float) -> str:

@@ -28,7 +28,7 @@ from lakehouse.errors import RecoError
 from recocli.config import RankSettings
 from recocli.models.base import Recommender
 from recocli.models.padded import PAD
-from recocli.models.prior import RankerState, pair_name, rank_scores
+from recocli.models.prior import RankerState, best_setting, pair_name, rank_scores
 from recocli.models.store import ModelVersion
 from recocli.models.vocab import Vocabs
 from recocli.recommend.history import score_users
@@ -165,8 +165,7 @@ class Ranker:
             pair_name(*blend): {"ndcg@10": round(q, 5), "users": round(n, 2)}
             for blend, (q, n) in pooled.items()
         }
-        # Ties go to the smaller age weight, then the smaller weight, then the shorter half-life.
-        h, w, b = max(sorted(pooled, key=lambda p: (p[2], p[1], p[0])), key=lambda p: pooled[p][0])
+        h, w, b = best_setting({blend: q for blend, (q, _) in pooled.items()})
         self.state.half_life_s, self.state.weight, self.state.age_weight = h, w, b
         ts = rows["ts"].cast(pa.int64())
         self.state.chosen_on = {

@@ -298,19 +298,10 @@ class EvaluateSettings:
     retrain_every: int = 4
     # The popular peer counts positives in this long before each window.
     popular_window: Duration = Duration("90d")
-    # Leave-last-out: the recency prior blended into model scores, half-lives and blend weights (0 = the
-    # plain model) chosen on the validation item, where weights well below 0.5 do best on MovieLens.
-    # Prequential and served rank with the ranker, which chooses its own ([rank]).
-    loo_prior_half_life: tuple[Duration, ...] = tuple(Duration(d) for d in ("7d", "30d", "180d", "730d"))
-    loo_prior_weights: tuple[float, ...] = (0.0, 0.03, 0.06, 0.12, 0.25, 0.5)
 
     def check(self) -> None:
         if not self.k or min(self.k) < 1:
             raise RecoError(f"evaluate.k must list positive cut-offs, got {list(self.k)}")
-        if not self.loo_prior_half_life or min(self.loo_prior_half_life) <= 0:
-            raise RecoError("evaluate.loo_prior_half_life must list durations longer than 0")
-        if not self.loo_prior_weights or min(self.loo_prior_weights) < 0:
-            raise RecoError("evaluate.loo_prior_weights must list weights ≥ 0")
 
 
 @dataclass

@@ -96,9 +96,9 @@ def evaluate(
     **loo**: per user the last positive is the test item and the one before it the validation item;
     every item the user has not interacted with is a candidate (full ranking, no sampled negatives).
     HR@K, NDCG@K, Recall@K, MRR and catalog coverage; RMSE/MAE of an explicit ALS on held-out ratings.
-    sasrec and mf are blended with a time-local recency-popularity prior (what was popular at each
-    user's own last event; evaluate.loo_prior_half_life × loo_prior_weights chosen on the validation
-    item), and also shown alone (-noblend), next to the prior alone (prior).
+    sasrec and mf rank through the ranker `reco recommend` serves, with its popularity as of each
+    user's own last event (the [rank] grid chosen on the validation item), and are also shown alone
+    (-noblend), next to that popularity alone (prior).
 
     **prequential**: bootstrap on the first part of time, then window by window rank first, score
     against what users did, then update. Strategies (each the ranker `reco recommend` serves):

@@ -5,18 +5,18 @@ items have no learned weight yet. The prior keeps exponentially time-decayed cou
 interactions per item (half-life in event time), updated in O(batch) with every incremental
 update, and a model's scores are blended with it as a product of experts:
 
-    blended = log_softmax(model scores) + weight · log P_recent(item)
+    blended = log_softmax(model scores) + weight · (log P_recent(item) − age weight · log(1 + age))
 
-The half-life and `weight` are chosen on validation windows (`choose_blend`); weight 0 is the
-plain model. Users
-without any history get the prior alone. Saved as plain tensors (safetensors-friendly).
+The half-life, `weight` and age weight are chosen on the newest data (`best_setting` keeps the
+best); weight 0 is the plain model. Users without any history get the popularity alone. Saved as
+plain tensors (safetensors-friendly).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,9 +107,10 @@ def blend(
     has_history: Tensor | None = None,
     normalized: bool = False,
 ) -> Tensor:
-    """log_softmax(scores) + weight · log_prior per row; rows without history (`has_history` False)
-    get log_prior alone. -inf scores (unknown items) stay -inf. `normalized`: the scores are
-    log_softmax already (a grid of blends normalises once)."""
+    """log_softmax(scores) + weight · log_prior per row (`log_prior` [items], or [B, items]: each
+    row's own); rows without history (`has_history` False) get log_prior alone. -inf scores (unknown
+    items) stay -inf. `normalized`: the scores are log_softmax already (a grid of blends normalises
+    once)."""
     log_prior = log_prior.to(scores.device)
     if normalized:  # a new tensor: the caller's is scored again at other weights
         out = scores + weight * log_prior if weight else scores.clone()
@@ -118,7 +119,8 @@ def blend(
         if weight:
             out.add_(log_prior, alpha=weight)
     if has_history is not None and not bool(has_history.all()):
-        out[~has_history.to(out.device)] = log_prior.expand(int((~has_history).sum()), -1)
+        cold = ~has_history.to(out.device)
+        out[cold] = log_prior[cold] if log_prior.dim() == 2 else log_prior.expand(int(cold.sum()), -1)
     return out
 
 
@@ -138,17 +140,35 @@ def best_setting(quality: dict[tuple[float, ...], float]) -> tuple[float, ...]:
     return max(sorted(quality, key=lambda p: p[::-1]), key=quality.__getitem__)
 
 
-def choose_blend(
-    quality: Callable[[float, float], float], half_lives_s: Sequence[float], weights: Sequence[float]
-) -> tuple[float, float, dict[str, float]]:
-    """The (half-life, weight) pair with the best `quality(half_life_s, weight)` (e.g. NDCG@10 on
-    validation windows); ties go to the smaller weight, then the shorter half-life.
-    Returns (half-life, weight, quality of each pair tried keyed "half-life/weight")."""
-    tried = {(float(h), float(w)): float(quality(float(h), float(w))) for h in half_lives_s for w in weights}
-    if not tried:
-        raise ValueError("no half-life or weight to choose from")
-    h, w = best_setting(tried)
-    return h, w, {f"{h / 86400:g}d/{w:g}": q for (h, w), q in tried.items()}
+def popularity_part(log_p: Tensor, log_age: Tensor | None, age_weight: float) -> Tensor:
+    """The popularity part of a list: log P_recent less the age weight × log(1 + age in days) (the
+    newer of two items as popular lately first); `log_age` [items] or [B, items]."""
+    return log_p - age_weight * log_age if age_weight and log_age is not None else log_p
+
+
+def item_log_age(first_us: Tensor, now_us: int | None, n_items: int) -> Tensor:
+    """log(1 + days from each item's first event (µs; -1: none) to `now_us`) over item rows
+    0..n_items-1; 0 for an item not seen by then (no event yet, or its first after `now_us`)."""
+    first = torch.full((n_items,), -1, dtype=torch.int64)
+    m = min(n_items, len(first_us))
+    first[:m] = first_us[:m]
+    if now_us is None:
+        return torch.zeros(n_items)
+    days = torch.where(first >= 0, (now_us - first).double() / 86400e6, 0.0).clamp_min(0)
+    return days.log1p().float()
+
+
+def earliest(first_us: Tensor, items: np.ndarray, ts_us: np.ndarray) -> Tensor:
+    """Each item row's first event time (µs; -1: none) in `first_us` and the events (item rows,
+    event times in µs), over as many rows as either has."""
+    if len(items) == 0:
+        return first_us
+    never = np.iinfo(np.int64).max
+    first = np.full(max(int(items.max()) + 1, len(first_us)), never, dtype=np.int64)
+    old = first_us.numpy()
+    first[: len(old)] = np.where(old >= 0, old, never)
+    np.minimum.at(first, items, np.asarray(ts_us, dtype=np.int64))
+    return torch.from_numpy(np.where(first == never, -1, first))
 
 
 def half_life_name(half_life_s: float) -> str:
@@ -200,30 +220,17 @@ class RankerState:
         comes first (defaults: the chosen ones)."""
         half_life_s = self.half_life_s if half_life_s is None else half_life_s
         age_weight = self.age_weight if age_weight is None else age_weight
-        out = self.priors[half_life_s].log_prob(n_items)
-        return out - age_weight * self.log_age(n_items) if age_weight else out
+        log_age = self.log_age(n_items) if age_weight else None
+        return popularity_part(self.priors[half_life_s].log_prob(n_items), log_age, age_weight)
 
     def log_age(self, n_items: int) -> Tensor:
         """log(1 + days since each item's first event) at the counts' event time (0: not seen yet)."""
         now = max((p.now_us for p in self.priors.values() if p.now_us is not None), default=None)
-        first = torch.full((n_items,), -1, dtype=torch.int64)
-        m = min(n_items, len(self.first_us))
-        first[:m] = self.first_us[:m]
-        if now is None:
-            return torch.zeros(n_items)
-        days = torch.where(first >= 0, (now - first).double() / 86400e6, 0.0).clamp_min(0)
-        return days.log1p().float()
+        return item_log_age(self.first_us, now, n_items)
 
     def saw(self, items: np.ndarray, ts_us: np.ndarray) -> None:
         """Keep each item's first event time (item rows, event times in µs)."""
-        if len(items) == 0:
-            return
-        n = max(int(items.max()) + 1, len(self.first_us))
-        first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-        old = self.first_us.numpy()
-        first[: len(old)] = np.where(old >= 0, old, first[: len(old)])
-        np.minimum.at(first, items, ts_us.astype(np.int64))
-        self.first_us = torch.from_numpy(np.where(first == np.iinfo(np.int64).max, -1, first))
+        self.first_us = earliest(self.first_us, items, ts_us)
 
     def tensors(self) -> dict[str, Tensor]:
         """Stored beside the model's tensors (one safetensors file), under 'ranker.'."""

@@ -56,25 +56,25 @@ def test_values_are_parsed_once_into_their_types(tmp_path: Path):
     conf = tmp_path / "c.toml"
     conf.write_text(
         '[ingest]\nmax_bytes_per_batch = "2MB"\nmax_future = "2h"\n'
-        '[evaluate]\nk = [5, 10]\nloo_prior_half_life = ["7d", 3600]\n'
-        '[rank]\nhalf_lives = ["7d", "all"]\n'
+        "[evaluate]\nk = [5, 10]\n"
+        '[rank]\nhalf_lives = ["7d", 3600, "all"]\n'
     )
     env = {
         "RECO_EVALUATE_ALS_REGS": "0.5, 1",
         "RECO_EVALUATE_POPULAR_WINDOW": "1w",
         "RECO_RANK_WEIGHTS": "0,inf",
     }
-    settings = load_settings(conf, env=env, overrides={"evaluate.loo_prior_weights": "0,0.25"})
+    settings = load_settings(conf, env=env, overrides={"rank.age_weights": "0,0.25"})
     assert settings.ingest.max_bytes_per_batch == 2 << 20 and isinstance(
         settings.ingest.max_bytes_per_batch, Size
     )
     assert settings.ingest.max_future == 7200.0 and str(settings.ingest.max_future) == "2h"
     assert settings.evaluate.k == (5, 10)
-    assert settings.evaluate.loo_prior_half_life == (7 * 86400.0, 3600.0)
-    assert settings.rank.half_lives == (7 * 86400.0, math.inf) and str(settings.rank.half_lives[1]) == "all"
+    assert settings.rank.half_lives == (7 * 86400.0, 3600.0, math.inf)
+    assert str(settings.rank.half_lives[2]) == "all"
     assert settings.rank.weights == (0.0, math.inf)
     assert settings.evaluate.als_regs == (0.5, 1.0)
-    assert settings.evaluate.loo_prior_weights == (0.0, 0.25)
+    assert settings.rank.age_weights == (0.0, 0.25)
     assert settings.evaluate.popular_window == 604800.0
     assert Settings().ingest.interval == 1.0 and Settings().data.replay_flush == Duration("1s")
 
@@ -128,6 +128,7 @@ def test_a_spark_job_leaves_the_variables_of_the_rest_of_reco_alone():
     ("text", "message"),
     [
         ("[ingest]\nlandin = 'x'\n", "unknown setting 'ingest.landin'"),
+        ("[evaluate]\nloo_prior_weights = [0.1]\n", "unknown setting 'evaluate.loo_prior_weights'"),
         ("[ingest]\nmax_files_per_batch = 'many'\n", "must be int"),
         ("ingest = 3\n", "must be a table"),
         ("[ingest\n", "not valid TOML"),

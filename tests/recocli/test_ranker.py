@@ -19,7 +19,7 @@ from recocli.config import Settings, load_settings
 from recocli.data.synthetic import World
 from recocli.lab.evaluate.served import commit, run_served
 from recocli.models import build_model
-from recocli.models.prior import RankerState, best_setting, choose_blend
+from recocli.models.prior import RankerState, best_setting
 from recocli.models.store import load_version
 from recocli.models.vocab import Vocabs
 from recocli.recommend.bronze import interactions as read_interactions
@@ -169,8 +169,6 @@ def test_ties_go_to_the_simpler_blend():
     tied = {(7.0, 4.0, 0.5): 0.3, (30.0, 4.0, 0.25): 0.3, (1.0, 8.0, 0.25): 0.3, (1.0, 0.0, 1.0): 0.2}
     assert best_setting(tied) == (30.0, 4.0, 0.25)
     assert best_setting({**tied, (1.0, 0.0, 1.0): 0.31}) == (1.0, 0.0, 1.0)
-    h, w, _ = choose_blend(lambda h, w: 0.5 if w > 0 else 0.4, [86400.0, 7 * 86400.0], [0.0, 1.0, 2.0])
-    assert (h, w) == (86400.0, 1.0)
 
 
 def test_a_choice_scores_fewer_users_where_the_catalog_is_large():

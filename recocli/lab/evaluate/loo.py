@@ -7,14 +7,17 @@ scores every list. The validation item chooses ALS's grid point and is read, not
 newest history item when the test item is scored (sasrec reads it, and so does mf with a history
 term, model.mf.history; ALS cannot).
 
-Our models (sasrec, mf) are blended with a time-local recency-popularity prior — what was popular
-at the user's own "now" (recocli.lab.evaluate.timeprior) — as a product of experts, the half-life and
-weight chosen on the validation stage only (`result.blend`); the plain model's test row stays as
-`<model>-noblend` and the prior alone as `prior`, so the report shows what the blend adds.
+Our models (sasrec, mf) rank as `reco recommend` ranks them: through the ranker's function
+(recocli.models.prior.rank_scores), blended with its popularity part held at the user's own "now"
+(recocli.lab.evaluate.timeprior: decayed counts and item age as of the user's last event), the
+half-life, weight and age weight chosen from the `[rank]` grid with the ranker's rule
+(`best_setting`) on the validation stage only (`result.blend`); the plain model's test row stays as
+`<model>-noblend` and the popularity alone as `prior`, so the report shows what the blend adds.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,11 +35,18 @@ from recocli.lab.evaluate import check_models, metrics
 from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
 from recocli.lab.evaluate.source import Source, rating_values
 from recocli.lab.evaluate.split import LooSplit, loo_split
-from recocli.lab.evaluate.timeprior import Positives, reference_times, time_local_log_prior
+from recocli.lab.evaluate.timeprior import (
+    Positives,
+    first_times,
+    reference_times,
+    time_local_log_age,
+    time_local_log_prior,
+)
 from recocli.models import KINDS
-from recocli.models.prior import blend, choose_blend
+from recocli.models.prior import best_setting, pair_name, popularity_part, rank_scores
 from recocli.models.vocab import Vocabulary
 from recocli.recommend.history import score_users, seen_items
+from recocli.recommend.ranker import rank_grid
 from recocli.training.fit import fit_full
 
 if TYPE_CHECKING:
@@ -60,7 +70,8 @@ class Stage:
     exclude: Tensor  # [B, S] catalog rows the user already had
     ref_us: np.ndarray  # [B] each user's "now": their newest event in `history` (µs)
     positives: Positives  # the positives of `history`, for the time-local prior
-    priors: dict = field(default_factory=dict)  # (half-life, batch start) → [b, catalog] log prior
+    first_us: Tensor  # [catalog] each item's first event in `history` (µs; -1: none), for its age
+    priors: dict = field(default_factory=dict)  # (half-life or "age", batch start) → [b, catalog]
 
 
 @dataclass
@@ -106,59 +117,74 @@ def _stage(rows: pa.Table, history: pa.Table, catalog: Vocabulary) -> Stage:
     relevant = torch.from_numpy(catalog.rows(rows["item_id"])[:, None])
     return Stage(
         users, relevant, history, seen_items(history, users, catalog),
-        reference_times(history, users), Positives.of(history, catalog),
+        reference_times(history, users), Positives.of(history, catalog), first_times(history, catalog),
     )  # fmt: skip
 
 
-def stage_prior(stage: Stage, a: int, b: int, n_items: int, half_life_s: float) -> Tensor:
-    """The time-local log prior [b - a, n_items] of the stage's users a..b-1, kept for reuse by
-    the next model while the stage's cache stays small."""
-    key = (float(half_life_s), a)
-    if key in stage.priors:
-        return stage.priors[key]
-    out = time_local_log_prior(stage.positives, stage.ref_us[a:b], n_items, half_life_s)
-    if sum(t.numel() for t in stage.priors.values()) + out.numel() <= PRIOR_CACHE_FLOATS:
+def stage_prior(stage: Stage, a: int, b: int, n_items: int, half_life_s: float, age_weight: float) -> Tensor:
+    """The ranker's popularity part [b - a, n_items] at the time of each of the stage's users
+    a..b-1; its parts are kept for reuse by the next blend while the stage's cache stays small."""
+    log_p = _cached(stage, (float(half_life_s), a), lambda: time_local_log_prior(
+        stage.positives, stage.ref_us[a:b], n_items, half_life_s
+    ))  # fmt: skip
+    if not age_weight:
+        return log_p
+    log_age = _cached(
+        stage, ("age", a), lambda: time_local_log_age(stage.first_us, stage.ref_us[a:b], n_items)
+    )
+    return popularity_part(log_p, log_age, age_weight)
+
+
+def _cached(stage: Stage, key: tuple, make: Callable[[], Tensor]) -> Tensor:
+    if key not in stage.priors:
+        out = make()
+        if sum(t.numel() for t in stage.priors.values()) + out.numel() > PRIOR_CACHE_FLOATS:
+            return out
         stage.priors[key] = out
-    return out
+    return stage.priors[key]
 
 
 def score_stage(scorer: Scorer, stage: Stage, ks: tuple[int, ...], n_items: int) -> dict[str, float | None]:
     """Mean metrics over the stage's users, and catalog coverage of their top-K lists."""
-    return score_blends(scorer, stage, ks, n_items, [(None, 0.0)])[(None, 0.0)]
+    return score_blends(scorer, stage, ks, n_items, [AS_IS])[AS_IS]
 
 
-Pair = tuple[float | None, float]  # (prior half-life in seconds, blend weight); (None, 0): as is
+Blend = tuple[float, float, float]  # the ranker's (half-life in seconds, weight, age weight)
+AS_IS: Blend = (math.inf, 0.0, 0.0)  # weight 0: the scores as they are
 
 
 def score_blends(
-    scorer: Scorer, stage: Stage, ks: tuple[int, ...], n_items: int, pairs: list[Pair]
-) -> dict[Pair, dict[str, float | None]]:
-    """score_stage for each (half-life, weight) blend of the scorer with the time-local prior —
-    the model scores each batch once. Weight 0 is the model as is; weight inf the prior alone."""
-    parts: dict[Pair, list] = {p: [] for p in pairs}
-    tops: dict[Pair, list] = {p: [] for p in pairs}
+    scorer: Scorer, stage: Stage, ks: tuple[int, ...], n_items: int, blends: list[Blend]
+) -> dict[Blend, dict[str, float | None]]:
+    """score_stage for each blend of the scorer's scores with the popularity at each user's time,
+    ranked as the ranker ranks (`rank_scores`) — the model scores each batch once. Weight 0 is the
+    model as is (under any half-life: evaluated once); weight inf the popularity alone. Every
+    stage user has history (the split needs three positives), so none gets the cold fallback."""
+    parts: dict[Blend, list] = {p: [] for p in blends}
+    tops: dict[Blend, list] = {p: [] for p in blends}
     for a in range(0, len(stage.users), BATCH_USERS):
         b = min(a + BATCH_USERS, len(stage.users))
-        raw = scorer(stage.users[a:b], stage.history) if any(w != float("inf") for _, w in pairs) else None
-        plain = None  # the model as is scores the same under every half-life: evaluated once
-        for pair in pairs:
-            half_life, weight = pair
-            as_is = half_life is None or weight == 0
-            if as_is and plain is not None:
+        raw = (
+            scorer(stage.users[a:b], stage.history) if any(not math.isinf(w) for _, w, _ in blends) else None
+        )
+        has = torch.ones(b - a, dtype=torch.bool)
+        plain = None
+        for setting in blends:
+            half_life, weight, age_weight = setting
+            if weight == 0 and plain is not None:
                 per_user, top = plain
             else:
-                if as_is:
+                if weight == 0:
                     scores = raw
-                elif weight == float("inf"):
-                    scores = stage_prior(stage, a, b, n_items, half_life)
                 else:
-                    scores = blend(raw, stage_prior(stage, a, b, n_items, half_life), weight)
+                    log_prior = stage_prior(stage, a, b, n_items, half_life, age_weight)
+                    scores = rank_scores(log_prior if raw is None else raw, log_prior, weight, has)
                 per_user, top = metrics.evaluate_scores(scores, stage.relevant[a:b], stage.exclude[a:b], ks)
-                if as_is:
+                if weight == 0:
                     plain = per_user, top
-            parts[pair].append(per_user)
-            tops[pair].append(top)
-    return {p: _summary(parts[p], tops[p], ks, n_items) for p in pairs}
+            parts[setting].append(per_user)
+            tops[setting].append(top)
+    return {p: _summary(parts[p], tops[p], ks, n_items) for p in blends}
 
 
 def _summary(parts: list, tops: list, ks: tuple[int, ...], n_items: int) -> dict[str, float | None]:
@@ -247,58 +273,54 @@ def run_loo(
     return result
 
 
-def blend_grid(settings: Settings) -> tuple[list[float], list[float]]:
-    """The configured prior grid (evaluate.loo_prior_*), with weight 0 (the plain model) always among the
-    weights."""
-    cfg = settings.evaluate
-    return list(cfg.loo_prior_half_life), sorted({0.0, *cfg.loo_prior_weights})
-
-
 def _blended_rows(
     name: str, scorer: Scorer, stages: Stages, settings: Settings, result: LooResult, log: Log
 ) -> None:
-    """`name` blended with the time-local prior at the (half-life, weight) best on the validation
-    stage, and `name-noblend`, the model as is, on the test stage."""
+    """`name` ranked by the ranker at the `[rank]` blend best on the validation stage, and
+    `name-noblend`, the model as is, on the test stage."""
     clock = time.perf_counter()
-    half_lives, weights = blend_grid(settings)
-    grid = [(h, w) for h in half_lives for w in weights]
-    val = score_blends(scorer, stages.val, (10,), stages.n_items, grid)
-    half_life, weight, tried = choose_blend(
-        lambda h, w: val[(h, w)].get("ndcg@10") or 0.0, half_lives, weights
-    )
-    log(f"{name}: prior half-life {half_life / 86400:g}d, blend weight {weight:g} (validation)")
-    plain, chosen = (half_lives[0], 0.0), (half_life, weight)
-    test = score_blends(scorer, stages.test, stages.ks, stages.n_items, list(dict.fromkeys([chosen, plain])))
+    half_lives, weights, age_weights = rank_grid(settings.rank)
+    grid = [(h, w, b) for h in half_lives for w in weights for b in age_weights]
+    val = score_blends(scorer, stages.val, (10,), stages.n_items, list(dict.fromkeys([*grid, AS_IS])))
+    chosen = best_setting({g: val[g].get("ndcg@10") or 0.0 for g in grid})
+    log(f"{name}: ranker blend {pair_name(*chosen)} (validation)")
+    test = score_blends(scorer, stages.test, stages.ks, stages.n_items, list(dict.fromkeys([chosen, AS_IS])))
     result.validation[name] = val[chosen].get("ndcg@10")
-    result.validation[f"{name}-noblend"] = val[plain].get("ndcg@10")
+    result.validation[f"{name}-noblend"] = val[AS_IS].get("ndcg@10")
     result.models[name] = test[chosen]
-    result.models[f"{name}-noblend"] = test[plain]
+    result.models[f"{name}-noblend"] = test[AS_IS]
     result.blend[name] = {
-        "half_life_days": half_life / 86400,
-        "weight": weight,
-        "validation_ndcg@10": tried,
+        **_blend_info(chosen),
+        "validation_ndcg@10": {pair_name(*g): val[g].get("ndcg@10") for g in grid},
         "seconds": round(time.perf_counter() - clock, 3),
     }
 
 
 def _prior_row(stages: Stages, settings: Settings, result: LooResult, log: Log) -> None:
-    """The time-local prior alone, its half-life chosen on the validation stage."""
+    """The ranker's popularity alone (weight inf), its half-life and age weight chosen on the
+    validation stage."""
     clock = time.perf_counter()
-    half_lives, _ = blend_grid(settings)
-    inf = float("inf")
+    half_lives, _, age_weights = rank_grid(settings.rank)
+    grid = [(h, math.inf, b) for h in half_lives for b in age_weights]
     prior_only = _constant(torch.zeros(stages.n_items))
-    val = score_blends(prior_only, stages.val, (10,), stages.n_items, [(h, inf) for h in half_lives])
-    best = max(half_lives, key=lambda h: (val[(h, inf)].get("ndcg@10") or 0.0, -h))
-    test = score_blends(prior_only, stages.test, stages.ks, stages.n_items, [(best, inf)])
-    result.validation["prior"] = val[(best, inf)].get("ndcg@10")
-    result.models["prior"] = test[(best, inf)]
+    val = score_blends(prior_only, stages.val, (10,), stages.n_items, grid)
+    best = best_setting({g: val[g].get("ndcg@10") or 0.0 for g in grid})
+    test = score_blends(prior_only, stages.test, stages.ks, stages.n_items, [best])
+    result.validation["prior"] = val[best].get("ndcg@10")
+    result.models["prior"] = test[best]
     result.blend["prior"] = {
-        "half_life_days": best / 86400,
-        "weight": None,  # the prior alone
-        "validation_ndcg@10": {f"{h / 86400:g}d": val[(h, inf)].get("ndcg@10") for h in half_lives},
+        **_blend_info(best),
+        "weight": None,  # the popularity alone
+        "validation_ndcg@10": {pair_name(*g): val[g].get("ndcg@10") for g in grid},
     }
     result.seconds["prior"] = round(time.perf_counter() - clock, 3)
-    log(f"prior: half-life {best / 86400:g}d, test NDCG@10 {result.models['prior'].get('ndcg@10')}")
+    log(f"prior: {pair_name(*best)}, test NDCG@10 {result.models['prior'].get('ndcg@10')}")
+
+
+def _blend_info(setting: Blend) -> dict[str, float]:
+    """As prequential reports a ranker's choice."""
+    half_life, weight, age_weight = setting
+    return {"weight": weight, "half_life_days": half_life / 86400, "age_weight": age_weight}
 
 
 def _als_scorer(

@@ -78,9 +78,12 @@ def write_report(result: dict, folder: Path) -> list[Path]:
     return written
 
 
-def _tried(info: dict) -> str:
-    """The validation NDCG@10 of each blend setting tried, as one line of text."""
-    return ", ".join(f"{pair} {_fmt(q)}" for pair, q in info["validation_ndcg@10"].items())
+def _tried(info: dict, shown: int = 5) -> str:
+    """The best few blend settings tried by validation NDCG@10, as one line of text (metrics.json
+    holds them all)."""
+    tried = info["validation_ndcg@10"]
+    best = sorted(tried.items(), key=lambda pair_q: -(pair_q[1] or 0.0))[:shown]
+    return f"best {len(best)} of {len(tried)}: " + ", ".join(f"{pair} {_fmt(q)}" for pair, q in best)
 
 
 def summary_markdown(result: dict, plots: list[str]) -> str:
@@ -107,16 +110,17 @@ def summary_markdown(result: dict, plots: list[str]) -> str:
             lines.append("")
         for name, info in result.get("blend", {}).items():
             tried = _tried(info)
+            chosen = f"half-life {info['half_life_days']:g} days, age weight {info['age_weight']:g}"
             if info.get("weight") is None:
                 lines.append(
-                    f"{name}: the time-local recency prior alone, half-life {info['half_life_days']:g} days "
-                    f"chosen on the validation item (NDCG@10 by half-life: {tried})."
+                    f"{name}: the ranker's popularity at each user's time alone, {chosen}, chosen on the "
+                    f"validation item (NDCG@10 by half-life/weight/age weight: {tried})."
                 )
             else:
                 lines.append(
-                    f"{name}: blended with the time-local recency prior (half-life "
-                    f"{info['half_life_days']:g} days, weight {info['weight']:g}; {name}-noblend is the "
-                    f"model alone), chosen on the validation item (NDCG@10 by half-life/weight: {tried})."
+                    f"{name}: ranked by the ranker with its popularity at each user's time ({chosen}, "
+                    f"weight {info['weight']:g}; {name}-noblend is the model alone), chosen on the "
+                    f"validation item (NDCG@10 by half-life/weight/age weight: {tried})."
                 )
             lines.append("")
     elif result["protocol"] == "served":

@@ -1,11 +1,12 @@
-"""A time-local recency-popularity prior per user, for leave-last-out evaluation.
+"""The ranker's popularity at each user's own time, for leave-last-out evaluation.
 
 A MovieLens user active in 2000 rates what people watched around 2000, which a model fit on
-the whole span does not know. Each user's prior is the recency prior (recocli.models.prior) as a
-deployed system would hold it at that user's "now" — their last interaction in the history the
-stage may read: the exponentially decayed counts of the history's positives at or before that
-time, nothing after (one-sided decay). One sweep per batch: users sorted by their time, positives
-added in time order to a single RecencyPrior, a snapshot of log P_recent taken per user.
+the whole span does not know. Each user gets the popularity part of the ranker
+(recocli.models.prior) as a deployed system would hold it at that user's "now" — their last
+interaction in the history the stage may read: the exponentially decayed counts of the history's
+positives at or before that time, nothing after (one-sided decay), and each item's age then.
+One sweep per batch: users sorted by their time, positives added in time order to a single
+RecencyPrior, a snapshot of log P_recent taken per user.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 import torch
 from torch import Tensor
 
-from recocli.models.prior import RecencyPrior
+from recocli.models.prior import RecencyPrior, earliest, item_log_age
 from recocli.models.vocab import Vocabulary
 
 
@@ -39,6 +40,14 @@ class Positives:
         known = items >= 0
         order = np.argsort(ts[known], kind="stable")
         return cls(items[known][order], ts[known][order], weights[known][order])
+
+
+def first_times(history: pa.Table, catalog: Vocabulary) -> Tensor:
+    """Each catalog item's first event time (µs) in `history`, any label; -1 for none."""
+    rows = catalog.rows(history["item_id"])
+    ts = history["ts"].cast(pa.int64()).to_numpy()
+    none = torch.full((len(catalog),), -1, dtype=torch.int64)
+    return earliest(none, rows[rows >= 0], ts[rows >= 0])
 
 
 def reference_times(history: pa.Table, users: list[str]) -> np.ndarray:
@@ -68,3 +77,9 @@ def time_local_log_prior(
         prior.advance(ref)
         out[row] = prior.log_prob(n_items)
     return out
+
+
+def time_local_log_age(first_us: Tensor, ref_us: np.ndarray, n_items: int) -> Tensor:
+    """[len(ref_us), n_items] log(1 + each item's age in days) at each user's reference time, as the
+    ranker weighs it (an item first seen after that time counts as not seen yet: 0)."""
+    return torch.stack([item_log_age(first_us, int(ref) if ref >= 0 else None, n_items) for ref in ref_us])

@@ -53,7 +53,7 @@ def test_loo_report(movielens, tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads((report / "metrics.json").read_text())
     assert result["protocol"] == "loo" and result["dataset"] == "ml-planted"
-    # Our models blended with the time-local prior, each alone (-noblend), and the prior alone.
+    # Our models through the ranker, each alone (-noblend), and the ranker's popularity alone.
     assert list(result["models"]) == ["pop", "mf", "mf-noblend", "sasrec", "sasrec-noblend", "prior"]
     assert set(result["blend"]) == {"mf", "sasrec", "prior"}
     assert result["model_settings"] == {"mf": {"model.mf.loss": "bce"}}

@@ -1,6 +1,6 @@
-"""Leave-last-out with the time-local recency prior: each user's prior holds only the past of their
-own "now", a planted era-popularity dataset where the blend must win, and a blend chosen on the
-validation stage alone (changing every test item leaves the choice as it was)."""
+"""Leave-last-out through the ranker: each user's popularity holds only the past of their own "now"
+and is the ranker's at that time, a planted era-popularity dataset where the blend must win, and a
+blend chosen on the validation stage alone (changing every test item leaves the choice as it was)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ from recocli.config import KindTraining, MFSettings, Settings
 from recocli.lab.evaluate.loo import run_loo
 from recocli.lab.evaluate.report import summary_markdown
 from recocli.lab.evaluate.source import Source
-from recocli.lab.evaluate.timeprior import Positives, reference_times, time_local_log_prior
+from recocli.lab.evaluate.timeprior import (
+    Positives,
+    first_times,
+    reference_times,
+    time_local_log_age,
+    time_local_log_prior,
+)
+from recocli.models.prior import RankerState, popularity_part
 from recocli.models.vocab import Vocabulary
 from recocli.training.interactions import make_interactions
 
@@ -43,6 +50,27 @@ def test_prior_counts_only_positives_at_or_before_the_users_time():
     counts = np.array([2**-0.5, 0.0, 0.0]) + 1 / 3
     assert got[1].numpy() == pytest.approx(np.log(counts / counts.sum()), abs=1e-6)
     assert got[2].numpy() == pytest.approx(np.full(3, math.log(1 / 3)), abs=1e-6)
+
+
+def test_a_users_popularity_is_the_rankers_as_of_their_time():
+    """Held at a user's time, the popularity part (decayed counts less the age term) is what a ranker
+    that had observed everything up to then would rank with; items not seen by then have age 0."""
+    history = table(["a", "b", "a", "c", "b"], ["x", "y", "y", "z", "x"], [0.0, 2.0, 3.0, 9.0, 12.0])
+    catalog = Vocabulary()
+    catalog.add(pa.array(["x", "y", "z"]))
+    day3 = np.array([3 * DAY_US])
+    log_age = time_local_log_age(first_times(history, catalog), day3, 3)
+    assert log_age[0].numpy() == pytest.approx(np.log1p([3.0, 1.0, 0.0]), abs=1e-6)  # z comes on day 9
+    ranker = RankerState.new([7 * 86400.0], [0.0], [0.0, 0.5])
+    upto = history.slice(0, 3)  # what a ranker had observed on day 3
+    items = catalog.rows(upto["item_id"])
+    ts = upto["ts"].cast(pa.int64()).to_numpy()
+    ranker.saw(items, ts)
+    ranker.priors[7 * 86400.0].update(items, ts)
+    log_p = time_local_log_prior(Positives.of(history, catalog), day3, 3, 7 * 86400.0)
+    assert popularity_part(log_p, log_age, 0.5)[0].numpy() == pytest.approx(
+        ranker.log_prior(3, 7 * 86400.0, 0.5).numpy(), abs=1e-6
+    )
 
 
 def era_stream(seed: int = 0, test_items_from: str = "era") -> pa.Table:
@@ -80,8 +108,9 @@ def fast_settings() -> Settings:
     s.train.mf = KindTraining(lr=0.003, weight_decay=0.0, epochs=3, val_users=2000)
     s.train.min_epoch_steps = 6
     s.model.mf = MFSettings(dim=16, loss="softmax", history=0)
-    s.evaluate.loo_prior_half_life = (Duration("7d"), Duration("365d"))
-    s.evaluate.loo_prior_weights = (0.0, 0.5, 2.0)
+    s.rank.half_lives = (Duration("7d"), Duration("365d"))
+    s.rank.weights = (0.0, 0.5, 2.0)
+    s.rank.age_weights = (0.0,)
     return s
 
 
@@ -106,7 +135,10 @@ def test_blend_with_the_users_time_beats_the_plain_model(eras):
     assert models["prior"]["ndcg@10"] > models["pop"]["ndcg@10"] + 0.1
     assert eras["blend"]["prior"]["half_life_days"] == 7
     text = summary_markdown(eras, [])
-    assert "| mf-noblend |" in text and "mf: blended with the time-local recency prior" in text
+    assert (
+        "| mf-noblend |" in text
+        and "mf: ranked by the ranker with its popularity at each user's time" in text
+    )
 
 
 def test_the_blend_is_chosen_on_validation_only(eras):

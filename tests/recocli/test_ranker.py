@@ -17,6 +17,7 @@ from lakehouse.catalog import Warehouse
 from lakehouse.registry import ModelRegistry
 from recocli.config import Settings, load_settings
 from recocli.data.synthetic import World
+from recocli.lab.evaluate.report import summary_markdown
 from recocli.lab.evaluate.served import commit, run_served
 from recocli.models import build_model
 from recocli.models.prior import RankerState, best_setting
@@ -207,3 +208,8 @@ def test_the_served_protocol_scores_recommend_lists_window_by_window(tmp_path):
         assert 0 <= m["ndcg@10"] <= 1 and m["ndcg@10_se"] > 0
     assert result["ratios"]["served/never updated"] is not None
     assert result["ranker"]["half_life"] in result["ranker"]["half_lives"]
+    # The report shows each window's choice, age weight included.
+    table = summary_markdown(result, []).split("| window |")[1]
+    assert "| age weight |" in table
+    rows = [line for line in table.splitlines() if line.startswith("| 0 |")]
+    assert rows and rows[0].split("|")[7].strip() == f"{result['windows'][0]['ranker']['age_weight']:g}"

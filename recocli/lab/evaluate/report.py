@@ -129,14 +129,15 @@ def summary_markdown(result: dict, plots: list[str]) -> str:
         )
         lines.append("")
         lines += [
-            "| window | start | users | warm users | ranker half-life | weight | chosen on NDCG@10 |",
-            "|---" * 7 + "|",
+            "| window | start | users | warm users | ranker half-life | weight | age weight "
+            "| chosen on NDCG@10 |",
+            "|---" * 8 + "|",
         ]
         for w in result["windows"]:
             r = w["ranker"]
             lines.append(
                 f"| {w['window']} | {w['start']} | {w['users']} | {w['warm_users']} | "
-                f"{r['half_life']} | {r['weight']} | {_fmt(r['on'])} |"
+                f"{r['half_life']} | {r['weight']} | {r.get('age_weight') or 0:g} | {_fmt(r['on'])} |"
             )
         lines.append("")
     else:

@@ -136,10 +136,14 @@ def stage_prior(stage: Stage, a: int, b: int, n_items: int, half_life_s: float, 
 
 
 def _cached(stage: Stage, key: tuple, make: Callable[[], Tensor]) -> Tensor:
+    """`make()` once per key; past the cache's size the oldest entries go first (blends run batch
+    by batch, so a batch's entries serve all its blends)."""
     if key not in stage.priors:
         out = make()
-        if sum(t.numel() for t in stage.priors.values()) + out.numel() > PRIOR_CACHE_FLOATS:
-            return out
+        while (
+            stage.priors and sum(t.numel() for t in stage.priors.values()) + out.numel() > PRIOR_CACHE_FLOATS
+        ):
+            del stage.priors[next(iter(stage.priors))]
         stage.priors[key] = out
     return stage.priors[key]
 

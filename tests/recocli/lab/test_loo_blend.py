@@ -9,9 +9,11 @@ import math
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 from lakehouse.settings import Duration
 from recocli.config import KindTraining, MFSettings, Settings
+from recocli.lab.evaluate import loo
 from recocli.lab.evaluate.loo import run_loo
 from recocli.lab.evaluate.report import summary_markdown
 from recocli.lab.evaluate.source import Source
@@ -71,6 +73,24 @@ def test_a_users_popularity_is_the_rankers_as_of_their_time():
     assert popularity_part(log_p, log_age, 0.5)[0].numpy() == pytest.approx(
         ranker.log_prior(3, 7 * 86400.0, 0.5).numpy(), abs=1e-6
     )
+
+
+def test_a_small_prior_cache_scores_every_blend_the_same(monkeypatch):
+    """Past the cache's size the oldest parts are dropped and made again: the figures do not move."""
+    stream = era_stream()
+    catalog = Vocabulary()
+    catalog.add(stream["item_id"])
+    stage = loo._stage(stream.slice(stream.num_rows - 48), stream, catalog)  # 3 batches of 16
+    scorer = loo._constant(torch.linspace(0, 1, len(catalog)))
+    grid = [(h, w, b) for h in (7 * 86400.0, 365 * 86400.0) for w in (0.5, math.inf) for b in (0.0, 1.0)]
+    roomy = loo.score_blends(scorer, stage, (10,), len(catalog), grid)
+    monkeypatch.setattr(loo, "PRIOR_CACHE_FLOATS", len(catalog) * 16)  # one part at a time
+    monkeypatch.setattr(loo, "BATCH_USERS", 16)
+    stage.priors.clear()
+    tight = loo.score_blends(scorer, stage, (10,), len(catalog), grid)
+    assert tight == roomy
+    assert len({q["ndcg@10"] for q in roomy.values()}) > 2
+    assert list(stage.priors) == [("age", 32)]  # the newest part stays, of the last batch
 
 
 def era_stream(seed: int = 0, test_items_from: str = "era") -> pa.Table:

@@ -27,3 +27,8 @@ def check_models(protocol: str, models: list[str]) -> None:
             raise RecoError(
                 f"unknown model {name!r}: --protocol {protocol} runs {', '.join((*KINDS, *PEERS[protocol]))}"
             )
+
+
+def blend_info(half_life_s: float, weight: float, age_weight: float) -> dict[str, float]:
+    """A ranker's chosen blend as every protocol reports it (the report's summary reads these keys)."""
+    return {"weight": weight, "half_life_days": half_life_s / 86400, "age_weight": age_weight}

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from lakehouse.errors import RecoError
 from recocli.config import Settings
-from recocli.lab.evaluate import check_models, metrics
+from recocli.lab.evaluate import blend_info, check_models, metrics
 from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
 from recocli.lab.evaluate.source import Source, rating_values
 from recocli.lab.evaluate.split import LooSplit, loo_split
@@ -294,7 +294,7 @@ def _blended_rows(
     result.models[name] = test[chosen]
     result.models[f"{name}-noblend"] = test[AS_IS]
     result.blend[name] = {
-        **_blend_info(chosen),
+        **blend_info(*chosen),
         "validation_ndcg@10": {pair_name(*g): val[g].get("ndcg@10") for g in grid},
         "seconds": round(time.perf_counter() - clock, 3),
     }
@@ -313,18 +313,12 @@ def _prior_row(stages: Stages, settings: Settings, result: LooResult, log: Log) 
     result.validation["prior"] = val[best].get("ndcg@10")
     result.models["prior"] = test[best]
     result.blend["prior"] = {
-        **_blend_info(best),
+        **blend_info(*best),
         "weight": None,  # the popularity alone
         "validation_ndcg@10": {pair_name(*g): val[g].get("ndcg@10") for g in grid},
     }
     result.seconds["prior"] = round(time.perf_counter() - clock, 3)
     log(f"prior: {pair_name(*best)}, test NDCG@10 {result.models['prior'].get('ndcg@10')}")
-
-
-def _blend_info(setting: Blend) -> dict[str, float]:
-    """As prequential reports a ranker's choice."""
-    half_life, weight, age_weight = setting
-    return {"weight": weight, "half_life_days": half_life / 86400, "age_weight": age_weight}
 
 
 def _als_scorer(

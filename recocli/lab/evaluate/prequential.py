@@ -39,7 +39,7 @@ from torch import Tensor
 
 from lakehouse.errors import RecoError
 from recocli.config import Settings
-from recocli.lab.evaluate import check_models, metrics
+from recocli.lab.evaluate import blend_info, check_models, metrics
 from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
 from recocli.lab.evaluate.source import Source
 from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows
@@ -234,9 +234,7 @@ def _bootstrap(
             f"age weight {state.age_weight:g}"
         )
         result.blend[kind] = {
-            "weight": state.weight,
-            "half_life_days": state.half_life_s / 86400,
-            "age_weight": state.age_weight,
+            **blend_info(state.half_life_s, state.weight, state.age_weight),
             "validation_ndcg@10": {k: f["ndcg@10"] for k, f in state.figures.items()},
         }
         result.seconds[f"{kind}:bootstrap"] = round(time.perf_counter() - clock, 3)

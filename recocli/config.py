@@ -185,6 +185,11 @@ class TrainSettings:
     # Incremental fine-tune: small learning rate, few passes over new rows + replay.
     finetune_lr: float = 0.001
     finetune_epochs: int = 3
+    # sasrec fine-tunes: each position learns a random later positive of its user more than this
+    # long after it (the next one where there is none): a served list is judged on a later visit,
+    # not on the next click of the same sitting. 0 = the next item. Full training keeps the next
+    # item (leave-last-out's task).
+    finetune_target_gap: Duration = Duration("1d")
     # Small batches: more steps from the few rows of a micro-batch; a bigger micro-batch gets bigger
     # batches so that one pass stays at most finetune_steps steps.
     finetune_batch_size: int = 64

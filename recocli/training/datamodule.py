@@ -62,16 +62,41 @@ def preceding_positives(enc: Encoded, length: int) -> np.ndarray:
     return out
 
 
+def later_rows(users: np.ndarray, ts: np.ndarray, gap_us: int, rng: np.random.Generator) -> np.ndarray:
+    """Per row of rows sorted by (user, time): a random later row of the same user, more than
+    `gap_us` after it; -1 where the user has none."""
+    n = len(users)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    times = np.unique(ts)
+    span = len(times) + 1
+    users = users.astype(np.int64)
+    keys = users * span + np.searchsorted(times, ts)  # sorted: user, then time rank
+    after = np.searchsorted(times, ts + gap_us, side="right")  # the first time rank past the gap
+    first = np.searchsorted(keys, users * span + after)
+    end = np.searchsorted(keys, (users + 1) * span)
+    pick = first + np.floor(rng.random(n) * np.maximum(end - first, 0)).astype(np.int64)
+    return np.where(first < end, pick, -1)
+
+
 def sequence_windows(
-    users: np.ndarray, items: np.ndarray, weights: np.ndarray, is_target: np.ndarray, max_len: int
+    users: np.ndarray,
+    items: np.ndarray,
+    weights: np.ndarray,
+    is_target: np.ndarray,
+    max_len: int,
+    later: np.ndarray | None = None,
 ) -> Batch:
     """Next-item windows over sequences sorted by (user, time).
 
     Each consecutive pair (x_t → x_t+1) of a user is one position; a user's positions are cut into
-    windows of `max_len` from the newest back, left-padded with PAD. A position's weight is the
-    target's weight where `is_target`, else 0; windows without any target are dropped.
+    windows of `max_len` from the newest back, left-padded with PAD. With `later` (row → a later
+    row of its user, -1: none; `later_rows`), a position's target is x_t's later row instead of
+    x_t+1 where it has one. A position's weight is the target's weight where `is_target`, else 0;
+    windows without any target are dropped.
     """
     src = np.flatnonzero(users[1:] == users[:-1])  # pair t: items[t] → items[t + 1]
+    target = src + 1 if later is None else np.where(later[src] >= 0, later[src], src + 1)
     pair_users = users[src]
     back = rank_from_end(pair_users)
     window = back // max_len
@@ -83,8 +108,8 @@ def sequence_windows(
     targets = np.full((n, max_len), PAD, dtype=np.int64)
     target_w = np.zeros((n, max_len), dtype=np.float32)
     inputs[wid, col] = items[src]
-    targets[wid, col] = items[src + 1]
-    target_w[wid, col] = np.where(is_target[src + 1], weights[src + 1], 0.0)
+    targets[wid, col] = items[target]
+    target_w[wid, col] = np.where(is_target[target], weights[target], 0.0)
     useful = target_w.sum(axis=1) > 0
     return (
         torch.from_numpy(inputs[useful]),
@@ -93,14 +118,27 @@ def sequence_windows(
     )
 
 
-def sasrec_examples(enc: Encoded, max_len: int, is_target: np.ndarray | None = None) -> Batch:
-    """Windows over the positives of `enc` (every position a target unless `is_target` says)."""
+def sasrec_examples(
+    enc: Encoded,
+    max_len: int,
+    is_target: np.ndarray | None = None,
+    target_gap_s: float = 0.0,
+    seed: int = 0,
+) -> Batch:
+    """Windows over the positives of `enc` (every position a target unless `is_target` says).
+
+    `target_gap_s` > 0: each position learns a random later positive of its user more than that
+    long after it (the next one where there is none): what a user takes on a later visit, which is
+    what a served list is judged on, rather than the next click of the same sitting."""
     keep = enc.labels > 0
     pos = enc.take(keep)
     flags = np.ones(len(pos), dtype=bool) if is_target is None else is_target[keep]
     order = user_time_order(pos)
     pos, flags = pos.take(order), flags[order]
-    return sequence_windows(pos.users, pos.items, pos.weights, flags, max_len)
+    later = None
+    if target_gap_s > 0:
+        later = later_rows(pos.users, pos.ts, int(target_gap_s * 1e6), np.random.default_rng(seed))
+    return sequence_windows(pos.users, pos.items, pos.weights, flags, max_len, later)
 
 
 def concat_examples(parts: list[Batch]) -> Batch:

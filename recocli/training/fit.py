@@ -238,10 +238,17 @@ def split_validation(enc: Encoded, n_users: int, seed: int) -> tuple[Encoded, En
     return enc.take(mask), targets.take(np.argsort(targets.users, kind="stable"))
 
 
-def examples(model: Recommender, enc: Encoded, is_target: np.ndarray | None = None) -> Batch:
-    """Training examples for this model kind (sasrec: windows; mf: rows, explicit negatives too)."""
+def examples(
+    model: Recommender,
+    enc: Encoded,
+    is_target: np.ndarray | None = None,
+    seed: int = 0,
+    target_gap_s: float = 0.0,
+) -> Batch:
+    """Training examples for this model kind (sasrec: windows, each position learning the next
+    item, or a later visit's with `target_gap_s`; mf: rows, explicit negatives too)."""
     if model.kind == "sasrec":
-        return sasrec_examples(enc, model.cfg.max_len, is_target)
+        return sasrec_examples(enc, model.cfg.max_len, is_target, target_gap_s, seed)
     return mf_examples(enc, model.history_len, is_target)
 
 
@@ -406,9 +413,10 @@ def fine_tune(
     }
     replay = _replay(model, vocabs, replay_interactions, train, len(new), seed)
     metrics["replay_interactions"] = len(replay)
-    parts = [_new_examples(model, new, context)]
+    gap = float(train.finetune_target_gap)
+    parts = [_new_examples(model, new, context, gap, seed)]
     if len(replay):
-        parts.append(examples(model, replay))
+        parts.append(examples(model, replay, None, seed, gap))
     data = concat_examples(parts)
     metrics["examples"] = len(data[0]) if data else 0
     if data:
@@ -455,10 +463,13 @@ def _fine_tune_passes(
     return {"train_loss": _float(trainer.callback_metrics.get("train_loss")), "device": device_name(trainer)}
 
 
-def _new_examples(model: Recommender, new: Encoded, context: Encoded) -> Batch:
+def _new_examples(
+    model: Recommender, new: Encoded, context: Encoded, target_gap_s: float, seed: int
+) -> Batch:
     """sasrec: the batch users' remembered histories (`context`) before their new positives, the
-    targets on the new positives only. mf: the new rows themselves (explicit negatives included),
-    read after the remembered histories when it uses them (model.mf.history)."""
+    targets on the new positives only (a later visit's, past `target_gap_s`, where there is one).
+    mf: the new rows themselves (explicit negatives included), read after the remembered histories
+    when it uses them (model.mf.history)."""
     if not len(new):
         return examples(model, new)
     if model.kind == "sasrec":
@@ -467,7 +478,7 @@ def _new_examples(model: Recommender, new: Encoded, context: Encoded) -> Batch:
         return examples(model, new)
     merged = Encoded.concat([context, new])
     is_target = np.r_[np.zeros(len(context), dtype=bool), np.ones(len(new), dtype=bool)]
-    return examples(model, merged, is_target)
+    return examples(model, merged, is_target, seed, target_gap_s)
 
 
 def remembered(model: Recommender, users: np.ndarray) -> Encoded:

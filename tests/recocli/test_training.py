@@ -19,7 +19,13 @@ from planted import START, BlockWorld, events, interactions, next_item_hr10
 from recocli.config import EventWeights, KindTraining, MFSettings, SASRecSettings, Settings
 from recocli.data.synthetic import World
 from recocli.models.vocab import Vocabs
-from recocli.training.datamodule import preceding_positives, sequence_windows, sort_by_user_time
+from recocli.training.datamodule import (
+    later_rows,
+    preceding_positives,
+    sasrec_examples,
+    sequence_windows,
+    sort_by_user_time,
+)
 from recocli.training.fit import (
     _new_examples,
     build_histories,
@@ -30,7 +36,7 @@ from recocli.training.fit import (
     remembered,
     replay_sample,
 )
-from recocli.training.interactions import SCHEMA, encode, from_bronze, make_interactions
+from recocli.training.interactions import SCHEMA, Encoded, encode, from_bronze, make_interactions
 
 RANDOM_HR = 10 / World().items
 
@@ -110,6 +116,36 @@ def test_sequence_windows_cut_from_the_newest_back():
     flags = np.array([0, 0, 0, 0, 1, 0, 0, 0], dtype=bool)
     inputs, _, weights = sequence_windows(users, items, np.ones(8), flags, max_len=3)
     assert inputs.tolist() == [[2, 3, 4]] and weights.tolist() == [[0, 0, 1]]
+
+
+def test_later_targets_are_a_later_visit_of_the_same_user():
+    day = 86_400 * 10**6
+    # user 0: a sitting of three at day 0, one item on day 3 and two on day 10; user 1: one sitting.
+    users = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    ts = np.array([0, 1, 2, 3 * day, 10 * day, 10 * day + 1, 0, 1])
+    later = later_rows(users, ts, day, np.random.default_rng(0))
+    assert later[6] == later[7] == -1  # nothing a day after, on user 1's only sitting
+    assert later[4] == later[5] == -1  # nor after user 0's last visit
+    assert later[3] in (4, 5)  # day 3 → day 10
+    for row in range(3):
+        assert later[row] in (3, 4, 5)  # day 0 → day 3 or 10, never the same sitting
+    draws = {int(later_rows(users, ts, day, np.random.default_rng(seed))[0]) for seed in range(40)}
+    assert draws == {3, 4, 5}  # uniform over every later visit's rows
+
+    encoded = Encoded(users, np.arange(8), ts, np.ones(8, np.float32), np.ones(8, np.int8))
+    inputs, targets, _ = sasrec_examples(encoded, max_len=8, target_gap_s=86_400, seed=0)
+    next_inputs, next_targets, _ = sasrec_examples(encoded, max_len=8)
+    assert inputs.tolist() == next_inputs.tolist()  # the same inputs; only targets move
+    assert next_targets[0, -5:].tolist() == [1, 2, 3, 4, 5]
+    chosen = targets[0, -5:].tolist()
+    assert all(item in (3, 4, 5) for item in chosen[:3])  # the sitting of day 0 learns days 3 and 10
+    assert chosen[3] in (4, 5)
+    assert chosen[4] == 5  # no later visit: the next item
+    assert targets[1, -1].item() == 7
+    # A fine-tune's context (remembered, not a target) learns the new visit's items from every position.
+    new = np.array([0, 0, 0, 1, 1, 1, 1, 1], dtype=bool)
+    assert sasrec_examples(encoded, 8, new)[2][0, -5:].tolist() == [0, 0, 1, 1, 1]
+    assert sasrec_examples(encoded, 8, new, target_gap_s=86_400)[2][0, -5:].tolist() == [1, 1, 1, 1, 1]
 
 
 # ---- learning ----
@@ -280,7 +316,7 @@ def test_mf_history_term_learns_what_the_last_item_says():
     # A fine-tune reads each new row after the user's remembered positives.
     last = int(model.hist_items[0, -1])
     new = make_interactions(["u0"], ["i7"], ts=[10**6])
-    batch = _new_examples(model, encode(new, vocabs), remembered(model, np.array([0])))
+    batch = _new_examples(model, encode(new, vocabs), remembered(model, np.array([0])), 0.0, 0)
     assert len(batch) == 5 and batch[4].tolist() == [[last]]
     fine_tune(model, vocabs, new, None, settings)
     assert vocabs.items.ids(model.hist_items[0, -1:].numpy()) == ["i7"]

@@ -416,7 +416,7 @@ def fine_tune(
     gap = float(train.finetune_target_gap)
     parts = [_new_examples(model, new, context, gap, seed)]
     if len(replay):
-        parts.append(examples(model, replay, None, seed, gap))
+        parts.append(examples(model, replay, seed=seed, target_gap_s=gap))
     data = concat_examples(parts)
     metrics["examples"] = len(data[0]) if data else 0
     if data:
@@ -478,7 +478,7 @@ def _new_examples(
         return examples(model, new)
     merged = Encoded.concat([context, new])
     is_target = np.r_[np.zeros(len(context), dtype=bool), np.ones(len(new), dtype=bool)]
-    return examples(model, merged, is_target, seed, target_gap_s)
+    return examples(model, merged, is_target, seed=seed, target_gap_s=target_gap_s)
 
 
 def remembered(model: Recommender, users: np.ndarray) -> Encoded:

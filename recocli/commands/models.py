@@ -40,12 +40,17 @@ def _quality(meta: dict) -> str:
 
 def _ranker(meta: dict) -> str:
     """The ranker's choice: half-life × blend weight (inf: popularity alone), the age weight when
-    there is one, and its NDCG@10."""
+    there is one, and its NDCG@10; then the popularity of users the model does not know."""
     rank = meta.get("ranker")
     if not rank:
         return ""
+    on, cold = rank.get("chosen_on", {}), rank.get("cold")
     age = f", age {rank['age_weight']:g}" if rank.get("age_weight") else ""
-    return f"{rank['half_life']} × {rank['weight']}{age} ({rank.get('chosen_on', {}).get('ndcg@10', '-')})"
+    text = f"{rank['half_life']} × {rank['weight']}{age} ({on.get('ndcg@10', '-')})"
+    if cold:
+        cold_age = f", age {cold['age_weight']:g}" if cold.get("age_weight") else ""
+        text += f"; unknown users {cold['half_life']}{cold_age} ({on.get('cold_ndcg@10', '-')})"
+    return text
 
 
 def summary(meta: dict[str, Any], latest: int | None) -> dict[str, Any]:

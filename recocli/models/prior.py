@@ -8,7 +8,8 @@ update, and a model's scores are blended with it as a product of experts:
     blended = log_softmax(model scores) + weight · (log P_recent(item) − age weight · log(1 + age))
 
 The half-life, `weight` and age weight are chosen on the newest data (`best_setting` keeps the
-best); weight 0 is the plain model. Users without any history get the popularity alone. Saved as
+best); weight 0 is the plain model. Users without any history get a popularity alone, with a
+half-life and age weight chosen on such users. Saved as
 plain tensors (safetensors-friendly).
 """
 
@@ -106,11 +107,12 @@ def blend(
     weight: float,
     has_history: Tensor | None = None,
     normalized: bool = False,
+    cold_prior: Tensor | None = None,
 ) -> Tensor:
     """log_softmax(scores) + weight · log_prior per row (`log_prior` [items], or [B, items]: each
-    row's own); rows without history (`has_history` False) get log_prior alone. -inf scores (unknown
-    items) stay -inf. `normalized`: the scores are log_softmax already (a grid of blends normalises
-    once)."""
+    row's own); rows without history (`has_history` False) get `cold_prior` alone (default:
+    log_prior). -inf scores (unknown items) stay -inf. `normalized`: the scores are log_softmax
+    already (a grid of blends normalises once)."""
     log_prior = log_prior.to(scores.device)
     if normalized:  # a new tensor: the caller's is scored again at other weights
         out = scores + weight * log_prior if weight else scores.clone()
@@ -119,18 +121,32 @@ def blend(
         if weight:
             out.add_(log_prior, alpha=weight)
     if has_history is not None and not bool(has_history.all()):
-        cold = ~has_history.to(out.device)
-        out[cold] = log_prior[cold] if log_prior.dim() == 2 else log_prior.expand(int(cold.sum()), -1)
+        _alone(out, ~has_history.to(out.device), log_prior if cold_prior is None else cold_prior)
     return out
 
 
+def _alone(out: Tensor, rows: Tensor, prior: Tensor) -> None:
+    """Set `rows` (a mask) of `out` to `prior` alone ([items], or [B, items]: each row's own)."""
+    prior = prior.to(out.device)
+    out[rows] = prior[rows] if prior.dim() == 2 else prior.expand(int(rows.sum()), -1)
+
+
 def rank_scores(
-    scores: Tensor, log_prior: Tensor, weight: float, has_history: Tensor, normalized: bool = False
+    scores: Tensor,
+    log_prior: Tensor,
+    weight: float,
+    has_history: Tensor,
+    normalized: bool = False,
+    cold_prior: Tensor | None = None,
 ) -> Tensor:
-    """The ranker's scores: `blend` at `weight`; at weight inf, log_prior alone for every row."""
-    if math.isinf(weight):
-        return blend(scores, log_prior, 0.0, torch.zeros_like(has_history), normalized)
-    return blend(scores, log_prior, weight, has_history, normalized)
+    """The ranker's scores: `blend` at `weight`; at weight inf, popularity alone for every row
+    (log_prior for users with history, `cold_prior` for the others)."""
+    if not math.isinf(weight):
+        return blend(scores, log_prior, weight, has_history, normalized, cold_prior)
+    out = blend(scores, log_prior, 0.0, torch.zeros_like(has_history), normalized)
+    if cold_prior is not None and not bool(has_history.all()):
+        _alone(out, ~has_history.to(out.device), cold_prior)
+    return out
 
 
 def best_setting(quality: dict[tuple[float, ...], float]) -> tuple[float, ...]:
@@ -187,7 +203,9 @@ class RankerState:
     """What a ranker holds beside its model: a recency prior per half-life on the grid (all
     updated per batch, so the next choice can move), each item's first event time, the chosen
     half-life, weight and age weight, and the figures they were chosen on ({blend name: {"ndcg@10",
-    "users"}}, newest batches weighing most)."""
+    "users"}}, newest batches weighing most); apart from these, for users the model does not know,
+    the half-life and age weight of the popularity they get alone, chosen on such users (None:
+    the blend's, as versions saved before this choice)."""
 
     priors: dict[float, RecencyPrior]
     weights: list[float]
@@ -198,6 +216,9 @@ class RankerState:
     age_weights: list[float] = field(default_factory=lambda: [0.0])
     age_weight: float = 0.0
     first_us: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))  # -1: none yet
+    cold_half_life_s: float | None = None
+    cold_age_weight: float | None = None
+    cold_figures: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
     def new(
@@ -222,6 +243,10 @@ class RankerState:
         age_weight = self.age_weight if age_weight is None else age_weight
         log_age = self.log_age(n_items) if age_weight else None
         return popularity_part(self.priors[half_life_s].log_prob(n_items), log_age, age_weight)
+
+    def cold_log_prior(self, n_items: int) -> Tensor:
+        """The popularity that users the model does not know get alone [n_items]."""
+        return self.log_prior(n_items, self.cold_half_life_s, self.cold_age_weight)
 
     def log_age(self, n_items: int) -> Tensor:
         """log(1 + days since each item's first event) at the counts' event time (0: not seen yet)."""
@@ -255,6 +280,13 @@ class RankerState:
             "age_weights": self.age_weights,
             "chosen_on": self.chosen_on,
             "ndcg@10": self.figures,
+            "cold": None
+            if self.cold_half_life_s is None
+            else {
+                "half_life": half_life_name(self.cold_half_life_s),
+                "age_weight": self.cold_age_weight,
+                "ndcg@10": self.cold_figures,
+            },
         }
 
     @classmethod
@@ -272,6 +304,7 @@ class RankerState:
             priors[float(h)] = RecencyPrior.from_state(state)
         chosen = next(h for h in halves if half_life_name(h) == meta["half_life"])
         age_weights = [float(a) for a in meta.get("age_weights", [0.0])]  # none before item age
+        cold = meta.get("cold")  # none before users the model does not know had their own choice
         return cls(
             priors,
             [float(w) for w in meta["weights"]],
@@ -282,6 +315,9 @@ class RankerState:
             age_weights,
             next(a for a in age_weights if a == float(meta.get("age_weight", 0.0))),
             tensors.get("ranker.first_us", torch.zeros(0)).to(torch.int64).clone(),
+            None if cold is None else next(h for h in halves if half_life_name(h) == cold["half_life"]),
+            None if cold is None else float(cold["age_weight"]),
+            {} if cold is None else dict(cold["ndcg@10"]),
         )
 
     def copy(self) -> RankerState:
@@ -295,6 +331,9 @@ class RankerState:
             list(self.age_weights),
             self.age_weight,
             self.first_us.clone(),
+            self.cold_half_life_s,
+            self.cold_age_weight,
+            copy.deepcopy(self.cold_figures),
         )
 
 

@@ -2,9 +2,10 @@
 
 A model version's scores blended with time-decayed popularity (recocli.models.prior) as a product
 of experts, log_softmax(model scores) + weight · (log P_recent(item) − age weight · log(1 + the
-item's age in days)); users the model knows nothing about get that popularity alone, and so does
-everyone at weight inf (chosen when popularity wins on the newest data: the simplest thing that
-wins). Then the masks: items the user has seen, the blocklist.
+item's age in days)); users the model knows nothing about get a popularity alone (its half-life
+and age weight chosen on such users), and at weight inf (chosen when popularity wins on the newest
+data: the simplest thing that wins) the others get the blend's popularity alone. Then the masks:
+items the user has seen, the blocklist.
 `reco recommend`, the demo, every `reco evaluate` protocol and the benches rank through `Ranker`.
 
 Training keeps it current: `choose` scores each new batch with every (half-life, weight, age
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +30,7 @@ from lakehouse.errors import RecoError
 from recocli.config import RankSettings
 from recocli.models.base import Recommender
 from recocli.models.padded import PAD
-from recocli.models.prior import RankerState, best_setting, pair_name, rank_scores
+from recocli.models.prior import RankerState, best_setting, half_life_name, pair_name, rank_scores
 from recocli.models.store import ModelVersion
 from recocli.models.vocab import Vocabs
 from recocli.recommend.history import score_users
@@ -73,17 +75,12 @@ class Ranker:
 
     # ---- ranking ----
 
-    def scores(
-        self, users: list[str], interactions: pa.Table | None = None, popular_only: bool = False
-    ) -> tuple[Tensor, Tensor]:
+    def scores(self, users: list[str], interactions: pa.Table | None = None) -> tuple[Tensor, Tensor]:
         """Scores [B, model items] and whether the version ranks each user as one it knows (False:
-        the popularity fallback, for unknown users and `popular_only` holdouts; a known user at
-        weight inf gets the same popularity, but as the version's choice). Histories come from
-        `interactions` (every event so far, read at serving time), or else from what the model
-        remembers."""
+        the popularity fallback of unknown users; a known user at weight inf gets the blend's
+        popularity alone, as the version's choice). Histories come from `interactions` (every event
+        so far, read at serving time), or else from what the model remembers."""
         raw, has = self.model_scores(users, interactions)
-        if popular_only:
-            has = torch.zeros_like(has)
         return self.blended(raw, has, self.state.weight)[0], has
 
     def top_k(
@@ -93,11 +90,10 @@ class Ranker:
         k: int,
         exclude: Tensor | None = None,
         blocked: Tensor | None = None,
-        popular_only: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """(values, item rows) [B, k] best first, less `exclude` [B, S] (PAD-padded item rows each
         user has seen) and `blocked` [items]; and whether each user is one the version knows."""
-        scores, personal = self.scores(users, interactions, popular_only)
+        scores, personal = self.scores(users, interactions)
         values, rows = masked_topk(scores, k, exclude, blocked)
         return values, rows, personal
 
@@ -117,7 +113,9 @@ class Ranker:
         """`model_scores` blended at `weight` (ablations; serving uses the chosen one) with the
         chosen popularity (half-life and age weight); and whether each row is personal (False for
         everyone at weight inf)."""
-        scores = rank_scores(raw, self.state.log_prior(raw.shape[1]), weight, has)
+        n, state = raw.shape[1], self.state
+        cold_prior = None if bool(has.all()) else state.cold_log_prior(n)
+        scores = rank_scores(raw, state.log_prior(n), weight, has, cold_prior=cold_prior)
         return scores, torch.zeros_like(has) if math.isinf(weight) else has
 
     # ---- learning ----
@@ -139,43 +137,73 @@ class Ranker:
             prior.update(items[known], ts, weights)
 
     def choose(self, rows: pa.Table, max_users: int) -> None:
-        """Score `rows` (not learned yet by the model nor the counts) with every (half-life, weight)
-        pair: NDCG@10 of each user's list against the items they took in `rows` and had not
-        taken before; pool with earlier figures (CHOICE_MEMORY) and keep the best pair."""
+        """Score `rows` (not learned yet by the model nor the counts) with every blend: NDCG@10 of
+        each user's list against the items they took in `rows` and had not taken before. Every user
+        chooses the (half-life, weight, age weight), those the model does not know on the blend's
+        popularity (more users, a steadier choice: choosing on known users alone served them worse
+        on ml-100k); those users alone also choose the (half-life, age weight) of the popularity they
+        get. Each pools with earlier figures (CHOICE_MEMORY) and keeps the best; without unknown
+        users in `rows`, their choice stays."""
         batch = choice_targets(self, rows, max_users)
         if batch is None:
             return
         users, exclude, relevant, n_relevant = batch
         raw, has = self.model_scores(users, None)
+        cold = (~has).nonzero().flatten()
+        cold_targets = exclude[cold], relevant[cold], n_relevant[cold.numpy()]
         log_p = torch.log_softmax(raw.float(), dim=1)  # once for the whole grid
-        pooled: dict[tuple[float, float, float], tuple[float, float]] = {}
+        blends: dict[tuple[float, ...], float] = {}
+        alone: dict[tuple[float, ...], float] = {}
         for h in self.state.priors:
             for b in self.state.age_weights:
                 log_prior = self.state.log_prior(raw.shape[1], h, b)
+                if len(cold):
+                    alone[(h, b)] = ndcg_sum(log_prior.repeat(len(cold), 1), *cold_targets)
                 for w in self.state.weights:
                     scores = rank_scores(log_p, log_prior, w, has, normalized=True)
-                    ndcg = ndcg_at(masked_topk(scores, K, exclude)[1], relevant, n_relevant)
-                    old = self.state.figures.get(pair_name(h, w, b), {"ndcg@10": 0.0, "users": 0.0})
-                    weight = old["users"] * CHOICE_MEMORY
-                    pooled[(h, w, b)] = (
-                        (old["ndcg@10"] * weight + float(ndcg.sum())) / (weight + len(users)),
-                        weight + len(users),
-                    )
-        self.state.figures = {
-            pair_name(*blend): {"ndcg@10": round(q, 5), "users": round(n, 2)}
-            for blend, (q, n) in pooled.items()
-        }
-        h, w, b = best_setting({blend: q for blend, (q, _) in pooled.items()})
-        self.state.half_life_s, self.state.weight, self.state.age_weight = h, w, b
+                    blends[(h, w, b)] = ndcg_sum(scores, exclude, relevant, n_relevant)
+        state, on = self.state, dict(self.state.chosen_on)  # keeps the unknown users' figure
+        state.figures, best, on["ndcg@10"] = pool(state.figures, blends, len(users), pair_name)
+        state.half_life_s, state.weight, state.age_weight = best
+        if alone:
+            figures, best, on["cold_ndcg@10"] = pool(state.cold_figures, alone, len(cold), cold_name)
+            state.cold_figures, (state.cold_half_life_s, state.cold_age_weight) = figures, best
         ts = rows["ts"].cast(pa.int64())
-        self.state.chosen_on = {
+        state.chosen_on = on | {
             "users": len(users),
             "warm_users": int(has.sum()),
             "rows": rows.num_rows,
             "from_us": pc.min(ts).as_py(),
             "to_us": pc.max(ts).as_py(),
-            "ndcg@10": round(pooled[(h, w, b)][0], 5),
         }
+
+
+def cold_name(half_life_s: float, age_weight: float) -> str:
+    """A popularity alone: '365d', or '365d/age0.25' with an age weight."""
+    return f"{half_life_name(half_life_s)}/age{age_weight:g}" if age_weight else half_life_name(half_life_s)
+
+
+def ndcg_sum(scores: Tensor, exclude: Tensor, relevant: Tensor, n_relevant: np.ndarray) -> float:
+    """The summed NDCG@10 of the lists `scores` [B, items] make, less `exclude`."""
+    return float(ndcg_at(masked_topk(scores, K, exclude)[1], relevant, n_relevant).sum())
+
+
+def pool(
+    old: dict[str, dict[str, float]],
+    sums: dict[tuple[float, ...], float],
+    users: int,
+    name: Callable[..., str],
+) -> tuple[dict[str, dict[str, float]], tuple[float, ...], float]:
+    """Each setting's NDCG@10 summed over `users` pooled with its `old` figure (by `name`), the old
+    users weighing CHOICE_MEMORY each: (the new figures, the best setting, its figure)."""
+    pooled = {}
+    for setting, total in sums.items():
+        was = old.get(name(*setting), {"ndcg@10": 0.0, "users": 0.0})
+        weight = was["users"] * CHOICE_MEMORY
+        pooled[setting] = ((was["ndcg@10"] * weight + total) / (weight + users), weight + users)
+    best = best_setting({s: q for s, (q, _) in pooled.items()})
+    figures = {name(*s): {"ndcg@10": round(q, 5), "users": round(n, 2)} for s, (q, n) in pooled.items()}
+    return figures, best, round(pooled[best][0], 5)
 
 
 def choice_targets(

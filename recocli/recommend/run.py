@@ -149,14 +149,15 @@ def by_user(interactions: pa.Table, users: list[str]) -> tuple[pa.Table, np.ndar
 
 def recommend(settings: Settings, request: Request, engine: Engine | None = None) -> RunResult:
     """Top-K lists for the chosen users from the version's ranker; its decayed popularity for users the
-    model knows nothing about and for held-out users. `engine` scores the model's lists (default:
-    model_lists, in this process; recocli.engines.spark scores on Spark's executors)."""
+    model knows nothing about (as chosen on such users) and for held-out users (the blend's).
+    `engine` scores the model's lists (default: model_lists, in this process; recocli.engines.spark
+    scores on Spark's executors)."""
     if request.k < 1:
         raise RecoError("k must be at least 1")
     started = time.perf_counter()
     warehouse = Warehouse(settings.warehouse)
     loaded = load_version(ModelRegistry(warehouse), request.model_version)
-    log_prior = ranker_prior(loaded)[0]
+    state, n_items = Ranker.of(loaded).state, loaded.model.n_items
     device = scoring_device()
     loaded.model.to(device)
     chosen = choose_users(warehouse, request, loaded.vocabs)
@@ -181,7 +182,10 @@ def recommend(settings: Settings, request: Request, engine: Engine | None = None
     cold = pa.concat_arrays([held_ids.filter(pa.array(~known, pa.bool_())), cold])
     popular = [
         _popular_rows(settings, users, interactions, blocked, item_ids, log_prior, request.k, strategy)
-        for users, strategy in ((cold, POPULAR), (control, HOLDOUT))
+        for users, strategy, log_prior in (
+            (cold, POPULAR, state.cold_log_prior(n_items)),
+            (control, HOLDOUT, state.log_prior(n_items)),
+        )
     ]
     return RunResult(
         run_id=(run_id := new_run_id()),

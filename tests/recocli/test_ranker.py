@@ -15,17 +15,18 @@ from planted import START, events
 
 from lakehouse.catalog import Warehouse
 from lakehouse.registry import ModelRegistry
+from recocli.commands.models import summary
 from recocli.config import Settings, load_settings
 from recocli.data.synthetic import World
 from recocli.lab.evaluate.report import summary_markdown
 from recocli.lab.evaluate.served import commit, run_served
 from recocli.models import build_model
 from recocli.models.prior import RankerState, best_setting
-from recocli.models.store import load_version
+from recocli.models.store import load_version, publish_version
 from recocli.models.vocab import Vocabs
 from recocli.recommend.bronze import interactions as read_interactions
 from recocli.recommend.history import seen_items
-from recocli.recommend.ranker import Ranker
+from recocli.recommend.ranker import Ranker, cold_name
 from recocli.recommend.run import Request, recommend
 from recocli.recommend.topk import masked_topk
 from recocli.training.incremental import WarehouseTrainer
@@ -110,6 +111,31 @@ def test_recommend_serves_the_rankers_lists(warehouse):
     assert not personal[3] and personal[:3].all()
 
 
+def test_recommend_serves_strangers_the_popularity_chosen_for_them(warehouse):
+    """A version whose choice for unknown users differs from its blend's popularity: `reco
+    recommend` serves a stranger the former, as the ranker ranks them."""
+    settings, _, _ = warehouse
+    registry = ModelRegistry(Warehouse(settings.warehouse))
+    loaded = load_version(registry, 2)
+    state = loaded.ranker.copy()
+    state.half_life_s, state.age_weight = math.inf, 0.0
+    state.cold_half_life_s, state.cold_age_weight = 86400.0, 1.0
+    n_items = len(loaded.vocabs.items)
+    cold_top = state.cold_log_prior(n_items).topk(10).indices.tolist()
+    assert cold_top != state.log_prior(n_items).topk(10).indices.tolist()
+    meta = {k: v for k, v in registry.metadata(2).items() if k != "ranker"}
+    version = publish_version(registry, loaded.model, loaded.vocabs, meta, parent=2, ranker=state)
+    try:
+        served = recommend(settings, Request(k=10, users=["stranger"], model_version=version)).rows
+        assert served["item_id"].to_pylist() == loaded.vocabs.items.ids(cold_top)
+        assert set(served["strategy"].to_pylist()) == {"popular"}
+        ranker = Ranker.of(load_version(registry, version))
+        assert ranker.top_k(["stranger"], None, 10)[1][0].tolist() == cold_top
+        assert "; unknown users 1d, age 1 (" in summary(registry.metadata(version), version)["ranker"]
+    finally:
+        registry.rollback(2)
+
+
 def test_popularity_alone_wins_over_a_model_that_knows_nothing():
     """A random model against popular items that stay popular: the choice is popularity alone
     (weight inf), and then every user's scores are the decayed popularity."""
@@ -141,7 +167,8 @@ def test_popularity_alone_wins_over_a_model_that_knows_nothing():
 def test_newer_items_come_first_when_the_newest_rows_say_so():
     """Old items a little more popular than new ones at every half-life (taken long ago, the day
     before and today; the new ones only today): when what users take next is the new ones, the
-    choice weighs item age, and a stranger's list starts with the new items."""
+    choice for users the model does not know weighs item age, and a stranger's list starts with the
+    new items."""
     day = 86400 * 10**6
     old, new = [f"old{i}" for i in range(10)], [f"new{i}" for i in range(10)]
     items = old * 4 + new + old
@@ -160,9 +187,47 @@ def test_newer_items_come_first_when_the_newest_rows_say_so():
     before = ranker.scores(["stranger"])[0].topk(10).indices[0].tolist()
     assert set(vocabs.items.ids(before)) == set(old)  # age not weighed yet
     ranker.choose(later, max_users=100)
-    assert ranker.state.age_weight > 0
+    assert ranker.state.cold_age_weight > 0
     top = ranker.scores(["stranger"])[0].topk(10).indices[0].tolist()
     assert set(vocabs.items.ids(top)) == set(new)
+
+
+def test_users_the_model_does_not_know_get_the_popularity_chosen_on_such_users():
+    """Most users of the newest rows, known ones, go on taking the old items; strangers take the new
+    ones. The blend, chosen on everyone, weighs no age; the strangers' own choice does, and a
+    stranger's list is the new items while the blend's popularity still puts the old ones first."""
+    day = 86400 * 10**6
+    old, new = [f"old{i}" for i in range(10)], [f"new{i}" for i in range(10)]
+    items = old * 4 + new + old
+    ts = [0] * 30 + [29 * day] * 10 + [30 * day + n for n in range(20)]
+    history = make_interactions([f"u{n}" for n in range(len(items))], items, ts=ts)
+    known = make_interactions(
+        [f"u{n}" for n in range(40)], [old[(n + 1) % 10] for n in range(40)], ts=[31 * day] * 40
+    )
+    strangers = make_interactions([f"v{n}" for n in range(20)], new * 2, ts=[31 * day + n for n in range(20)])
+    vocabs = Vocabs()
+    vocabs.users.add(history["user_id"])
+    vocabs.items.add(history["item_id"])
+    settings = Settings()
+    model = build_model("mf", len(vocabs.users), len(vocabs.items), settings.model.mf).eval()
+    ranker = Ranker.new(model, vocabs, settings.rank)
+    ranker.observe(history)
+    ranker.choose(pa.concat_tables([known, strangers]), max_users=100)
+    state = ranker.state
+    assert state.age_weight == 0 and state.cold_age_weight > 0
+    assert (state.chosen_on["users"], state.chosen_on["warm_users"]) == (60, 40)
+    without_age = state.cold_figures[cold_name(state.cold_half_life_s, 0.0)]["ndcg@10"]
+    assert state.chosen_on["cold_ndcg@10"] > without_age
+    stranger = ranker.scores(["stranger"])[0].topk(10).indices[0].tolist()
+    assert set(vocabs.items.ids(stranger)) == set(new)
+    blend_popularity = state.log_prior(len(vocabs.items)).topk(10).indices.tolist()
+    assert set(vocabs.items.ids(blend_popularity)) == set(old)
+    # Saved and loaded with the version; a version saved before this choice serves strangers the blend's.
+    again = RankerState.from_stored(state.tensors(), state.metadata())
+    assert (again.cold_half_life_s, again.cold_age_weight) == (state.cold_half_life_s, state.cold_age_weight)
+    assert torch.equal(again.cold_log_prior(len(vocabs.items)), state.cold_log_prior(len(vocabs.items)))
+    before = RankerState.from_stored(state.tensors(), {**state.metadata(), "cold": None})
+    assert torch.equal(before.cold_log_prior(len(vocabs.items)), state.log_prior(len(vocabs.items)))
 
 
 def test_ties_go_to_the_simpler_blend():

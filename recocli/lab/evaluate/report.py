@@ -130,14 +130,16 @@ def summary_markdown(result: dict, plots: list[str]) -> str:
         lines.append("")
         lines += [
             "| window | start | users | warm users | ranker half-life | weight | age weight "
-            "| chosen on NDCG@10 |",
-            "|---" * 8 + "|",
+            "| chosen on NDCG@10 | unknown users: half-life | age weight | chosen on NDCG@10 |",
+            "|---" * 11 + "|",
         ]
         for w in result["windows"]:
             r = w["ranker"]
             lines.append(
                 f"| {w['window']} | {w['start']} | {w['users']} | {w['warm_users']} | "
-                f"{r['half_life']} | {r['weight']} | {r.get('age_weight') or 0:g} | {_fmt(r['on'])} |"
+                f"{r['half_life']} | {r['weight']} | {r.get('age_weight') or 0:g} | {_fmt(r['on'])} | "
+                f"{r.get('cold_half_life') or '-'} | {r.get('cold_age_weight') or 0:g} | "
+                f"{_fmt(r.get('cold_on'))} |"
             )
         lines.append("")
     else:

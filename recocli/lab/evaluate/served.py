@@ -206,10 +206,15 @@ def _windows(
 
 
 def _ranker(warehouse: Warehouse) -> dict:
-    """The served version's choice: half-life, weight, age weight, and the NDCG@10 it was chosen on."""
+    """The served version's choice: half-life, weight, age weight, and the NDCG@10 it was chosen on;
+    for users it does not know, the popularity's half-life and age weight, and theirs."""
     meta = ModelRegistry(warehouse).metadata().get("ranker", {})
+    cold, on = meta.get("cold") or {}, meta.get("chosen_on", {})
     return {k: meta.get(k) for k in ("half_life", "weight", "age_weight")} | {
-        "on": meta.get("chosen_on", {}).get("ndcg@10")
+        "on": on.get("ndcg@10"),
+        "cold_half_life": cold.get("half_life"),
+        "cold_age_weight": cold.get("age_weight"),
+        "cold_on": on.get("cold_ndcg@10"),
     }
 
 

@@ -9,8 +9,7 @@ update, and a model's scores are blended with it as a product of experts:
 
 The half-life, `weight` and age weight are chosen on the newest data (`best_setting` keeps the
 best); weight 0 is the plain model. Users without any history get a popularity alone, with a
-half-life and age weight chosen on such users. Saved as
-plain tensors (safetensors-friendly).
+half-life and age weight chosen on such users. Saved as plain tensors (safetensors-friendly).
 """
 
 from __future__ import annotations

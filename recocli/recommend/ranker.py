@@ -111,8 +111,8 @@ class Ranker:
 
     def blended(self, raw: Tensor, has: Tensor, weight: float) -> tuple[Tensor, Tensor]:
         """`model_scores` blended at `weight` (ablations; serving uses the chosen one) with the
-        chosen popularity (half-life and age weight); and whether each row is personal (False for
-        everyone at weight inf)."""
+        chosen popularity (half-life and age weight; rows the model does not know get theirs alone);
+        and whether each row is personal (False for everyone at weight inf)."""
         n, state = raw.shape[1], self.state
         cold_prior = None if bool(has.all()) else state.cold_log_prior(n)
         scores = rank_scores(raw, state.log_prior(n), weight, has, cold_prior=cold_prior)

@@ -164,17 +164,16 @@ def test_popularity_alone_wins_over_a_model_that_knows_nothing():
     assert ranker.state.figures["all/0"]["ndcg@10"] < best
 
 
-def test_newer_items_come_first_when_the_newest_rows_say_so():
-    """Old items a little more popular than new ones at every half-life (taken long ago, the day
-    before and today; the new ones only today): when what users take next is the new ones, the
-    choice for users the model does not know weighs item age, and a stranger's list starts with the
-    new items."""
-    day = 86400 * 10**6
-    old, new = [f"old{i}" for i in range(10)], [f"new{i}" for i in range(10)]
-    items = old * 4 + new + old
-    ts = [0] * 30 + [29 * day] * 10 + [30 * day + n for n in range(20)]
+DAY = 86400 * 10**6
+OLD, NEW = [f"old{i}" for i in range(10)], [f"new{i}" for i in range(10)]
+
+
+def _old_and_new_items() -> tuple[Ranker, Vocabs]:
+    """A ranker (a random mf) that has counted old items a little more popular than new ones at
+    every half-life: taken long ago, the day before and on day 30; the new ones only on day 30."""
+    items = OLD * 4 + NEW + OLD
+    ts = [0] * 30 + [29 * DAY] * 10 + [30 * DAY + n for n in range(20)]
     history = make_interactions([f"u{n}" for n in range(len(items))], items, ts=ts)
-    later = make_interactions([f"v{n}" for n in range(20)], new * 2, ts=[31 * day + n for n in range(20)])
     vocabs = Vocabs()
     vocabs.users.add(history["user_id"])
     vocabs.items.add(history["item_id"])
@@ -182,52 +181,50 @@ def test_newer_items_come_first_when_the_newest_rows_say_so():
     model = build_model("mf", len(vocabs.users), len(vocabs.items), settings.model.mf).eval()
     ranker = Ranker.new(model, vocabs, settings.rank)
     ranker.observe(history)
+    return ranker, vocabs
+
+
+def _strangers_take_the_new_items() -> pa.Table:
+    return make_interactions([f"v{n}" for n in range(20)], NEW * 2, ts=[31 * DAY + n for n in range(20)])
+
+
+def test_newer_items_come_first_when_the_newest_rows_say_so():
+    """When what users take next is the new items, the choice for users the model does not know
+    weighs item age, and a stranger's list starts with the new items."""
+    ranker, vocabs = _old_and_new_items()
     first = ranker.state.first_us[vocabs.items.rows(["old3", "new3"])].tolist()
-    assert first == [0, 30 * day + 3]
+    assert first == [0, 30 * DAY + 3]
     before = ranker.scores(["stranger"])[0].topk(10).indices[0].tolist()
-    assert set(vocabs.items.ids(before)) == set(old)  # age not weighed yet
-    ranker.choose(later, max_users=100)
+    assert set(vocabs.items.ids(before)) == set(OLD)  # age not weighed yet
+    ranker.choose(_strangers_take_the_new_items(), max_users=100)
     assert ranker.state.cold_age_weight > 0
     top = ranker.scores(["stranger"])[0].topk(10).indices[0].tolist()
-    assert set(vocabs.items.ids(top)) == set(new)
+    assert set(vocabs.items.ids(top)) == set(NEW)
 
 
 def test_users_the_model_does_not_know_get_the_popularity_chosen_on_such_users():
     """Most users of the newest rows, known ones, go on taking the old items; strangers take the new
     ones. The blend, chosen on everyone, weighs no age; the strangers' own choice does, and a
     stranger's list is the new items while the blend's popularity still puts the old ones first."""
-    day = 86400 * 10**6
-    old, new = [f"old{i}" for i in range(10)], [f"new{i}" for i in range(10)]
-    items = old * 4 + new + old
-    ts = [0] * 30 + [29 * day] * 10 + [30 * day + n for n in range(20)]
-    history = make_interactions([f"u{n}" for n in range(len(items))], items, ts=ts)
+    ranker, vocabs = _old_and_new_items()
     known = make_interactions(
-        [f"u{n}" for n in range(40)], [old[(n + 1) % 10] for n in range(40)], ts=[31 * day] * 40
+        [f"u{n}" for n in range(40)], [OLD[(n + 1) % 10] for n in range(40)], ts=[31 * DAY] * 40
     )
-    strangers = make_interactions([f"v{n}" for n in range(20)], new * 2, ts=[31 * day + n for n in range(20)])
-    vocabs = Vocabs()
-    vocabs.users.add(history["user_id"])
-    vocabs.items.add(history["item_id"])
-    settings = Settings()
-    model = build_model("mf", len(vocabs.users), len(vocabs.items), settings.model.mf).eval()
-    ranker = Ranker.new(model, vocabs, settings.rank)
-    ranker.observe(history)
-    ranker.choose(pa.concat_tables([known, strangers]), max_users=100)
-    state = ranker.state
+    ranker.choose(pa.concat_tables([known, _strangers_take_the_new_items()]), max_users=100)
+    state, n_items = ranker.state, len(vocabs.items)
     assert state.age_weight == 0 and state.cold_age_weight > 0
     assert (state.chosen_on["users"], state.chosen_on["warm_users"]) == (60, 40)
     without_age = state.cold_figures[cold_name(state.cold_half_life_s, 0.0)]["ndcg@10"]
     assert state.chosen_on["cold_ndcg@10"] > without_age
     stranger = ranker.scores(["stranger"])[0].topk(10).indices[0].tolist()
-    assert set(vocabs.items.ids(stranger)) == set(new)
-    blend_popularity = state.log_prior(len(vocabs.items)).topk(10).indices.tolist()
-    assert set(vocabs.items.ids(blend_popularity)) == set(old)
+    assert set(vocabs.items.ids(stranger)) == set(NEW)
+    assert set(vocabs.items.ids(state.log_prior(n_items).topk(10).indices.tolist())) == set(OLD)
     # Saved and loaded with the version; a version saved before this choice serves strangers the blend's.
     again = RankerState.from_stored(state.tensors(), state.metadata())
     assert (again.cold_half_life_s, again.cold_age_weight) == (state.cold_half_life_s, state.cold_age_weight)
-    assert torch.equal(again.cold_log_prior(len(vocabs.items)), state.cold_log_prior(len(vocabs.items)))
+    assert torch.equal(again.cold_log_prior(n_items), state.cold_log_prior(n_items))
     before = RankerState.from_stored(state.tensors(), {**state.metadata(), "cold": None})
-    assert torch.equal(before.cold_log_prior(len(vocabs.items)), state.log_prior(len(vocabs.items)))
+    assert torch.equal(before.cold_log_prior(n_items), state.log_prior(n_items))
 
 
 def test_ties_go_to_the_simpler_blend():

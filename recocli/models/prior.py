@@ -270,7 +270,8 @@ class RankerState:
         }
 
     def metadata(self) -> dict[str, Any]:
-        return {
+        """The choices and their figures, for metadata.json; "cold" once unknown users have chosen."""
+        meta = {
             "half_life": half_life_name(self.half_life_s),
             "weight": _json_weight(self.weight),
             "age_weight": self.age_weight,
@@ -279,14 +280,14 @@ class RankerState:
             "age_weights": self.age_weights,
             "chosen_on": self.chosen_on,
             "ndcg@10": self.figures,
-            "cold": None
-            if self.cold_half_life_s is None
-            else {
+        }
+        if self.cold_half_life_s is not None:
+            meta["cold"] = {
                 "half_life": half_life_name(self.cold_half_life_s),
                 "age_weight": self.cold_age_weight,
                 "ndcg@10": self.cold_figures,
-            },
-        }
+            }
+        return meta
 
     @classmethod
     def from_stored(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> RankerState:

@@ -149,19 +149,22 @@ class Ranker:
             return
         users, exclude, relevant, n_relevant = batch
         raw, has = self.model_scores(users, None)
-        cold = (~has).nonzero().flatten()
+        warm, cold = has.nonzero().flatten(), (~has).nonzero().flatten()
+        warm_targets = exclude[warm], relevant[warm], n_relevant[warm.numpy()]
         cold_targets = exclude[cold], relevant[cold], n_relevant[cold.numpy()]
-        log_p = torch.log_softmax(raw.float(), dim=1)  # once for the whole grid
+        log_p = torch.log_softmax(raw[warm].float(), dim=1)  # once for the whole grid
         blends: dict[tuple[float, ...], float] = {}
         alone: dict[tuple[float, ...], float] = {}
         for h in self.state.priors:
             for b in self.state.age_weights:
                 log_prior = self.state.log_prior(raw.shape[1], h, b)
+                # Unknown users get this popularity alone at every weight: scored once per (h, b).
+                cold_sum = ndcg_sum(log_prior.repeat(len(cold), 1), *cold_targets)
                 if len(cold):
-                    alone[(h, b)] = ndcg_sum(log_prior.repeat(len(cold), 1), *cold_targets)
+                    alone[(h, b)] = cold_sum
                 for w in self.state.weights:
-                    scores = rank_scores(log_p, log_prior, w, has, normalized=True)
-                    blends[(h, w, b)] = ndcg_sum(scores, exclude, relevant, n_relevant)
+                    scores = rank_scores(log_p, log_prior, w, has[warm], normalized=True)
+                    blends[(h, w, b)] = ndcg_sum(scores, *warm_targets) + cold_sum
         state, on = self.state, dict(self.state.chosen_on)  # keeps the unknown users' figure
         state.figures, best, on["ndcg@10"] = pool(state.figures, blends, len(users), pair_name)
         state.half_life_s, state.weight, state.age_weight = best
@@ -184,7 +187,9 @@ def cold_name(half_life_s: float, age_weight: float) -> str:
 
 
 def ndcg_sum(scores: Tensor, exclude: Tensor, relevant: Tensor, n_relevant: np.ndarray) -> float:
-    """The summed NDCG@10 of the lists `scores` [B, items] make, less `exclude`."""
+    """The summed NDCG@10 of the lists `scores` [B, items] make, less `exclude` (0 for no rows)."""
+    if not len(scores):
+        return 0.0
     return float(ndcg_at(masked_topk(scores, K, exclude)[1], relevant, n_relevant).sum())
 
 

@@ -229,9 +229,13 @@ def _bootstrap(
         clock = time.perf_counter()
         ranker, _ = fit_ranker(kind, data.slice(0, cut), own[kind], seed=seed, progress=False)
         state = ranker.state
+        unknown = ""
+        if state.cold_half_life_s is not None:
+            cold = half_life_name(state.cold_half_life_s)
+            unknown = f"; unknown users {cold}, age weight {state.cold_age_weight:g}"
         log(
             f"{kind}: half-life {half_life_name(state.half_life_s)}, blend weight {state.weight:g}, "
-            f"age weight {state.age_weight:g}"
+            f"age weight {state.age_weight:g}{unknown}"
         )
         result.blend[kind] = {
             **blend_info(state.half_life_s, state.weight, state.age_weight),

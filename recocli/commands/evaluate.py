@@ -103,8 +103,10 @@ def evaluate(
     **prequential**: bootstrap on the first part of time, then window by window rank first, score
     against what users did, then update. Strategies (each the ranker `reco recommend` serves):
     stale, incremental (what `reco train` does per micro-batch), retrain (full retrain every N
-    windows), popular — plus the models alone (-noblend), warm and cold users apart, and the
-    compute seconds of each.
+    windows), popular — plus the models alone (-noblend), popularity decayed at half-lives 1, 7,
+    30, 90, 365 days and all time, warm and cold users apart, and the compute seconds of each.
+
+    served and prequential print each list's NDCG@10 over the best decayed popularity (in hindsight).
 
     **served**: the commands themselves in a temporary warehouse: the events before --bootstrap
     committed and `reco train --full`, then per window `reco recommend` for its active users, scored
@@ -221,13 +223,15 @@ def run_protocol(
 
 def show_result(result: dict[str, Any], report: Path | None, title: str, json_output: bool) -> None:
     """Write the report folder (when asked), then print the result as JSON or as a table."""
-    from recocli.lab.evaluate.report import table_columns, table_rows, write_report
+    from recocli.lab.evaluate.report import ratios_line, table_columns, table_rows, write_report
 
     written = write_report(result, report) if report is not None else []
     if json_output:
         print_json({**result, "report": [str(p) for p in written]})
         return
     print_table(title, ["model", *table_columns(result)], table_rows(result))
+    if result.get("ratios"):
+        out.print(ratios_line(result["ratios"]))
     if result.get("ratings"):
         r = result["ratings"]
         out.print(

@@ -1,12 +1,15 @@
 """The simple peers every model must beat, and the glue that puts any scorer on one catalog.
 
 Popularity ranks items by summed positive weight (all history, or a trailing window of event
-time, as `reco recommend`'s fallback does); it has no user state, so every user gets the same
-scores. Model scores come in a model's own vocabulary rows and are moved onto the evaluation's
-common catalog, items the model does not know getting -inf (no candidate for it).
+time, as `reco recommend`'s fallback does); decayed popularity weighs each positive down by its age
+at a half-life (the peers of issue 18, 1 day to all time). Neither has user state, so every user
+gets the same scores. Model scores come in a model's own vocabulary rows and are moved onto the
+evaluation's common catalog, items the model does not know getting -inf (no candidate for it).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -14,8 +17,11 @@ import pyarrow.compute as pc
 import torch
 from torch import Tensor
 
+from recocli.models.prior import RecencyPrior, half_life_name
 from recocli.models.vocab import Vocabulary
 from recocli.recommend.popular import popular_items
+
+PEER_HALF_LIVES_D = (1, 7, 30, 90, 365, math.inf)
 
 
 def catalog_ids(catalog: Vocabulary) -> pa.Array:
@@ -37,6 +43,34 @@ def popularity(interactions: pa.Table, catalog: Vocabulary, window_s: float | No
     known = rows >= 0
     out[torch.from_numpy(rows[known])] = torch.from_numpy(np.asarray(weights, dtype=np.float64)[known])
     return out.float()
+
+
+def peer_name(half_life_d: float) -> str:
+    return f"popularity {half_life_name(half_life_d * 86400)}"
+
+
+def decayed_popularity(history: pa.Table, items: Vocabulary, start_us: int, half_life_d: float) -> Tensor:
+    """[1, len(items)] log P_recent at a half-life, positives counted up to `start_us`; the
+    scoring removes each user's seen items."""
+    pos = history.filter(pc.equal(history["label"], 1))
+    prior = RecencyPrior(len(items), half_life_d * 86400)
+    prior.update(items.rows(pos["item_id"]), pos["ts"].cast(pa.int64()).to_numpy(), pos["weight"].to_numpy())
+    prior.advance(start_us)
+    return prior.log_prob(len(items))[None, :]
+
+
+def over_best_popularity(models: dict[str, dict], names: list[str], k: int = 10) -> dict[str, float | None]:
+    """NDCG@k of each of `names` over the best decayed popularity in hindsight, for all users, warm
+    users and cold users apart."""
+    peers = [n for n in models if n.startswith("popularity ")]
+    out: dict[str, float | None] = {}
+    for group in ("", "warm_", "cold_"):
+        key = f"{group}ndcg@{k}"
+        best = max((models[p].get(key) or 0.0 for p in peers), default=0.0)
+        for name in names:
+            value = models.get(name, {}).get(key)
+            out[f"{group}{name}/best popularity"] = round(value / best, 3) if value and best else None
+    return out
 
 
 def to_catalog(scores: Tensor, index: np.ndarray) -> Tensor:

@@ -12,6 +12,9 @@ it learn from the window:
   retrain      a full `reco train --full` every `retrain_every` windows
   popular      positives in the trailing `popular_window` before the window, recounted per window
 
+and popularity decayed at half-lives of 1 day to all time (the peers of `--protocol served`),
+with each strategy's NDCG@10 over the best of them in hindsight (`ratios`).
+
 Ablations ride along at no training cost: each model strategy at blend weight 0 (`-noblend`, the
 model alone), the incremental ranker's decayed popularity alone (`prior`), and `chance` (every
 candidate tied: the exact expectation of a random ranking: the floor a leak-free evaluation of an
@@ -40,7 +43,15 @@ from torch import Tensor
 from lakehouse.errors import RecoError
 from recocli.config import Settings
 from recocli.lab.evaluate import blend_info, check_models, metrics
-from recocli.lab.evaluate.peers import catalog_ids, popularity, to_catalog
+from recocli.lab.evaluate.peers import (
+    PEER_HALF_LIVES_D,
+    catalog_ids,
+    decayed_popularity,
+    over_best_popularity,
+    peer_name,
+    popularity,
+    to_catalog,
+)
 from recocli.lab.evaluate.source import Source
 from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows
 from recocli.models import KINDS
@@ -183,6 +194,7 @@ class PrequentialResult:
     windows: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     blend: dict = field(default_factory=dict)
+    ratios: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -195,6 +207,7 @@ class PrequentialResult:
             "models": self.models,
             "strategies": {"names": list(self.models), "blend": self.blend, "windows": self.windows},
             "seconds": self.seconds,
+            "ratios": self.ratios,
         }
 
 
@@ -325,6 +338,7 @@ def run_prequential(
     for name, values in replay.scored.items():
         result.models[name] = values.summary(replay.metric_names)
         result.models[name]["seconds"] = round(compute.get(name.removesuffix("-noblend"), 0.0), 3)
+    result.ratios = over_best_popularity(result.models, [r.strategy.name(kinds) for r in runners], ks[0])
     result.seconds.update({name: round(value, 3) for name, value in compute.items()})
     result.seconds["total"] = round(time.perf_counter() - started, 3)
     result.data["scored_user_windows"] = sum(w["users"] for w in result.windows)
@@ -364,6 +378,11 @@ class _Replay:
         pop = popularity(history, self.catalog, self.popular_s)
         self.seconds["popular"] += time.perf_counter() - clock
         results["popular"] = (pop[None, :].expand(len(targets.users), -1), int(window.start) - 1)
+        for days in PEER_HALF_LIVES_D:
+            clock, name = time.perf_counter(), peer_name(days)
+            decayed = decayed_popularity(history, self.catalog, window.start, days)
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - clock
+            results[name] = (decayed.expand(len(targets.users), -1), int(window.start) - 1)
         # Chance: every candidate tied, so each metric is its expectation under a random ranking.
         results["chance"] = (torch.zeros(len(targets.users), len(self.catalog)), None)
         for name, (scores, through) in results.items():

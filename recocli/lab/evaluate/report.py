@@ -86,6 +86,10 @@ def _tried(info: dict, shown: int = 5) -> str:
     return f"best {len(best)} of {len(tried)}: " + ", ".join(f"{pair} {_fmt(q)}" for pair, q in best)
 
 
+def ratios_line(ratios: dict[str, float | None]) -> str:
+    return "Ratios (NDCG@10): " + ", ".join(f"{k} {_fmt(v, 3)}" for k, v in ratios.items())
+
+
 def summary_markdown(result: dict, plots: list[str]) -> str:
     columns = table_columns(result)
     lines = [f"# reco evaluate — {result['protocol']} on {result['dataset']}", ""]
@@ -96,61 +100,9 @@ def summary_markdown(result: dict, plots: list[str]) -> str:
     lines += ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(result)]
     lines.append("")
-    if result["protocol"] == "loo":
-        ratings = result.get("ratings")
-        if ratings:
-            lines.append(
-                f"Rating prediction ({ratings['model']}) on {ratings['predicted']} of "
-                f"{ratings['heldout_ratings']} held-out ratings: RMSE {_fmt(ratings['rmse'])}, "
-                f"MAE {_fmt(ratings['mae'])}. The ranking models do not predict ratings."
-            )
-            lines.append("")
-        if result.get("als_params"):
-            lines.append(f"ALS grid point chosen on the validation item: {result['als_params']}.")
-            lines.append("")
-        for name, info in result.get("blend", {}).items():
-            tried = _tried(info)
-            chosen = f"half-life {info['half_life_days']:g} days, age weight {info['age_weight']:g}"
-            if info.get("weight") is None:
-                lines.append(
-                    f"{name}: the ranker's popularity at each user's time alone, {chosen}, chosen on the "
-                    f"validation item (NDCG@10 by half-life/weight/age weight: {tried})."
-                )
-            else:
-                lines.append(
-                    f"{name}: ranked by the ranker with its popularity at each user's time ({chosen}, "
-                    f"weight {info['weight']:g}; {name}-noblend is the model alone), chosen on the "
-                    f"validation item (NDCG@10 by half-life/weight/age weight: {tried})."
-                )
-            lines.append("")
-    elif result["protocol"] == "served":
-        lines.append(
-            "Ratios (NDCG@10): " + ", ".join(f"{k} {_fmt(v, 3)}" for k, v in result["ratios"].items())
-        )
-        lines.append("")
-        lines += [
-            "| window | start | users | warm users | ranker half-life | weight | age weight "
-            "| chosen on NDCG@10 | unknown users: half-life | age weight | chosen on NDCG@10 |",
-            "|---" * 11 + "|",
-        ]
-        for w in result["windows"]:
-            r = w["ranker"]
-            lines.append(
-                f"| {w['window']} | {w['start']} | {w['users']} | {w['warm_users']} | "
-                f"{r['half_life']} | {r['weight']} | {r.get('age_weight') or 0:g} | {_fmt(r['on'])} | "
-                f"{r.get('cold_half_life') or '-'} | {r.get('cold_age_weight') or 0:g} | "
-                f"{_fmt(r.get('cold_on'))} |"
-            )
-        lines.append("")
-    else:
-        for kind, info in result.get("strategies", {}).get("blend", {}).items():
-            tried = _tried(info)
-            lines.append(
-                f"{kind}: recency prior with half-life {info['half_life_days']:g} days, blend weight "
-                f"{info['weight']:g}, chosen on the validation windows "
-                f"(NDCG@10 by half-life/weight: {tried})."
-            )
-        lines.append("")
+    if result.get("ratios"):
+        lines += [ratios_line(result["ratios"]), ""]
+    lines += {"loo": _loo_lines, "served": _served_lines}.get(result["protocol"], _prequential_lines)(result)
     for name, values in result.get("model_settings", {}).items():
         lines.append(f"{name} trained with " + ", ".join(f"{k} = {v}" for k, v in values.items()) + ".")
         lines.append("")
@@ -160,6 +112,67 @@ def summary_markdown(result: dict, plots: list[str]) -> str:
         lines.append("")
     lines += [f"![{name}]({name})" for name in plots]
     return "\n".join(lines) + "\n"
+
+
+def _loo_lines(result: dict) -> list[str]:
+    lines = []
+    ratings = result.get("ratings")
+    if ratings:
+        lines.append(
+            f"Rating prediction ({ratings['model']}) on {ratings['predicted']} of "
+            f"{ratings['heldout_ratings']} held-out ratings: RMSE {_fmt(ratings['rmse'])}, "
+            f"MAE {_fmt(ratings['mae'])}. The ranking models do not predict ratings."
+        )
+        lines.append("")
+    if result.get("als_params"):
+        lines.append(f"ALS grid point chosen on the validation item: {result['als_params']}.")
+        lines.append("")
+    for name, info in result.get("blend", {}).items():
+        tried = _tried(info)
+        chosen = f"half-life {info['half_life_days']:g} days, age weight {info['age_weight']:g}"
+        if info.get("weight") is None:
+            lines.append(
+                f"{name}: the ranker's popularity at each user's time alone, {chosen}, chosen on the "
+                f"validation item (NDCG@10 by half-life/weight/age weight: {tried})."
+            )
+        else:
+            lines.append(
+                f"{name}: ranked by the ranker with its popularity at each user's time ({chosen}, "
+                f"weight {info['weight']:g}; {name}-noblend is the model alone), chosen on the "
+                f"validation item (NDCG@10 by half-life/weight/age weight: {tried})."
+            )
+        lines.append("")
+    return lines
+
+
+def _served_lines(result: dict) -> list[str]:
+    """Each window's choice of the served version."""
+    lines = [
+        "| window | start | users | warm users | ranker half-life | weight | age weight "
+        "| chosen on NDCG@10 | unknown users: half-life | age weight | chosen on NDCG@10 |",
+        "|---" * 11 + "|",
+    ]
+    for w in result["windows"]:
+        r = w["ranker"]
+        lines.append(
+            f"| {w['window']} | {w['start']} | {w['users']} | {w['warm_users']} | "
+            f"{r['half_life']} | {r['weight']} | {r.get('age_weight') or 0:g} | {_fmt(r['on'])} | "
+            f"{r.get('cold_half_life') or '-'} | {r.get('cold_age_weight') or 0:g} | "
+            f"{_fmt(r.get('cold_on'))} |"
+        )
+    return [*lines, ""]
+
+
+def _prequential_lines(result: dict) -> list[str]:
+    lines = []
+    for kind, info in result.get("strategies", {}).get("blend", {}).items():
+        tried = _tried(info)
+        lines.append(
+            f"{kind}: recency prior with half-life {info['half_life_days']:g} days, blend weight "
+            f"{info['weight']:g}, chosen on the validation windows "
+            f"(NDCG@10 by half-life/weight: {tried})."
+        )
+    return [*lines, ""]
 
 
 def _pyplot():

@@ -32,16 +32,20 @@ from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.registry import ModelRegistry
 from recocli.config import Settings
+from recocli.lab.evaluate.peers import (
+    PEER_HALF_LIVES_D,
+    decayed_popularity,
+    over_best_popularity,
+    peer_name,
+)
 from recocli.lab.evaluate.prequential import Log, evaluate_window, iso, window_targets
 from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows
-from recocli.models.prior import RecencyPrior, half_life_name
 from recocli.models.vocab import Vocabulary
 from recocli.recommend.run import Request, recommend
 from recocli.training.incremental import WarehouseTrainer
 from recocli.training.interactions import from_bronze
 
 K = 10
-PEER_HALF_LIVES_D = (1, 7, 30, 90, 365, math.inf)
 SERVED, STALE = "served", "never updated"
 APP_ID = "reco-evaluate-served"
 
@@ -115,19 +119,6 @@ def list_scores(rows: pa.Table, users: list[str], items: Vocabulary) -> torch.Te
     return scores
 
 
-def peer_scores(history: pa.Table, items: Vocabulary, start_us: int) -> dict[str, torch.Tensor]:
-    """log P_recent over the catalog per peer half-life, counted up to `start_us`."""
-    pos = history.filter(pc.equal(history["label"], 1))
-    rows = items.rows(pos["item_id"])
-    out = {}
-    for days in PEER_HALF_LIVES_D:
-        prior = RecencyPrior(len(items), days * 86400)
-        prior.update(rows, pos["ts"].cast(pa.int64()).to_numpy(), pos["weight"].to_numpy())
-        prior.advance(start_us)
-        out[f"popularity {half_life_name(days * 86400)}"] = prior.log_prob(len(items))[None, :]
-    return out
-
-
 def run_served(events: pa.Table, name: str, settings: Settings, log: Log = lambda m: None) -> dict:
     """The protocol on `events` (EVENT_COLUMNS + event_id, any order) in a temporary warehouse."""
     started = time.perf_counter()
@@ -182,7 +173,8 @@ def _windows(
             seconds["recommend"] += time.perf_counter() - clock
             lists[STALE] = recommend(settings, Request(k=K, users=targets.users, model_version=1)).rows
             found = {name: list_scores(r, targets.users, items) for name, r in lists.items()}
-            found.update(peer_scores(history, items, window.start))
+            for days in PEER_HALF_LIVES_D:
+                found[peer_name(days)] = decayed_popularity(history, items, window.start, days)
             for name, matrix in found.items():
                 values = evaluate_window(matrix.expand(len(targets.users), -1), targets, (K,))[f"ndcg@{K}"]
                 scores.add(name, values)
@@ -220,13 +212,10 @@ def _ranker(warehouse: Warehouse) -> dict:
 
 def _ratios(models: dict[str, dict]) -> dict[str, float | None]:
     """Served NDCG@10 over the best popularity peer (in hindsight) and over never updating."""
-    peers = [n for n in models if n.startswith("popularity")]
-    out: dict[str, float | None] = {}
+    out = over_best_popularity(models, [SERVED], K)
     for group in ("", "warm_", "cold_"):
         key = f"{group}ndcg@{K}"
-        best = max((models[p][key] or 0.0 for p in peers), default=0.0)
         served = models.get(SERVED, {}).get(key)
-        out[f"{group}served/best popularity"] = round(served / best, 3) if served and best else None
         stale = models.get(STALE, {}).get(key)
         out[f"{group}served/never updated"] = round(served / stale, 3) if served and stale else None
     return out

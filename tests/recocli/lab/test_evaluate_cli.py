@@ -92,6 +92,9 @@ def test_prequential_report(movielens, tmp_path):
     assert result["seconds"]["incremental"] > 0 and result["seconds"]["stale"] == 0
     assert (report / "ndcg_per_window.png").stat().st_size > 1000
     assert (report / "metrics.png").exists()
+    best = max(v["ndcg@10"] for name, v in result["models"].items() if name.startswith("popularity "))
+    assert result["ratios"]["incremental/best popularity"] == round(inc["ndcg@10"] / best, 3)
+    assert "Ratios (NDCG@10): stale/best popularity" in (report / "summary.md").read_text()
 
 
 def test_user_mistakes_are_one_line_errors(movielens, tmp_path):

@@ -111,6 +111,19 @@ def test_ordered_time_beats_chance_shuffled_time_does_not(ordered, shuffled):
     assert shuffled["models"]["retrain"]["ndcg@10"] < 1.3 * shuffled_chance
 
 
+def test_decayed_popularity_peers_and_the_ratio_to_the_best_of_them(ordered):
+    """The peers of `--protocol served` ride along: flat popularity at every half-life, and each
+    strategy's NDCG@10 over the best of them."""
+    models, chance = ordered["models"], ordered["models"]["chance"]["ndcg@10"]
+    peers = [f"popularity {h}" for h in ("1d", "7d", "30d", "90d", "365d", "all")]
+    assert all(models[p]["users"] == models["incremental"]["users"] for p in peers)
+    best = max(models[p]["ndcg@10"] for p in peers)
+    assert best < 1.3 * chance
+    for name in ("stale", "incremental", "retrain"):
+        assert ordered["ratios"][f"{name}/best popularity"] == round(models[name]["ndcg@10"] / best, 3)
+    assert ordered["ratios"]["incremental/best popularity"] > 2.0
+
+
 def test_a_model_that_saw_the_window_would_stand_out(shuffled):
     """The same shuffled stream, scored the wrong way round (learn the window, then score it): far
     above chance — the leak the prequential numbers above do not show."""

@@ -106,12 +106,13 @@ def evaluate(
     windows), popular — plus the models alone (-noblend), popularity decayed at half-lives 1, 7,
     30, 90, 365 days and all time, warm and cold users apart, and the compute seconds of each.
 
-    served and prequential print each list's NDCG@10 over the best decayed popularity (in hindsight).
-
     **served**: the commands themselves in a temporary warehouse: the events before --bootstrap
     committed and `reco train --full`, then per window `reco recommend` for its active users, scored
     against what they liked next, the window committed and `reco train`; against the first version
     never updated and popularity decayed at half-lives 1, 7, 30, 90, 365 days and all time.
+
+    prequential and served print each strategy's NDCG@10 over the best decayed popularity (in
+    hindsight), for all users and warm and cold users apart.
     """
     flags = {
         "evaluate.k": k,

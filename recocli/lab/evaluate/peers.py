@@ -45,18 +45,19 @@ def popularity(interactions: pa.Table, catalog: Vocabulary, window_s: float | No
     return out.float()
 
 
-def peer_name(half_life_d: float) -> str:
-    return f"popularity {half_life_name(half_life_d * 86400)}"
-
-
-def decayed_popularity(history: pa.Table, items: Vocabulary, start_us: int, half_life_d: float) -> Tensor:
-    """[1, len(items)] log P_recent at a half-life, positives counted up to `start_us`; the
-    scoring removes each user's seen items."""
+def decayed_popularity(history: pa.Table, items: Vocabulary, start_us: int) -> dict[str, Tensor]:
+    """[1, len(items)] log P_recent per peer half-life ("popularity 7d", …), positives counted up to
+    `start_us`; the scoring removes each user's seen items."""
     pos = history.filter(pc.equal(history["label"], 1))
-    prior = RecencyPrior(len(items), half_life_d * 86400)
-    prior.update(items.rows(pos["item_id"]), pos["ts"].cast(pa.int64()).to_numpy(), pos["weight"].to_numpy())
-    prior.advance(start_us)
-    return prior.log_prob(len(items))[None, :]
+    rows, ts = items.rows(pos["item_id"]), pos["ts"].cast(pa.int64()).to_numpy()
+    weights = pos["weight"].to_numpy()
+    out = {}
+    for days in PEER_HALF_LIVES_D:
+        prior = RecencyPrior(len(items), days * 86400)
+        prior.update(rows, ts, weights)
+        prior.advance(start_us)
+        out[f"popularity {half_life_name(days * 86400)}"] = prior.log_prob(len(items))[None, :]
+    return out
 
 
 def over_best_popularity(models: dict[str, dict], names: list[str], k: int = 10) -> dict[str, float | None]:

@@ -44,11 +44,9 @@ from lakehouse.errors import RecoError
 from recocli.config import Settings
 from recocli.lab.evaluate import blend_info, check_models, metrics
 from recocli.lab.evaluate.peers import (
-    PEER_HALF_LIVES_D,
     catalog_ids,
     decayed_popularity,
     over_best_popularity,
-    peer_name,
     popularity,
     to_catalog,
 )
@@ -378,11 +376,12 @@ class _Replay:
         pop = popularity(history, self.catalog, self.popular_s)
         self.seconds["popular"] += time.perf_counter() - clock
         results["popular"] = (pop[None, :].expand(len(targets.users), -1), int(window.start) - 1)
-        for days in PEER_HALF_LIVES_D:
-            clock, name = time.perf_counter(), peer_name(days)
-            decayed = decayed_popularity(history, self.catalog, window.start, days)
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - clock
-            results[name] = (decayed.expand(len(targets.users), -1), int(window.start) - 1)
+        clock = time.perf_counter()
+        decayed = decayed_popularity(history, self.catalog, window.start)
+        share = (time.perf_counter() - clock) / len(decayed)  # one pass builds them all: equal shares
+        for name, scores in decayed.items():
+            self.seconds[name] = self.seconds.get(name, 0.0) + share
+            results[name] = (scores.expand(len(targets.users), -1), int(window.start) - 1)
         # Chance: every candidate tied, so each metric is its expectation under a random ranking.
         results["chance"] = (torch.zeros(len(targets.users), len(self.catalog)), None)
         for name, (scores, through) in results.items():

@@ -32,12 +32,7 @@ from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.registry import ModelRegistry
 from recocli.config import Settings
-from recocli.lab.evaluate.peers import (
-    PEER_HALF_LIVES_D,
-    decayed_popularity,
-    over_best_popularity,
-    peer_name,
-)
+from recocli.lab.evaluate.peers import decayed_popularity, over_best_popularity
 from recocli.lab.evaluate.prequential import Log, evaluate_window, iso, window_targets
 from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows
 from recocli.models.vocab import Vocabulary
@@ -173,8 +168,7 @@ def _windows(
             seconds["recommend"] += time.perf_counter() - clock
             lists[STALE] = recommend(settings, Request(k=K, users=targets.users, model_version=1)).rows
             found = {name: list_scores(r, targets.users, items) for name, r in lists.items()}
-            for days in PEER_HALF_LIVES_D:
-                found[peer_name(days)] = decayed_popularity(history, items, window.start, days)
+            found.update(decayed_popularity(history, items, window.start))
             for name, matrix in found.items():
                 values = evaluate_window(matrix.expand(len(targets.users), -1), targets, (K,))[f"ndcg@{K}"]
                 scores.add(name, values)

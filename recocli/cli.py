@@ -30,9 +30,11 @@ from recocli.console import err
 
 
 def _flags_take_no_value() -> None:
-    """Typer's help gives every option a type column, flags too ("--json <bool>"), which reads as if
-    the flag wanted a value: flags get none."""
-    shown = TyperOption.display_type_rich
+    """Typer 0.29+ gives every option a type column, flags too ("--json <bool>"), which reads as if
+    the flag wanted a value: flags get none. Older Typers show no type for flags and lack the hook."""
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None:
+        return
 
     def display_type_rich(self: TyperOption, ctx) -> str | None:
         return None if self.is_flag else shown(self, ctx)

@@ -149,6 +149,10 @@ def _trainer(
         enable_progress_bar=progress,
         num_sanity_val_steps=0,
         limit_val_batches=None if validate else 0,
+        # The same seed gives the same model on a GPU too: atomics in CUDA's backward passes
+        # otherwise reorder sums from run to run. CPU training is deterministic as it is, and is
+        # left alone: the flag would also fill every new empty tensor, for nothing.
+        deterministic=True if _uses_gpu(train) else None,
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from helpers import event, run_reco
 
@@ -39,6 +41,20 @@ def test_help_keeps_its_placeholders_and_flags_show_no_value_type():
     assert "DIR/report/report.md" in demo_help and "--warehouse" in demo_help
     for command in ("ingest", "train", "demo", "status", "maintain"):
         assert "<bool>" not in run_reco(command, "--help").stdout, command
+
+
+def test_the_cli_loads_on_a_typer_without_the_flag_type_hook():
+    """Typers before 0.29 have no `display_type_rich` (a GPU box's image had one) and show no type
+    for flags anyway: the CLI loads there, without patching what is not there."""
+    code = (
+        "import typer.core as core\n"
+        "for cls in (core.TyperOption, core._TyperParameter):\n"
+        "    del cls.display_type_rich\n"
+        "import recocli.cli\n"
+        "assert not hasattr(core.TyperOption, 'display_type_rich')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_durations_read_as_durations():

@@ -103,7 +103,7 @@ def test_every_window_is_scored_before_any_strategy_learns_from_it(ordered):
 
 def test_ordered_time_beats_chance_shuffled_time_does_not(ordered, shuffled):
     chance = ordered["models"]["chance"]["ndcg@10"]
-    assert ordered["models"]["incremental"]["ndcg@10"] > 2 * chance
+    assert ordered["models"]["incremental"]["ndcg@10"] > 2 * chance  # 2.7x on a CPU, 2.4x on a GPU
     # Popularity is flat at every moment: no better than chance.
     assert ordered["models"]["popular"]["ndcg@10"] < 1.3 * chance
     shuffled_chance = shuffled["models"]["chance"]["ndcg@10"]

@@ -69,9 +69,13 @@ def over_best_popularity(models: dict[str, dict], names: list[str], k: int = 10)
         key = f"{group}ndcg@{k}"
         best = max((models[p].get(key) or 0.0 for p in peers), default=0.0)
         for name in names:
-            value = models.get(name, {}).get(key)
-            out[f"{group}{name}/best popularity"] = round(value / best, 3) if value and best else None
+            out[f"{group}{name}/best popularity"] = ratio(models.get(name, {}).get(key), best)
     return out
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    """`value` over `base` to three decimals; None where either is missing or zero."""
+    return round(value / base, 3) if value and base else None
 
 
 def to_catalog(scores: Tensor, index: np.ndarray) -> Tensor:

@@ -32,7 +32,7 @@ from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.registry import ModelRegistry
 from recocli.config import Settings
-from recocli.lab.evaluate.peers import decayed_popularity, over_best_popularity
+from recocli.lab.evaluate.peers import decayed_popularity, over_best_popularity, ratio
 from recocli.lab.evaluate.prequential import Log, evaluate_window, iso, window_targets
 from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows
 from recocli.models.vocab import Vocabulary
@@ -209,9 +209,9 @@ def _ratios(models: dict[str, dict]) -> dict[str, float | None]:
     out = over_best_popularity(models, [SERVED], K)
     for group in ("", "warm_", "cold_"):
         key = f"{group}ndcg@{K}"
-        served = models.get(SERVED, {}).get(key)
-        stale = models.get(STALE, {}).get(key)
-        out[f"{group}served/never updated"] = round(served / stale, 3) if served and stale else None
+        out[f"{group}served/never updated"] = ratio(
+            models.get(SERVED, {}).get(key), models.get(STALE, {}).get(key)
+        )
     return out
 
 

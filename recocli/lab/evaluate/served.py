@@ -33,7 +33,7 @@ from lakehouse.catalog import Warehouse
 from lakehouse.registry import ModelRegistry
 from recocli.config import Settings
 from recocli.lab.evaluate.peers import decayed_popularity, over_best_popularity, ratio
-from recocli.lab.evaluate.prequential import Log, evaluate_window, iso, window_targets
+from recocli.lab.evaluate.prequential import Log, WindowTargets, evaluate_window, iso, window_targets
 from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows
 from recocli.models.vocab import Vocabulary
 from recocli.recommend.run import Request, recommend
@@ -154,12 +154,7 @@ def _windows(
     its = interactions["ts"].cast(pa.int64()).to_numpy()
     scores, rows, seconds = Scores(), [], {"recommend": 0.0, "train": 0.0}
     for n, window in enumerate(windows):
-        lo = int(np.searchsorted(its, window.start, side="left"))
-        hi = int(np.searchsorted(its, window.end, side="left"))
-        history, now = interactions.slice(0, lo), interactions.slice(lo, hi - lo)
-        items = Vocabulary()
-        items.add(history["item_id"])
-        targets = window_targets(now, history, items, set(history["user_id"].to_pylist()))
+        history, items, targets = window_split(interactions, its, window)
         row = {"window": n, "start": iso(window.start), "users": len(targets.users),
                "warm_users": int(targets.warm.sum()), "ranker": _ranker(warehouse)}  # fmt: skip
         if targets.users:
@@ -189,6 +184,19 @@ def _windows(
         "data": {"windows": len(windows), "scored_user_windows": sum(r["users"] for r in rows)},
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
+
+
+def window_split(
+    interactions: pa.Table, its: np.ndarray, window: Window
+) -> tuple[pa.Table, Vocabulary, WindowTargets]:
+    """What comes before `window` (the interactions, time-sorted, `its` their times), its items,
+    and whom the window scores against what."""
+    lo = int(np.searchsorted(its, window.start, side="left"))
+    hi = int(np.searchsorted(its, window.end, side="left"))
+    history, now = interactions.slice(0, lo), interactions.slice(lo, hi - lo)
+    items = Vocabulary()
+    items.add(history["item_id"])
+    return history, items, window_targets(now, history, items, set(history["user_id"].to_pylist()))
 
 
 def _ranker(warehouse: Warehouse) -> dict:

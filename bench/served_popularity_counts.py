@@ -1,0 +1,107 @@
+"""Offline experiment (issue 18): what a decayed popularity should count, on the windows and users
+of `reco evaluate --protocol served`, scored by its own functions (no model, no warehouse).
+
+The protocol's popularity peers count positives (rating ≥ `train.rating_threshold`). Three other
+counts, each at the peers' half-lives, show whether a different popularity would serve users with
+history (warm) better, the group where issue 18's targets are missed:
+
+- `positives`: the peers themselves (the same figures as the protocol's table, to the digit);
+- `later visits`: only positives rated more than `--gap` after their user's first rating (what
+  returning users take, not the first sitting's classics);
+- `first visits`: only the other positives;
+- `every rating`: every interaction, liked or not (what is being watched).
+
+    PYTHONPATH=. python bench/served_popularity_counts.py ../shared/datasets/movielens/ml-100k
+    PYTHONPATH=. python bench/served_popularity_counts.py ../shared/datasets/movielens/ml-latest-small \
+        --window 180d
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse.settings import parse_duration
+from recocli.config import load_settings
+from recocli.lab.evaluate.peers import PEER_HALF_LIVES_D
+from recocli.lab.evaluate.prequential import evaluate_window
+from recocli.lab.evaluate.served import served_events, window_split
+from recocli.lab.evaluate.split import bootstrap_cut, prequential_windows
+from recocli.models.prior import RecencyPrior, half_life_name
+from recocli.training.interactions import from_bronze
+
+K = 10
+
+
+def counted(history: pa.Table, gap_us: int) -> dict[str, pa.Table]:
+    """The rows each count takes from `history` (interactions before a window, time-sorted)."""
+    pos = pc.equal(history["label"], 1)
+    ts = history["ts"].cast(pa.int64()).to_numpy()
+    users = history["user_id"].to_numpy(zero_copy_only=False)
+    _, inverse = np.unique(users, return_inverse=True)
+    first = np.full(inverse.max() + 1 if len(inverse) else 0, np.iinfo(np.int64).max)
+    np.minimum.at(first, inverse, ts)
+    later = pa.array(ts - first[inverse] > gap_us)
+    return {
+        "positives": history.filter(pos),
+        "later visits": history.filter(pc.and_(pos, later)),
+        "first visits": history.filter(pc.and_(pos, pc.invert(later))),
+        "every rating": history,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--bootstrap", type=float, default=0.7)
+    parser.add_argument("--window", default="30d")
+    parser.add_argument("--gap", default="1d", help="a later visit: this long after the user's first rating")
+    args = parser.parse_args()
+    settings = load_settings(None)
+    settings = replace(
+        settings, evaluate=replace(settings.evaluate, bootstrap=args.bootstrap, window=args.window)
+    )
+    events, name = served_events(settings, args.data)
+    events = events.take(pc.sort_indices(events, [("ts", "ascending"), ("event_id", "ascending")]))
+    train = settings.train
+    interactions = from_bronze(events, None, train.weights, train.rating_threshold)
+    its = interactions["ts"].cast(pa.int64()).to_numpy()
+    ts = events["ts"].cast(pa.int64()).to_numpy()
+    windows = prequential_windows(ts, bootstrap_cut(ts, args.bootstrap), args.window)
+    gap_us = int(parse_duration(args.gap) * 1e6)
+    scores: dict[str, list[np.ndarray]] = {}
+    warm: list[np.ndarray] = []
+    for window in windows:
+        history, items, targets = window_split(interactions, its, window)
+        if not targets.users:
+            continue
+        warm.append(targets.warm)
+        for count, rows in counted(history, gap_us).items():
+            for days in PEER_HALF_LIVES_D:
+                prior = RecencyPrior(len(items), days * 86400)
+                prior.update(
+                    items.rows(rows["item_id"]),
+                    rows["ts"].cast(pa.int64()).to_numpy(),
+                    rows["weight"].to_numpy(),
+                )
+                prior.advance(window.start)
+                matrix = prior.log_prob(len(items))[None, :].expand(len(targets.users), -1)
+                values = evaluate_window(matrix, targets, (K,))[f"ndcg@{K}"]
+                scores.setdefault(f"{count} {half_life_name(days * 86400)}", []).append(values)
+    is_warm = np.concatenate(warm)
+    print(
+        f"{name}: {len(windows)} windows of {args.window}, {len(is_warm)} scored users ({is_warm.sum()} warm)"
+    )
+    print(f"| popularity counts | NDCG@{K} | warm | cold |\n|---|---:|---:|---:|")
+    for label, per_window in scores.items():
+        v = np.concatenate(per_window)
+        print(f"| {label} | {v.mean():.4f} | {v[is_warm].mean():.4f} | {v[~is_warm].mean():.4f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,6 @@ history (warm) better, the group where issue 18's targets are missed:
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +62,6 @@ def main() -> None:
     parser.add_argument("--gap", default="1d", help="a later visit: this long after the user's first rating")
     args = parser.parse_args()
     settings = load_settings(None)
-    settings = replace(
-        settings, evaluate=replace(settings.evaluate, bootstrap=args.bootstrap, window=args.window)
-    )
     events, name = served_events(settings, args.data)
     events = events.take(pc.sort_indices(events, [("ts", "ascending"), ("event_id", "ascending")]))
     train = settings.train

@@ -1,7 +1,7 @@
 """Offline experiment (issue 18): what a decayed popularity should count, on the windows and users
 of `reco evaluate --protocol served`, scored by its own functions (no model, no warehouse).
 
-The protocol's popularity peers count positives (rating ≥ `train.rating_threshold`). Three other
+The protocol's popularity peers count positives (rating ≥ `train.rating_threshold`). Other
 counts, each at the peers' half-lives, show whether a different popularity would serve users with
 history (warm) better, the group where issue 18's targets are missed:
 
@@ -9,7 +9,10 @@ history (warm) better, the group where issue 18's targets are missed:
 - `later visits`: only positives rated more than `--gap` after their user's first rating (what
   returning users take, not the first sitting's classics);
 - `first visits`: only the other positives;
-- `every rating`: every interaction, liked or not (what is being watched).
+- `every rating`: every interaction, liked or not (what is being watched);
+- `hindsight`: not a count one can have but a yardstick, a popularity that knows what the crowd
+  does next: for each scored user, how many of the other scored users like each item in the
+  window (what they are scored on), ties broken by `positives` at each half-life.
 
     PYTHONPATH=. python bench/served_popularity_counts.py ../shared/datasets/movielens/ml-100k
     PYTHONPATH=. python bench/served_popularity_counts.py ../shared/datasets/movielens/ml-latest-small \
@@ -24,17 +27,29 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
+from torch import Tensor
 
 from lakehouse.settings import parse_duration
 from recocli.config import load_settings
 from recocli.lab.evaluate.peers import PEER_HALF_LIVES_D
-from recocli.lab.evaluate.prequential import evaluate_window
+from recocli.lab.evaluate.prequential import WindowTargets, evaluate_window
 from recocli.lab.evaluate.served import served_events, window_split
 from recocli.lab.evaluate.split import bootstrap_cut, prequential_windows
 from recocli.models.prior import RecencyPrior, half_life_name
 from recocli.training.interactions import from_bronze
 
 K = 10
+HINDSIGHT = "hindsight, ties by positives"
+
+
+def likes_of_others(targets: WindowTargets, n_items: int) -> Tensor:
+    """[B, n_items]: for each scored user, how many of the other scored users like each item next
+    (their relevant items in the window): a popularity that knows the window, without the user's own."""
+    rel = targets.relevant
+    own = torch.zeros(len(targets.users), n_items)
+    own.scatter_add_(1, rel.clamp(min=0), (rel >= 0).float())
+    return own.sum(dim=0, keepdim=True) - own
 
 
 def counted(history: pa.Table, gap_us: int) -> dict[str, pa.Table]:
@@ -77,6 +92,7 @@ def main() -> None:
         if not targets.users:
             continue
         warm.append(targets.warm)
+        others = likes_of_others(targets, len(items))
         for count, rows in counted(history, gap_us).items():
             for days in PEER_HALF_LIVES_D:
                 prior = RecencyPrior(len(items), days * 86400)
@@ -86,9 +102,13 @@ def main() -> None:
                     rows["weight"].to_numpy(),
                 )
                 prior.advance(window.start)
-                matrix = prior.log_prob(len(items))[None, :].expand(len(targets.users), -1)
-                values = evaluate_window(matrix, targets, (K,))[f"ndcg@{K}"]
-                scores.setdefault(f"{count} {half_life_name(days * 86400)}", []).append(values)
+                log_p = prior.log_prob(len(items))
+                lists = {count: log_p[None, :].expand(len(targets.users), -1)}
+                if count == "positives":  # ties among the others' likes broken by this popularity
+                    lists[HINDSIGHT] = others + 0.5 * (log_p - log_p.min()) / (log_p.max() - log_p.min())
+                for label, matrix in lists.items():
+                    values = evaluate_window(matrix, targets, (K,))[f"ndcg@{K}"]
+                    scores.setdefault(f"{label} {half_life_name(days * 86400)}", []).append(values)
     is_warm = np.concatenate(warm)
     print(
         f"{name}: {len(windows)} windows of {args.window}, {len(is_warm)} scored users ({is_warm.sum()} warm)"

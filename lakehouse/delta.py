@@ -19,6 +19,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.catalog import ALL_TABLES, TableSpec, Warehouse
 from lakehouse.errors import RecoError
+from lakehouse.files import check_writable_folder
 
 # Change data feed lets downstream readers (training's cursor, Spark) ask "what was added since v".
 TABLE_CONFIG = {"delta.enableChangeDataFeed": "true"}
@@ -53,6 +54,7 @@ def ensure_table(uri: str, spec: TableSpec) -> DeltaTable:
 
 def create_tables(warehouse: Warehouse) -> list[str]:
     """Every table of the catalog, empty where it is not there yet; the names of those created."""
+    check_writable_folder(warehouse.root, "warehouse")
     created = []
     for spec in ALL_TABLES:
         if open_table(warehouse.uri(spec)) is None:

@@ -8,10 +8,13 @@ power cut. A writer killed midway leaves at most a `.<name>.<pid>.tmp` file and 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from lakehouse.errors import RecoError
 
 
 def fsync_path(path: Path) -> None:
@@ -50,3 +53,20 @@ def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> N
     """Replace `path` with `text`, atomically."""
     with atomic_file(path, "w", encoding) as out:
         out.write(text)
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """One line unless `folder` is a folder, or could be made one, that this process can write
+    into; it creates nothing, so a command can check its outputs before any work starts."""
+    if folder.exists() and not folder.is_dir():
+        raise RecoError(f"{what} {folder} is a file, not a folder")
+    base = folder
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise RecoError(f"{what} {folder}: {base} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as exc:
+        raise RecoError(f"{what} {folder}: cannot write into {base}: {exc.strerror or exc}") from None

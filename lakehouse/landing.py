@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from lakehouse.errors import RecoError
-from lakehouse.files import atomic_file
+from lakehouse.files import atomic_file, check_writable_folder
 
 KINDS = ("events", "feedback")
 # Spark's file source takes a file's path as a glob (? * [ ] { } \\) and as a URI (a ':' fails with
@@ -70,6 +70,13 @@ def require_landing(landing: str | Path) -> Path:
             f"`reco init --landing {root}`"
         )
     return root
+
+
+def check_landing_target(landing: str | Path) -> None:
+    """One line, creating nothing, unless the landing folder and its events/ and feedback/ are
+    folders (or could be made) that this process can write: checked before a command's work."""
+    for folder in landing_dirs(landing).values():
+        check_writable_folder(folder, "landing folder")
 
 
 def create_landing(landing: str | Path) -> list[Path]:

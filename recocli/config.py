@@ -84,6 +84,10 @@ class SimulateSettings:
     # Time spanned by one round's behaviour events, ending at the round's time.
     round_span: Duration = Duration("10m")
 
+    def check(self) -> None:
+        _at_least("simulate", self, users=1, items=1, dims=1, new_items_per_round=0)
+        _seed("simulate", self.seed)
+
 
 ModelKind = Literal["sasrec", "mf"]
 
@@ -234,6 +238,7 @@ class TrainSettings:
             replay_size=0,
             threads=0,
         )
+        _seed("train", self.seed)
         if self.finetune_lr <= 0:
             raise RecoError(f"train.finetune_lr must be > 0, got {self.finetune_lr}")
         for kind in typing.get_args(ModelKind):
@@ -380,6 +385,12 @@ def load_settings(
     path = config_file or (Path(env["RECO_CONFIG"]) if env.get("RECO_CONFIG") else None)
     data = read_toml(path) if path is not None else {}
     return apply_layers(Settings(), data, str(path), env, overrides)
+
+
+def _seed(section: str, seed: int) -> None:
+    """numpy and torch take seeds in [0, 2**32): anything else failed deep inside a run."""
+    if not 0 <= seed < 2**32:
+        raise RecoError(f"{section}.seed must be between 0 and {2**32 - 1}, got {seed}")
 
 
 def _at_least(section: str, values: Any, **minimum: int) -> None:

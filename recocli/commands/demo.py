@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from lakehouse.errors import RecoError
+from lakehouse.files import check_writable_folder
 from recocli.config import Settings, load_settings
 from recocli.console import out, print_table
 
@@ -72,13 +73,19 @@ def demo(
     Writes DIR/report/report.md with PNG charts; the warehouse is DIR/warehouse unless --warehouse
     names a new one (the commands after the demo take it as --warehouse).
     """
+    from recocli.data.movielens import detect
     from recocli.lab.loop import run_loop, run_replay_loop, write_report
 
-    if warehouse is not None and warehouse.exists() and any(warehouse.iterdir()):
-        raise RecoError(f"{warehouse} is not empty: the demo fills a new warehouse, give another --warehouse")
-    prepare_demo_dir(folder)
+    check_writable_folder(folder, "--dir")
+    if warehouse is not None:
+        check_writable_folder(warehouse, "--warehouse")
+        if warehouse.exists() and any(warehouse.iterdir()):
+            raise RecoError(f"{warehouse} is not empty: the demo fills a new warehouse, name another one")
+    if data is not None:
+        detect(data)
     tables = (warehouse or folder / "warehouse").expanduser().resolve()
     settings = demo_settings(folder, tables, users, items, seed)
+    prepare_demo_dir(folder)
     if data is not None:
         out.print(f"reco demo: replaying {data} in {rounds} windows after a bootstrap half → {folder}")
         result = run_replay_loop(settings, data, rounds=rounds, k=k, holdout=holdout, say=out.print)
@@ -119,9 +126,9 @@ def demo_settings(folder: Path, warehouse: Path, users: int, items: int, seed: i
             "simulate.state": str(folder / "simworld"),
         }
     )
-    return dataclasses.replace(
-        base, simulate=dataclasses.replace(base.simulate, users=users, items=items, seed=seed)
-    )
+    simulate = dataclasses.replace(base.simulate, users=users, items=items, seed=seed)
+    simulate.check()
+    return dataclasses.replace(base, simulate=simulate)
 
 
 def print_summary(result: LoopResult, verdict: dict[str, Any]) -> None:

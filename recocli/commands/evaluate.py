@@ -10,6 +10,7 @@ import typer
 
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
+from lakehouse.files import check_writable_folder
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import err, out, print_json, print_table
 
@@ -127,6 +128,8 @@ def evaluate(
         raise RecoError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if data is not None and not data.exists():
         raise RecoError(f"--data folder not found: {data}")
+    if report is not None:
+        check_writable_folder(report, "--report")
     if protocol == "served" and (models or per_model or sample_users):
         raise RecoError(
             "--protocol served ranks with model.kind for every user: drop --models, --set, --sample-users"

@@ -9,7 +9,7 @@ import typer
 
 from lakehouse.catalog import Warehouse
 from lakehouse.delta import create_tables
-from lakehouse.landing import create_landing
+from lakehouse.landing import check_landing_target, create_landing
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import out, print_json
 
@@ -30,6 +30,7 @@ def init(
     """
     settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
     root = Warehouse(settings.warehouse)
+    check_landing_target(settings.ingest.landing)
     created = create_tables(root)
     folders = create_landing(settings.ingest.landing)
     if json_output:

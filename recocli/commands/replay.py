@@ -9,6 +9,7 @@ import typer
 
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
+from lakehouse.landing import check_landing_target
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import out, print_json
 from recocli.data.replay import iso, load_events, newest_event_time, parse_time
@@ -79,6 +80,7 @@ def replay(
             "data.replay_flush": flush_every,
         },
     )
+    check_landing_target(settings.ingest.landing)
     moment = parse_time(until, "--until")
     start = parse_time(since, "--since")
     if resume and start is not None:

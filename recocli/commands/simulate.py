@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from lakehouse.catalog import Warehouse
+from lakehouse.landing import check_landing_target
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import out, print_json
 from recocli.data.replay import parse_time
@@ -64,6 +65,7 @@ def simulate(
             "simulate.seed": seed,
         },
     )
+    check_landing_target(settings.ingest.landing)
     report = run_round(
         settings.simulate,
         settings.ingest.landing,

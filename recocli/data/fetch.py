@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.errors import RecoError
+from lakehouse.files import check_writable_folder
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,31 @@ def fetch(
     folder = root / name
     if folder.is_dir() and any(folder.iterdir()) and not force:
         return FetchResult(name, source, folder, "", 0, checked_against="", downloaded=False)
+    check_writable_folder(root, "data.dir (--dir)")
+    made = [p for p in (root, *root.parents) if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=root) as work:
+    try:
+        return _download_and_unpack(name, source, folder, expected, sha256, on_start, on_bytes)
+    except BaseException:
+        for path in made:  # deepest first; a folder something else wrote into stays
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _download_and_unpack(
+    name: str,
+    source: str,
+    folder: Path,
+    expected: str,
+    sha256: str | None,
+    on_start: Callable[[str, int | None], None] | None,
+    on_bytes: Callable[[int], None] | None,
+) -> FetchResult:
+    """Download into a temporary folder beside `folder`, verify, unpack, then move into place."""
+    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=folder.parent) as work:
         archive = Path(work) / f"{name}.zip"
         digest, size = _download(source, archive, on_start, on_bytes)
         if digest != expected:

@@ -17,7 +17,8 @@ import pyarrow as pa
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
 from lakehouse.errors import RecoError
-from lakehouse.landing import landing_dirs, write_landing_file
+from lakehouse.files import check_writable_folder
+from lakehouse.landing import check_landing_target, landing_dirs, write_landing_file
 from recocli.config import Settings
 from recocli.data import movielens
 
@@ -68,8 +69,11 @@ def import_movielens(
         raise RecoError(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
     if min(settings.data.batch_rows, settings.data.file_events) < 1:
         raise RecoError("data.batch_rows and data.file_events must be at least 1")
-    clock = time.perf_counter()
     folder = movielens.detect(path, dataset)
+    check_writable_folder(Warehouse(settings.warehouse).root, "warehouse")
+    if to == "landing":
+        check_landing_target(settings.ingest.landing)
+    clock = time.perf_counter()
     events = movielens.read_ratings(folder)
     items = movielens.read_items(folder)
     report = ImportReport(

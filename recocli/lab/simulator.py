@@ -90,8 +90,7 @@ class SimWorld:
     # ---- creation and persistence -------------------------------------------------------------
     @classmethod
     def create(cls, settings: SimulateSettings) -> SimWorld:
-        if min(settings.users, settings.items, settings.dims) < 1:
-            raise RecoError("simulate.users, simulate.items and simulate.dims must be at least 1")
+        settings.check()
         rng = np.random.default_rng([settings.seed, 0, 0])
         d = settings.dims
         centers = _unit(rng.normal(size=(CLUSTERS, d)))

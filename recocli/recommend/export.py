@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,7 +10,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lakehouse.errors import RecoError
-from lakehouse.files import atomic_file
+from lakehouse.files import atomic_file, check_writable_folder
 
 FORMATS = ("parquet", "csv", "jsonl")
 
@@ -38,16 +37,7 @@ def check_export_target(path: Path, fmt: str | None, force: bool) -> str:
     if path.exists() and not force:
         raise RecoError(f"export target {path} already exists: pass --force to overwrite it")
     chosen = export_format(path, fmt)
-    folder = path.parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise RecoError(f"cannot export to {path}: {folder} is not a directory")
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise RecoError(f"cannot write the export into {folder}: {exc.strerror or exc}") from None
+    check_writable_folder(path.parent, "the export's folder")
     return chosen
 
 

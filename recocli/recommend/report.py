@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.files import atomic_file
 from lakehouse.landing import served_lists
 from lakehouse.schemas import HOLDOUT, POPULAR
 
@@ -123,6 +124,7 @@ def plot_ctr(report: list[dict], path: Path) -> Path:
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with atomic_file(path) as out:  # a PNG at exactly `path`, whatever its suffix
+        fig.savefig(out, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

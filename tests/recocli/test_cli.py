@@ -86,6 +86,60 @@ def test_user_mistakes_exit_2_with_one_line_and_no_traceback(tmp_path):
     assert run_reco("ingest", "--max-files-per-batch", "0").returncode == 2
 
 
+def test_a_place_that_cannot_be_written_stops_a_command_before_it_creates_anything(tmp_path):
+    """A file where the landing folder or the warehouse goes: one line, exit 2, nothing made."""
+    file = tmp_path / "file"
+    file.write_text("x")
+    movielens = tmp_path / "ml"
+    movielens.mkdir()
+    (movielens / "u.data").write_text("")
+    (movielens / "u.item").write_text("")
+    wh, landing, sim = (str(tmp_path / n) for n in ("wh", "landing", "sim"))
+    for args, message in [
+        (("init", "-w", wh, "--landing", str(file)), "landing folder"),
+        (("init", "-w", f"{file}/wh", "--landing", landing), "is a file, not a folder"),
+        (("simulate", "--landing", str(file), "--state", sim), "landing folder"),
+        (("replay", str(movielens), "-w", wh, "--landing", str(file)), "landing folder"),
+        (
+            (
+                "data",
+                "import",
+                "movielens",
+                str(movielens),
+                "-w",
+                wh,
+                "--to",
+                "landing",
+                "--landing",
+                str(file),
+            ),
+            "landing",
+        ),
+        (("data", "import", "movielens", str(movielens), "-w", f"{file}/wh"), "is a file, not a folder"),
+    ]:
+        done = run_reco(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and done.stderr.strip().count("\n") == 0, (args, done.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "ml"]
+
+
+def test_the_demo_checks_its_inputs_before_it_creates_anything(tmp_path):
+    """A bad seed, a file where a folder goes or a missing --data: one line, exit 2, no folder."""
+    (tmp_path / "file").write_text("x")
+    demo = str(tmp_path / "demo")
+    for args, message in [
+        (("--dir", demo, "--seed", "-1"), "simulate.seed must be between 0 and 4294967295, got -1"),
+        (("--dir", str(tmp_path / "file")), "--dir " + str(tmp_path / "file") + " is a file, not a folder"),
+        (("--dir", demo, "-w", str(tmp_path / "file")), "is a file, not a folder"),
+        (("--dir", demo, "--data", str(tmp_path / "none")), "not a folder"),
+    ]:
+        done = run_reco("demo", *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+        assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_status_lists_tables_and_files_not_yet_ingested(spark, tmp_path):
     from spark_jobs.ingest import run_ingest
 

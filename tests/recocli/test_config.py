@@ -145,6 +145,9 @@ def test_a_spark_job_leaves_the_variables_of_the_rest_of_reco_alone():
             r"model.sasrec.dim \(30\) must be a multiple of model.sasrec.heads",
         ),
         ("[train.mf]\nepochs = 0\n", "train.mf.epochs must be at least 1"),
+        ("[train]\nseed = -1\n", "train.seed must be between 0 and 4294967295, got -1"),
+        ("[simulate]\nseed = 4294967296\n", "simulate.seed must be between 0 and 4294967295"),
+        ("[simulate]\nusers = 0\n", "simulate.users must be at least 1"),
         ("[spark]\nconf = { x = [1] }\n", "'spark.conf.x' .* must be str"),
     ],
 )

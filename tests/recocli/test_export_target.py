@@ -26,7 +26,7 @@ def test_good_targets_and_their_formats(tmp_path):
         ("old.jsonl", None, "already exists: pass --force"),
         ("a.out", None, "pass --format parquet, csv or jsonl"),
         ("a.csv", "parq", "--format parq is not one of parquet, csv, jsonl"),
-        ("old.jsonl/x.csv", None, "not a directory"),
+        ("old.jsonl/x.csv", None, "old.jsonl is a file, not a folder"),
     ],
 )
 def test_bad_targets_are_one_line(tmp_path, name, fmt, message):

@@ -96,7 +96,7 @@ def test_checksum_mismatch_is_refused_and_leaves_nothing(tmp_path, www):
     message = str(caught.value)
     assert f"expected sha256 {ARCHIVES['ml-100k'].sha256}, got {digest}" in message
     assert caught.value.exit_code == 1
-    assert list((tmp_path / "datasets").iterdir()) == []
+    assert not (tmp_path / "datasets").exists()  # the folder it made for the download is gone too
 
 
 def test_server_down_and_missing_file_are_clear_errors(tmp_path, www):
@@ -107,6 +107,10 @@ def test_server_down_and_missing_file_are_clear_errors(tmp_path, www):
         fetch("ml-1m", tmp_path / "d", f"http://127.0.0.1:{free_port()}")
     with serving(root) as (url, _), pytest.raises(DownloadError, match="HTTP 404"):
         fetch("ml-1m", tmp_path / "d", url)
+    assert not (tmp_path / "d").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RecoError, match="file is a file, not a folder"):
+        fetch("ml-1m", tmp_path / "file", "http://127.0.0.1:1")
     with pytest.raises(RecoError, match="unknown dataset 'ml-2m'"):
         fetch("ml-2m", tmp_path / "d", "http://127.0.0.1:1")
     with pytest.raises(RecoError, match="64 hex digits"):

@@ -98,6 +98,7 @@ def test_prequential_report(movielens, tmp_path):
 
 
 def test_user_mistakes_are_one_line_errors(movielens, tmp_path):
+    (tmp_path / "file").write_text("x")
     for args, message in [
         (("--protocol", "kfold"), "--protocol must be one of"),
         (("--data", str(tmp_path / "none")), "not found"),
@@ -107,6 +108,8 @@ def test_user_mistakes_are_one_line_errors(movielens, tmp_path):
         (("--data", str(movielens), "--models", "mf", "--set", "als.train.mf.lr=1"), "not among --models"),
         (("--data", str(movielens), "--models", "mf", "--set", "mf.train.nope=1"), "unknown setting"),
         (("--data", str(movielens), "--models", "mf", "--set", "mf.lr"), "MODEL.SETTING=VALUE"),
+        (("--data", str(movielens), "--report", str(tmp_path / "file")), "is a file, not a folder"),
+        (("--data", str(movielens), "--protocol", "served", "--seed", "-1"), "train.seed must be between 0"),
     ]:
         done = reco("evaluate", *args)
         assert done.returncode == 2, (args, done.stderr)

@@ -104,7 +104,11 @@ def chosen_users(users: str | None, users_file: Path | None, user: str | None) -
     if users_file is not None:
         if not users_file.is_file():
             raise RecoError(f"users file not found: {users_file}")
-        chosen = (chosen or []) + [t.strip() for t in users_file.read_text().splitlines() if t.strip()]
+        try:
+            lines = users_file.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise RecoError(f"users file {users_file} is not UTF-8 text (one user id per line)") from None
+        chosen = (chosen or []) + [t.strip() for t in lines if t.strip()]
     if user is not None:
         chosen = [user]
     return chosen

@@ -175,6 +175,11 @@ def device_name(trainer: L.Trainer) -> str:
     return f"{name}, {trainer.precision}"
 
 
+class TooLittleData(RecoError):
+    """Too few interactions for a first model: more data, not a different command, is the fix, so a
+    scheduled `reco train` says so and waits (exit 0); `reco train --full` and `reco evaluate` stop."""
+
+
 class KeepBest(Callback):
     """Remembers the weights of the best validation epoch and restores them when fitting ends
     (early stopping alone would leave the weights of the last, worse epochs)."""
@@ -277,15 +282,19 @@ def fit_full(
     vocabs = Vocabs()
     enc = encode(interactions, vocabs, min_count=train.min_count)
     if not len(enc):
-        raise ValueError("no interactions to train on (every row was dropped or below min_count)")
+        raise TooLittleData(f"nothing to train {kind} on yet: every interaction is below train.min_count")
     model = build_model(kind, len(vocabs.users), len(vocabs.items), settings.model.of(kind))
     fit = train.of(kind)
     model.lr, model.weight_decay = fit.lr, fit.weight_decay
     fit_part, targets = split_validation(enc, fit.val_users if val else 0, seed)
     val_batch = validation_examples(fit_part, targets, model.cfg.max_len) if len(targets) else None
-    data = InteractionDataModule(
-        examples(model, fit_part), val_batch, train.batch_size, seed, train.min_epoch_steps
-    )
+    train_batch = examples(model, fit_part)
+    if not len(train_batch[0]):
+        raise TooLittleData(
+            f"too little to train {kind} on yet: no user has a positive after an earlier one to learn "
+            f"from (interactions: {len(enc):,})"
+        )
+    data = InteractionDataModule(train_batch, val_batch, train.batch_size, seed, train.min_epoch_steps)
     callbacks: list[Callback] = []
     keep = KeepBest()
     if val_batch is not None:

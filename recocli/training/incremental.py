@@ -138,16 +138,23 @@ class WarehouseTrainer:
             if explicit:
                 raise RecoError(message)
             return TrainResult("none", None, latest, pinned, rows, message=message)
-        from recocli.training.rank import fit_ranker  # torch and Lightning load only when there is work
+        # torch and Lightning load only when there is work
+        from recocli.training.fit import TooLittleData
+        from recocli.training.rank import fit_ranker
 
         kind = self.settings.model.kind
         self.say(
             f"full training of {kind} on {interactions.num_rows:,} interactions ({_versions_text(pinned)})"
         )
         with tempfile.TemporaryDirectory(prefix="reco-training-log-") as log:
-            ranker, metrics = fit_ranker(
-                kind, interactions, self.settings, progress=self.progress, log_dir=Path(log)
-            )
+            try:
+                ranker, metrics = fit_ranker(
+                    kind, interactions, self.settings, progress=self.progress, log_dir=Path(log)
+                )
+            except TooLittleData as exc:
+                if explicit:
+                    raise
+                return TrainResult("none", None, latest, pinned, rows, message=str(exc))
             model, vocabs = ranker.model, ranker.vocabs
             consumed = {name: [0, v] if v >= 0 else None for name, v in pinned.items()}
             config = {"model": model_config(model), "train": self._train_config(kind)}

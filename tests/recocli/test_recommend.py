@@ -16,6 +16,7 @@ from helpers import Process, event, reco_cmd, run_reco
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
+from lakehouse.errors import RecoError
 from lakehouse.landing import write_landing_file
 from lakehouse.recommendations import read_latest, read_run, run_ids
 from lakehouse.registry import ModelRegistry
@@ -350,3 +351,18 @@ def test_latest_lists_survive_partial_runs_and_an_empty_run_commits_nothing(trai
         for spec in (catalog.RECOMMENDATIONS, catalog.LATEST_RECOMMENDATIONS)
     }
     assert after == versions, "an empty run commits nothing"
+
+
+def test_the_users_asked_for_from_flags_and_a_users_file(tmp_path):
+    from recocli.commands.recommend import chosen_users
+
+    listed = tmp_path / "users.txt"
+    listed.write_text(" u1 \n\n   \nu2\n", encoding="utf-8")
+    assert chosen_users("a,b", listed, None) == ["a", "b", "u1", "u2"]
+    assert chosen_users(None, listed, "solo") == ["solo"]
+    assert chosen_users(None, None, None) is None
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"u1\n\xc8\xff\n")
+    for path, message in [(tmp_path / "none.txt", "users file not found"), (binary, "is not UTF-8 text")]:
+        with pytest.raises(RecoError, match=message):
+            chosen_users(None, path, None)

@@ -11,6 +11,7 @@ import signal
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from helpers import Process, reco_cmd, run_reco
 from planted import commit_events, events
@@ -135,6 +136,24 @@ def test_full_then_incremental_then_nothing_new_through_the_cli(setup):
     assert (third.version, third.parent) == (3, 1) and third.rows[catalog.EVENTS.name] == 300
     assert lineage(ModelRegistry(warehouse)) == [1, 3]
     assert_every_row_consumed_once(warehouse)
+
+
+def test_too_little_to_learn_from_waits_for_more_without_a_traceback(setup):
+    """One event per user: nothing for sasrec to learn yet. A scheduled `reco train` says so and
+    exits 0, publishing nothing; `reco train --full` stops with one line (before: a traceback)."""
+    warehouse, conf, data = setup
+    first: dict[str, dict] = {}
+    for row in data.to_pylist():
+        first.setdefault(row["user_id"], row)
+    commit_events(warehouse, pa.Table.from_pylist(list(first.values()), schema=data.schema), 0)
+    w, c = ("-w", str(warehouse)), ("-c", str(conf))
+    waits = run_reco("train", *w, *c)
+    assert waits.returncode == 0, waits.stderr
+    assert "too little to train sasrec on yet" in waits.stdout
+    assert ModelRegistry(Warehouse(warehouse)).latest() is None
+    refused = run_reco("train", "--full", *w, *c)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip() == "error: " + waits.stdout.strip().splitlines()[-1]
 
 
 def test_an_incremental_version_records_its_parents_config_plus_what_changed(setup):

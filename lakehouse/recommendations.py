@@ -14,7 +14,6 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import write_deltalake
@@ -52,16 +51,14 @@ def merge_latest(warehouse: Warehouse, rows: pa.Table) -> None:
     uri = warehouse.uri(spec)
     table = delta.ensure_table(uri, spec)
     rows = delta.conform(rows, spec)
-    held = delta.read_table(uri, columns=["rank"])
-    deepest = max(pc.max(rows["rank"]).as_py(), (pc.max(held["rank"]).as_py() or 0) if held else 0)
-    users = pc.unique(rows["user_id"])
-    grid = pa.table(
-        {
-            "user_id": pc.take(users, pa.array(np.repeat(np.arange(len(users)), deepest))),
-            "rank": pa.array(np.tile(np.arange(1, deepest + 1, dtype=np.int32), len(users))),
-        }
-    )
-    gone = grid.join(rows.select(["user_id", "rank"]), ["user_id", "rank"], join_type="left anti")
+    keys = ["user_id", "rank"]
+    # Only ranks the table holds are deleted: a delete-marked source row that matched nothing failed
+    # delta-rs's NOT NULL check (a new user whose list was shorter than another user's held list).
+    held = delta.read_table(uri, columns=keys)
+    if held is None:
+        held = rows.select(keys)[:0]
+    mine = held.filter(pc.is_in(held["user_id"], pc.unique(rows["user_id"])))
+    gone = mine.join(rows.select(keys), keys, join_type="left anti")
     loose = pa.schema([f.with_nullable(True) for f in spec.schema])
     kept = rows.cast(loose).append_column(DELETE, pa.array([False] * rows.num_rows, pa.bool_()))
     deleted = pa.table(

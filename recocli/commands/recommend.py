@@ -147,7 +147,10 @@ def _show_user(warehouse: Warehouse, rows: pa.Table, user: str, json_output: boo
     if json_output:
         print_json([{**r, "title": titles.get(r["item_id"])} for r in mine])
         return
-    strategy = mine[0]["strategy"] if mine else "none"
+    if not mine:
+        out.print(f"user {user}: nothing left to recommend (every item is seen or blocked)")
+        return
+    strategy = mine[0]["strategy"]
     print_table(
         f"user {user} — {strategy} list",
         ["rank", "item", "score", *(["title"] if titles else [])],

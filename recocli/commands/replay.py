@@ -115,6 +115,9 @@ def replay(
     if json_output:
         print_json(report.as_dict())
         return
+    if not report.events:
+        out.print("replayed nothing: no event in the time range asked for (--since, --until, --resume)")
+        return
     out.print(
         f"replayed {report.events} events in {report.files} files ({report.first_ts} … {report.last_ts}) "
         f"in {report.seconds:.1f}s"

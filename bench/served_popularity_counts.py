@@ -32,11 +32,10 @@ from torch import Tensor
 
 from lakehouse.settings import parse_duration
 from recocli.config import load_settings
-from recocli.lab.evaluate.peers import PEER_HALF_LIVES_D
+from recocli.lab.evaluate.peers import decayed_counts
 from recocli.lab.evaluate.prequential import WindowTargets, evaluate_window
 from recocli.lab.evaluate.served import served_events, window_split
 from recocli.lab.evaluate.split import bootstrap_cut, prequential_windows
-from recocli.models.prior import RecencyPrior, half_life_name
 from recocli.training.interactions import from_bronze
 
 K = 10
@@ -94,21 +93,14 @@ def main() -> None:
         warm.append(targets.warm)
         others = likes_of_others(targets, len(items))
         for count, rows in counted(history, gap_us).items():
-            for days in PEER_HALF_LIVES_D:
-                prior = RecencyPrior(len(items), days * 86400)
-                prior.update(
-                    items.rows(rows["item_id"]),
-                    rows["ts"].cast(pa.int64()).to_numpy(),
-                    rows["weight"].to_numpy(),
-                )
-                prior.advance(window.start)
-                log_p = prior.log_prob(len(items))
-                lists = {count: log_p[None, :].expand(len(targets.users), -1)}
+            for peer, log_p in decayed_counts(rows, items, window.start).items():
+                lists = {count: log_p.expand(len(targets.users), -1)}
                 if count == "positives":  # ties among the others' likes broken by this popularity
                     lists[HINDSIGHT] = others + 0.5 * (log_p - log_p.min()) / (log_p.max() - log_p.min())
+                half_life = peer.removeprefix("popularity ")
                 for label, matrix in lists.items():
                     values = evaluate_window(matrix, targets, (K,))[f"ndcg@{K}"]
-                    scores.setdefault(f"{label} {half_life_name(days * 86400)}", []).append(values)
+                    scores.setdefault(f"{label} {half_life}", []).append(values)
     is_warm = np.concatenate(warm)
     print(
         f"{name}: {len(windows)} windows of {args.window}, {len(is_warm)} scored users ({is_warm.sum()} warm)"

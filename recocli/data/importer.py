@@ -70,7 +70,8 @@ def import_movielens(
     if min(settings.data.batch_rows, settings.data.file_events) < 1:
         raise RecoError("data.batch_rows and data.file_events must be at least 1")
     folder = movielens.detect(path, dataset)
-    check_writable_folder(Warehouse(settings.warehouse).root, "warehouse")
+    warehouse = Warehouse(settings.warehouse)
+    check_writable_folder(warehouse.root, "warehouse")
     if to == "landing":
         check_landing_target(settings.ingest.landing)
     clock = time.perf_counter()
@@ -86,7 +87,6 @@ def import_movielens(
         report.batches = len(report.files)
     else:
         _to_bronze(events, settings, folder, report, on_rows)
-    warehouse = Warehouse(settings.warehouse)
     delta.upsert(warehouse.uri(catalog.ITEMS), catalog.ITEMS, items, key="item_id")
     report.seconds = round(time.perf_counter() - clock, 3)
     return report

@@ -43,7 +43,7 @@ from recocli.training.datamodule import (
     user_time_order,
     validation_examples,
 )
-from recocli.training.interactions import Encoded, Interactions, decode, encode
+from recocli.training.interactions import Encoded, Interactions, TooLittleData, decode, encode
 
 K = 10
 
@@ -173,11 +173,6 @@ def device_name(trainer: L.Trainer) -> str:
     if trainer.num_devices > 1:
         name = f"{trainer.num_devices}× {name}, {type(trainer.strategy).__name__}"
     return f"{name}, {trainer.precision}"
-
-
-class TooLittleData(RecoError):
-    """Too few interactions for a first model: more data, not a different command, is the fix, so a
-    scheduled `reco train` says so and waits (exit 0); `reco train --full` and `reco evaluate` stop."""
 
 
 class KeepBest(Callback):

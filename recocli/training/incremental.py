@@ -33,6 +33,7 @@ from recocli.training.interactions import (
     EVENT_COLUMNS,
     FEEDBACK_COLUMNS,
     Interactions,
+    TooLittleData,
     compact_from_bronze,
     from_bronze,
 )
@@ -132,15 +133,11 @@ class WarehouseTrainer:
             *(batches(spec, columns) for spec, columns in TRAIN_TABLES), train.weights, train.rating_threshold
         )
         if interactions.num_rows == 0:
-            message = (
+            empty = TooLittleData(
                 f"nothing to train on yet in {self.warehouse.root} (no usable events): run `reco ingest`"
             )
-            if explicit:
-                raise RecoError(message)
-            return TrainResult("none", None, latest, pinned, rows, message=message)
-        # torch and Lightning load only when there is work
-        from recocli.training.fit import TooLittleData
-        from recocli.training.rank import fit_ranker
+            return _not_yet(empty, explicit, latest, pinned, rows)
+        from recocli.training.rank import fit_ranker  # torch and Lightning load only when there is work
 
         kind = self.settings.model.kind
         self.say(
@@ -152,9 +149,7 @@ class WarehouseTrainer:
                     kind, interactions, self.settings, progress=self.progress, log_dir=Path(log)
                 )
             except TooLittleData as exc:
-                if explicit:
-                    raise
-                return TrainResult("none", None, latest, pinned, rows, message=str(exc))
+                return _not_yet(exc, explicit, latest, pinned, rows)
             model, vocabs = ranker.model, ranker.vocabs
             consumed = {name: [0, v] if v >= 0 else None for name, v in pinned.items()}
             config = {"model": model_config(model), "train": self._train_config(kind)}
@@ -299,6 +294,15 @@ class WarehouseTrainer:
             "device": metrics.get("device", ""),
             "seconds": metrics.get("seconds"),
         }
+
+
+def _not_yet(
+    reason: TooLittleData, explicit: bool, latest: int | None, pinned: dict[str, int], rows: dict[str, int]
+) -> TrainResult:
+    """No first model yet: a scheduled run says why and publishes nothing; `--full` stops on it."""
+    if explicit:
+        raise reason
+    return TrainResult("none", None, latest, pinned, rows, message=str(reason))
 
 
 def _versions_text(versions: dict[str, int]) -> str:

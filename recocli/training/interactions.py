@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lakehouse.errors import RecoError
 from recocli.config import EventWeights
 from recocli.models.vocab import Vocabs, Vocabulary
 
@@ -35,6 +36,11 @@ NEGATIVE_KINDS = ("dislike", "dismiss")
 # The bronze columns interactions need (the kind column is event_type or action).
 EVENT_COLUMNS = ["user_id", "item_id", "event_type", "value", "ts"]
 FEEDBACK_COLUMNS = ["user_id", "item_id", "action", "value", "ts"]
+
+
+class TooLittleData(RecoError):
+    """Too few interactions for a first model: more data, not a different command, is the fix, so a
+    scheduled `reco train` says so and waits (exit 0); `reco train --full` and `reco evaluate` stop."""
 
 
 def make_interactions(

@@ -48,9 +48,13 @@ def popularity(interactions: pa.Table, catalog: Vocabulary, window_s: float | No
 def decayed_popularity(history: pa.Table, items: Vocabulary, start_us: int) -> dict[str, Tensor]:
     """[1, len(items)] log P_recent per peer half-life ("popularity 7d", …), positives counted up to
     `start_us`; the scoring removes each user's seen items."""
-    pos = history.filter(pc.equal(history["label"], 1))
-    rows, ts = items.rows(pos["item_id"]), pos["ts"].cast(pa.int64()).to_numpy()
-    weights = pos["weight"].to_numpy()
+    return decayed_counts(history.filter(pc.equal(history["label"], 1)), items, start_us)
+
+
+def decayed_counts(counted: pa.Table, items: Vocabulary, start_us: int) -> dict[str, Tensor]:
+    """The same of every row of `counted` (interactions, each with its weight), whatever its label."""
+    rows, ts = items.rows(counted["item_id"]), counted["ts"].cast(pa.int64()).to_numpy()
+    weights = counted["weight"].to_numpy()
     out = {}
     for days in PEER_HALF_LIVES_D:
         prior = RecencyPrior(len(items), days * 86400)

@@ -70,3 +70,10 @@ def check_writable_folder(folder: Path, what: str) -> None:
             pass
     except OSError as exc:
         raise RecoError(f"{what} {folder}: cannot write into {base}: {exc.strerror or exc}") from None
+
+
+def check_writable_file(path: Path, what: str) -> None:
+    """One line unless `path` names a file (new or not) in a folder this process can write into."""
+    if path.is_dir():
+        raise RecoError(f"{what} {path} is a folder: name a file to write")
+    check_writable_folder(path.parent, f"{what}'s folder")

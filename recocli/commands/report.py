@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from lakehouse.catalog import Warehouse
-from lakehouse.errors import RecoError
-from lakehouse.files import check_writable_folder
+from lakehouse.files import check_writable_file
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
 from recocli.console import out, print_json, print_table
 from recocli.recommend.report import feedback_report, plot_ctr
@@ -29,9 +28,7 @@ def report(
     version (or the popular fallback) and day, from bronze/feedback joined to gold/recommendations and
     to the lists `reco serve` recorded under <landing>/served/."""
     settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
-    if chart.is_dir():
-        raise RecoError(f"--chart {chart} is a folder: name the PNG file to write")
-    check_writable_folder(chart.parent, "--chart's folder")
+    check_writable_file(chart, "--chart")
     rows = feedback_report(Warehouse(settings.warehouse).require(), settings.ingest.landing)
     if rows:
         plot_ctr(rows, chart)

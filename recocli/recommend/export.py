@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from lakehouse.errors import RecoError
-from lakehouse.files import atomic_file, check_writable_folder
+from lakehouse.files import atomic_file, check_writable_file
 
 FORMATS = ("parquet", "csv", "jsonl")
 
@@ -32,13 +32,10 @@ def export_format(path: Path, fmt: str | None) -> str:
 def check_export_target(path: Path, fmt: str | None, force: bool) -> str:
     """The export's format, once its target is known to be writable: checked before anything is
     scored or committed, and creating nothing (a failed export used to come after the run's commit)."""
-    if path.is_dir():
-        raise RecoError(f"export target {path} is a directory: name a file")
+    check_writable_file(path, "export target")
     if path.exists() and not force:
         raise RecoError(f"export target {path} already exists: pass --force to overwrite it")
-    chosen = export_format(path, fmt)
-    check_writable_folder(path.parent, "the export's folder")
-    return chosen
+    return export_format(path, fmt)
 
 
 def export_rows(rows: pa.Table, path: Path, fmt: str) -> None:

@@ -22,7 +22,7 @@ def test_good_targets_and_their_formats(tmp_path):
 @pytest.mark.parametrize(
     ("name", "fmt", "message"),
     [
-        ("folder", None, "is a directory"),
+        ("folder", None, "is a folder: name a file to write"),
         ("old.jsonl", None, "already exists: pass --force"),
         ("a.out", None, "pass --format parquet, csv or jsonl"),
         ("a.csv", "parq", "--format parq is not one of parquet, csv, jsonl"),
@@ -48,6 +48,6 @@ def test_the_cli_refuses_before_scoring_and_commits_nothing(tmp_path):
         "recommend", "-w", str(warehouse), "--export", str(tmp_path / "folder"), "--format", "csv"
     )
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().count("\n") == 0 and "is a directory" in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "is a folder" in done.stderr
     assert not warehouse.exists()
     assert [p.name for p in (tmp_path / "folder").iterdir()] == []

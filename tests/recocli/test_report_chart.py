@@ -12,7 +12,7 @@ def test_a_folder_or_a_file_in_the_way_is_one_line_and_creates_nothing(tmp_path)
     (tmp_path / "file").write_text("x")
     warehouse = str(tmp_path / "warehouse")
     for chart, message in [
-        (tmp_path / "folder", "is a folder: name the PNG file to write"),
+        (tmp_path / "folder", "is a folder: name a file to write"),
         (tmp_path / "file" / "ctr.png", "file is a file, not a folder"),
     ]:
         done = run_reco("report", "-w", warehouse, "--chart", str(chart))

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from lakehouse.errors import RecoError
+from lakehouse.landing import check_landing_target
 from recocli.commands.options import ConfigOption, WarehouseOption, settings_from
 from recocli.config import Settings
 from recocli.console import out
@@ -58,9 +59,9 @@ def check_settings(settings: Settings, no_auth: bool) -> str | None:
         raise RecoError(
             f"ingest.min_event_time is not an ISO-8601 time: {settings.ingest.min_event_time!r}"
         ) from None
-    for what, path in (("warehouse", settings.warehouse), ("landing", settings.ingest.landing)):
-        if Path(path).expanduser().exists() and not Path(path).expanduser().is_dir():
-            raise RecoError(f"{what} {path} is not a folder")
+    if Path(settings.warehouse).expanduser().exists() and not Path(settings.warehouse).expanduser().is_dir():
+        raise RecoError(f"warehouse {settings.warehouse} is not a folder")
+    check_landing_target(settings.ingest.landing)  # POSTs land there
     if no_auth:
         if not _loopback(cfg.host):
             raise RecoError(f"--no-auth only on a loopback host (127.0.0.1, ::1, localhost), not {cfg.host}")

@@ -47,9 +47,12 @@ def wait_healthy(base: str, process: Process, timeout: float = 180) -> None:
         ([], {}, "no write token"),
         (["--no-auth", "--host", "0.0.0.0"], {}, "--no-auth only on a loopback host"),
         ([], {"RECO_SERVE_TOKEN": "t", "RECO_SERVE_LANDING_INTERVAL": "soon"}, "must be a duration"),
+        (["--landing", "{tmp}/file"], {"RECO_SERVE_TOKEN": "t"}, "file is a file, not a folder"),
     ],
 )
 def test_refuses_to_start_without_a_token_or_open_to_the_network(tmp_path, args, env, says):
+    (tmp_path / "file").write_text("in the way")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     result = CliRunner().invoke(app, ["serve", "--warehouse", str(tmp_path / "w"), *args], env=env)
     assert isinstance(result.exception, RecoError) and says in str(result.exception)
     assert not (tmp_path / "w").exists()

@@ -50,7 +50,7 @@ def wait_healthy(base: str, process: Process, timeout: float = 180) -> None:
         (["--landing", "{tmp}/file"], {"RECO_SERVE_TOKEN": "t"}, "file is a file, not a folder"),
     ],
 )
-def test_refuses_to_start_without_a_token_or_open_to_the_network(tmp_path, args, env, says):
+def test_refuses_to_start_on_a_bad_setting(tmp_path, args, env, says):
     (tmp_path / "file").write_text("in the way")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     result = CliRunner().invoke(app, ["serve", "--warehouse", str(tmp_path / "w"), *args], env=env)

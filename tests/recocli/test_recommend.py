@@ -282,6 +282,21 @@ def test_cli_user_table_and_mistakes(trained):
     assert empty.returncode == 2 and "Traceback" not in empty.stderr
 
 
+def test_cli_user_with_nothing_left_gets_a_line(trained):
+    root, settings = trained
+    warehouse = Warehouse(root / "warehouse")
+    every = sorted(set(read_interactions(warehouse, settings)["item_id"].to_pylist()))
+    uri = warehouse.uri(catalog.BLOCKLIST)
+    blocked = pa.table({"item_id": every, "reason": ["test"] * len(every)})
+    delta.append_once(uri, catalog.BLOCKLIST, blocked, "t", 0)
+    try:
+        shown = run_reco("recommend", "-w", str(root / "warehouse"), "--user", "u4", "-k", "3")
+    finally:
+        shutil.rmtree(uri)
+    assert shown.returncode == 0, shown.stderr
+    assert "user u4: nothing left to recommend (every item is seen or blocked)" in shown.stdout
+
+
 def test_a_reader_during_runs_sees_only_complete_runs(trained):
     root, _ = trained
     warehouse = Warehouse(root / "warehouse")

@@ -216,6 +216,11 @@ def test_cli_replay_and_mistakes(tmp_path):
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     missing = run_reco("replay", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "not a folder" in missing.stderr
+    before_all = tmp_path / "before-all"
+    nothing = run_reco("replay", str(folder), "--landing", str(before_all), "--until", "1990-01-01T00:00:00Z")
+    assert nothing.returncode == 0, nothing.stderr
+    assert "replayed nothing: no event in the time range" in nothing.stdout
+    assert not list(before_all.rglob("*.jsonl"))
 
 
 def test_replay_resumes_from_the_warehouse_s_newest_event_or_a_given_time(tmp_path):

@@ -59,9 +59,6 @@ def check_settings(settings: Settings, no_auth: bool) -> str | None:
         raise RecoError(
             f"ingest.min_event_time is not an ISO-8601 time: {settings.ingest.min_event_time!r}"
         ) from None
-    warehouse = Path(settings.warehouse).expanduser()
-    if warehouse.exists() and not warehouse.is_dir():
-        raise RecoError(f"warehouse {settings.warehouse} is not a folder")
     check_landing_target(settings.ingest.landing)  # POSTs land there
     if no_auth:
         if not _loopback(cfg.host):

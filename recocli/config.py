@@ -357,6 +357,11 @@ class MaintainSettings:
     # than the longest gap between two `reco train` runs (else: `reco train --full`).
     retention: Duration = Duration("7d")
 
+    def check(self) -> None:
+        # delta-rs vacuums in whole hours: 90m would silently become 1h, and 30m nothing kept at all.
+        if self.retention % 3600:
+            raise RecoError(f"maintain.retention must be whole hours (e.g. 48h, 7d), got {self.retention}")
+
 
 @dataclass
 class Settings(JobSettings):

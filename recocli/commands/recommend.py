@@ -25,7 +25,10 @@ def recommend(
     warehouse: WarehouseOption = None,
     config: ConfigOption = None,
     k: Annotated[int | None, typer.Option("-k", "--k", min=1, help="List length (default 20).")] = None,
-    users: Annotated[str | None, typer.Option(help="Comma-separated user ids (default: all users).")] = None,
+    users: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated user ids, spaces around each ignored (default: all users)."),
+    ] = None,
     users_file: Annotated[Path | None, typer.Option(help="File with one user id per line.")] = None,
     active_since: Annotated[
         str | None, typer.Option(help="Only users with events in this long back from now, e.g. 1h, 7d.")
@@ -99,8 +102,11 @@ def recommend(
 
 
 def chosen_users(users: str | None, users_file: Path | None, user: str | None) -> list[str] | None:
-    """The users asked for: --users and the lines of --users-file, or --user alone; None: all."""
-    chosen = [u for u in (users or "").split(",") if u.strip()] if users else None
+    """The users asked for: --users and the lines of --users-file (spaces around each id dropped), or
+    --user alone, as written; None: all. An empty --users or --users-file asks for nobody, not all."""
+    if user is not None and not user.strip():
+        raise RecoError("--user names no user: give a user id")
+    chosen = [u.strip() for u in users.split(",") if u.strip()] if users is not None else None
     if users_file is not None:
         if not users_file.is_file():
             raise RecoError(f"users file not found: {users_file}")

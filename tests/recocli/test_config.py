@@ -167,6 +167,7 @@ def test_bad_config_files_are_explained(tmp_path: Path, text: str, message: str)
         ({"RECO_WAREHOUSE": ""}, "'warehouse' is empty"),
         ({"RECO_MODEL_MF_LOSS": "hinge"}, "must be one of softmax, bce, got 'hinge'"),
         ({"RECO_INGEST_WRITER": "parquet"}, "must be one of auto, delta-rs, spark-delta, got 'parquet'"),
+        ({"RECO_MAINTAIN_RETENTION": "90m"}, r"maintain\.retention must be whole hours .*, got 90m"),
     ],
 )
 def test_bad_env_values_are_explained(env: dict[str, str], message: str):

@@ -361,6 +361,8 @@ def test_latest_lists_survive_partial_runs_and_an_empty_run_commits_nothing(trai
     }
     nobody = run_reco("recommend", "-w", settings.warehouse, "--active-since", "1s")
     assert nobody.returncode == 0 and "nothing written" in nobody.stdout, nobody.stderr
+    nobody = run_reco("recommend", "-w", settings.warehouse, "--users", "")
+    assert nobody.returncode == 0 and "nothing written" in nobody.stdout, "an empty list is nobody"
     after = {
         spec.name: delta.current_version(warehouse.uri(spec))
         for spec in (catalog.RECOMMENDATIONS, catalog.LATEST_RECOMMENDATIONS)
@@ -374,6 +376,8 @@ def test_the_users_asked_for_from_flags_and_a_users_file(tmp_path):
     listed = tmp_path / "users.txt"
     listed.write_text(" u1 \n\n   \nu2\n", encoding="utf-8")
     assert chosen_users("a,b", listed, None) == ["a", "b", "u1", "u2"]
+    assert chosen_users("u1, u2 ,", None, None) == ["u1", "u2"], "as a users file: spaces dropped"
+    assert chosen_users("", None, None) == [], "an empty --users (an empty $VAR) is nobody, not all"
     assert chosen_users(None, listed, "solo") == ["solo"]
     assert chosen_users(None, None, None) is None
     binary = tmp_path / "bin.txt"
@@ -381,3 +385,6 @@ def test_the_users_asked_for_from_flags_and_a_users_file(tmp_path):
     for path, message in [(tmp_path / "none.txt", "users file not found"), (binary, "is not UTF-8 text")]:
         with pytest.raises(RecoError, match=message):
             chosen_users(None, path, None)
+    for blank in ("", "  "):
+        with pytest.raises(RecoError, match="--user names no user"):
+            chosen_users(None, None, blank)

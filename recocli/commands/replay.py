@@ -12,7 +12,7 @@ from lakehouse.errors import RecoError
 from lakehouse.landing import check_landing_target
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import out, print_json
-from recocli.data.replay import iso, load_events, newest_event_time, parse_time
+from recocli.data.replay import check_pace, iso, load_events, newest_event_time, parse_time
 from recocli.data.replay import replay as run_replay
 from recocli.progress import Bar
 
@@ -80,6 +80,7 @@ def replay(
             "data.replay_flush": flush_every,
         },
     )
+    check_pace(speed, rate)
     check_landing_target(settings.ingest.landing)
     moment = parse_time(until, "--until")
     start = parse_time(since, "--since")

@@ -88,17 +88,21 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def due_times(ts_micros: np.ndarray, speed: float | None, rate: float | None) -> np.ndarray | None:
-    """Seconds after the start at which each event may be written; None when unpaced."""
+def check_pace(speed: float | None, rate: float | None) -> None:
+    """One pace at most, and a positive one (checked before anything is read or written)."""
     if speed is not None and rate is not None:
         raise RecoError("give --speed or --rate, not both")
+    for name, value in (("--speed", speed), ("--rate", rate)):
+        if value is not None and not value > 0:
+            raise RecoError(f"{name} must be positive, got {value:g}")
+
+
+def due_times(ts_micros: np.ndarray, speed: float | None, rate: float | None) -> np.ndarray | None:
+    """Seconds after the start at which each event may be written; None when unpaced."""
+    check_pace(speed, rate)
     if speed is not None:
-        if not speed > 0:
-            raise RecoError(f"--speed must be positive, got {speed}")
         return (ts_micros - ts_micros[0]) / 1e6 / speed if len(ts_micros) else ts_micros.astype(float)
     if rate is not None:
-        if not rate > 0:
-            raise RecoError(f"--rate must be positive, got {rate}")
         return np.arange(len(ts_micros)) / rate
     return None
 

@@ -214,6 +214,9 @@ def test_cli_replay_and_mistakes(tmp_path):
     bad = run_reco("replay", str(folder), "--landing", str(landing), "--until", "tomorrow")
     assert bad.returncode == 2 and "--until must be an ISO-8601 time" in bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    paced = run_reco("replay", str(folder), "--landing", str(tmp_path / "unused"), "--rate", "0")
+    assert paced.returncode == 2 and paced.stderr.strip() == "error: --rate must be positive, got 0"
+    assert not paced.stdout and not (tmp_path / "unused").exists(), "checked before anything starts"
     missing = run_reco("replay", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "not a folder" in missing.stderr
     before_all = tmp_path / "before-all"

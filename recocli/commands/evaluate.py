@@ -53,7 +53,7 @@ def evaluate(
     bootstrap: Annotated[
         float | None,
         typer.Option(
-            help="prequential: share of the events (in time) that bootstraps "
+            help="prequential and served: share of the events (in time) that bootstraps "
             f"{default('evaluate.bootstrap')}.",
             show_default=False,
         ),
@@ -61,7 +61,7 @@ def evaluate(
     window: Annotated[
         str | None,
         typer.Option(
-            help="prequential: window as event time (30d, 12h) or a number of events "
+            help="prequential and served: window as event time (30d, 12h) or a number of events "
             f"{default('evaluate.window')}.",
             show_default=False,
         ),

@@ -51,7 +51,7 @@ from recocli.lab.evaluate.peers import (
     to_catalog,
 )
 from recocli.lab.evaluate.source import Source
-from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows
+from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows, windows_line
 from recocli.models import KINDS
 from recocli.models.prior import half_life_name
 from recocli.models.vocab import Vocabulary
@@ -323,6 +323,7 @@ def run_prequential(
     )  # fmt: skip
     result.data = {"interactions": data.num_rows, "bootstrap_interactions": cut,
                    "bootstrap_until": iso(int(ts[cut])), "windows": len(windows)}  # fmt: skip
+    log(f"{source.name}: {windows_line(windows, cfg.window)}")
     own = {kind: (model_settings or {}).get(kind, settings) for kind in kinds}
     runners = _bootstrap(kinds, data, cut, own, seed, result, log)
     replay = _Replay(data, cut, ks, cfg.popular_window)

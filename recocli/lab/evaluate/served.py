@@ -34,7 +34,7 @@ from lakehouse.registry import ModelRegistry
 from recocli.config import Settings
 from recocli.lab.evaluate.peers import decayed_popularity, over_best_popularity, ratio
 from recocli.lab.evaluate.prequential import Log, WindowTargets, evaluate_window, iso, window_targets
-from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows
+from recocli.lab.evaluate.split import Window, bootstrap_cut, prequential_windows, windows_line
 from recocli.models.vocab import Vocabulary
 from recocli.recommend.run import Request, recommend
 from recocli.training.incremental import WarehouseTrainer
@@ -128,6 +128,7 @@ def run_served(events: pa.Table, name: str, settings: Settings, log: Log = lambd
         warehouse = Warehouse(local.warehouse)
         commit(warehouse, events.slice(0, cut), 0)
         trainer = WarehouseTrainer(local, progress=False)
+        log(f"{name}: {windows_line(windows, settings.evaluate.window)}")
         log(f"{name}: full training on {cut} events before {iso(int(ts[cut]))}")
         trainer.run(full=True)
         result = _windows(events, interactions, windows, cut, local, trainer, log)

@@ -158,3 +158,14 @@ def prequential_windows(ts: np.ndarray, cut: int, window: str) -> list[Window]:
         )
         for j, (a, b) in enumerate(zip(firsts, lasts, strict=True))
     ]
+
+
+def windows_line(windows: list[Window], window: str) -> str:
+    """How many windows follow the cut; with one, why updating cannot show in it."""
+    line = f"{len(windows)} window{'' if len(windows) == 1 else 's'} of {window} after the cut"
+    if len(windows) == 1:
+        line += (
+            ": every strategy ranks with the bootstrap model in it, so updating cannot show; "
+            "a shorter --window gives more"
+        )
+    return line

@@ -16,6 +16,7 @@ from recocli.lab.evaluate.split import (
     loo_split,
     parse_window,
     prequential_windows,
+    windows_line,
 )
 from recocli.training.interactions import make_interactions
 
@@ -139,3 +140,6 @@ def test_median_bootstrap_and_monthly_windows():
     windows = prequential_windows(ts, cut, "30d")
     assert [w.rows for w in windows] == [30, 21]
     assert windows[0].start == ts[cut] and windows[0].end == ts[cut] + 30 * day
+    assert windows_line(windows, "30d") == "2 windows of 30d after the cut"
+    one = prequential_windows(ts, cut, "90d")
+    assert len(one) == 1 and windows_line(one, "90d").startswith("1 window of 90d after the cut: every")

@@ -123,12 +123,12 @@ def run_served(events: pa.Table, name: str, settings: Settings, log: Log = lambd
     ts = events["ts"].cast(pa.int64()).to_numpy()
     cut = bootstrap_cut(ts, settings.evaluate.bootstrap)
     windows = prequential_windows(ts, cut, settings.evaluate.window)
+    log(f"{name}: {windows_line(windows, settings.evaluate.window)}")
     with tempfile.TemporaryDirectory(prefix="reco-served-") as tmp:
         local = replace(settings, warehouse=str(Path(tmp) / "warehouse"))
         warehouse = Warehouse(local.warehouse)
         commit(warehouse, events.slice(0, cut), 0)
         trainer = WarehouseTrainer(local, progress=False)
-        log(f"{name}: {windows_line(windows, settings.evaluate.window)}")
         log(f"{name}: full training on {cut} events before {iso(int(ts[cut]))}")
         trainer.run(full=True)
         result = _windows(events, interactions, windows, cut, local, trainer, log)

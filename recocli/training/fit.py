@@ -89,6 +89,17 @@ def _device_count(train: TrainSettings) -> int:
     return int(devices)
 
 
+def fit_model(trainer: L.Trainer, model: Recommender, data: L.LightningDataModule) -> None:
+    """`trainer.fit`, with Ctrl-C kept a KeyboardInterrupt: Lightning turns it into sys.exit(1), so an
+    interrupted training would exit as a failure, not 130 (interrupted) as every other command."""
+    try:
+        trainer.fit(model, datamodule=data)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def make_trainer(
     train: TrainSettings,
     max_epochs: int,
@@ -299,7 +310,7 @@ def fit_full(
         train, fit.epochs, callbacks, show, validate=val_batch is not None, log_dir=log_dir
     )
     model.train()
-    trainer.fit(model, datamodule=data)
+    fit_model(trainer, model, data)
     model.cpu().eval()
     positives = sort_by_user_time(enc.positives())
     model.remember(positives.users, positives.items, positives.ts, positives.weights)
@@ -464,7 +475,7 @@ def _fine_tune_passes(
     model.train()
     try:
         batch_size = max(train.finetune_batch_size, -(-len(data[0]) // max(train.finetune_steps, 1)))
-        trainer.fit(model, datamodule=InteractionDataModule(data, None, batch_size, seed))
+        fit_model(trainer, model, InteractionDataModule(data, None, batch_size, seed))
     finally:
         model.fresh, model.fresh_lr_scale = {}, 1.0
     model.cpu().eval()

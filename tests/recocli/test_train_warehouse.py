@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -187,6 +188,32 @@ def test_a_second_trainer_exits_at_once(setup):
     assert skipped.returncode == 0 and "skipped" in skipped.stderr
     assert busy.stdout.strip() == skipped.stdout.strip() == ""  # nothing was read or trained
     assert ModelRegistry(warehouse).latest() is None
+
+
+# Runs argv[1:] with SIGINT at its default, as from a terminal: a job started in the background
+# by a non-interactive shell (a CI runner's, say) inherits SIGINT ignored.
+SIGINT_AS_IN_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def test_ctrl_c_during_training_exits_130_and_publishes_nothing(setup):
+    warehouse, conf, data = setup
+    commit_events(warehouse, data.slice(0, 300), 0)
+    train = reco_cmd("train", "-w", str(warehouse), "-c", str(conf))
+    proc = Process(
+        [sys.executable, "-c", SIGINT_AS_IN_A_TERMINAL, *train],
+        env={"RECO_TRAIN_SASREC_EPOCHS": "1000", "RECO_TRAIN_PATIENCE": "1000"},
+    )
+    proc.wait_for(lambda text: "full training" in text, timeout=120)
+    time.sleep(4)  # into the epochs (a fit of 1,000 takes far longer)
+    proc.signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130, "interrupted, as every command (Lightning alone exits 1)"
+    assert "Traceback" not in proc.stderr()
+    assert ModelRegistry(warehouse).latest() is None, "an interrupted training publishes nothing"
+    rerun = run_reco("train", "-w", str(warehouse), "-c", str(conf))
+    assert rerun.returncode == 0 and ModelRegistry(warehouse).latest() == 1, "and leaves no lock"
 
 
 @pytest.mark.slow

@@ -48,7 +48,8 @@ app = typer.Typer(
     help=(
         "Real-time recommender loop: stream behaviour and feedback events into Delta Lake, "
         "fine-tune models on every micro-batch, serve ranked lists, learn from their feedback.\n\n"
-        "Exit codes: 0 ok, 1 failure, 2 bad input or config, 3 busy (another run holds the lock)."
+        "Exit codes: 0 ok, 1 failure, 2 bad input or config, 3 busy (another run holds the lock), "
+        "130 interrupted."
     ),
     no_args_is_help=True,
     add_completion=False,

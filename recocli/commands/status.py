@@ -10,9 +10,10 @@ import typer
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
-from lakehouse.landing import pending_files, refused_files
+from lakehouse.landing import pending_files, refused_files, require_landing
 from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
 from recocli.console import out, print_json, print_table
+from spark_jobs.settings import IngestSettings
 
 
 def warehouse_status(warehouse: Warehouse, landing: str, follow_links: bool = False) -> dict:
@@ -80,6 +81,8 @@ def status(
 ) -> None:
     """List the warehouse's Delta tables (version, rows, last commit) and files landed but not ingested."""
     settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
+    if settings.ingest.landing != IngestSettings.landing:  # a landing named (flag, env, config) must
+        require_landing(settings.ingest.landing)  # exist: a typo must not read as "0 files waiting"
     report = warehouse_status(
         Warehouse(settings.warehouse).require(), settings.ingest.landing, settings.ingest.follows_links
     )
@@ -101,7 +104,10 @@ def status(
         )
         out.print(f"model: v{model['version']} ({model['kind']}, {model['created_at']}): {lag}")
     pending = report["pending_files"]
-    out.print(f"landing {settings.ingest.landing}: {len(pending)} file(s) not yet ingested")
+    if Path(settings.ingest.landing).expanduser().is_dir():
+        out.print(f"landing {settings.ingest.landing}: {len(pending)} file(s) not yet ingested")
+    else:
+        out.print(f"landing {settings.ingest.landing}: no such folder (`reco init` creates it)")
     for path in pending[:10]:
         out.print(f"  {path}")
     if len(pending) > 10:

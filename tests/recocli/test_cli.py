@@ -164,6 +164,10 @@ def test_status_lists_tables_and_files_not_yet_ingested(spark, tmp_path):
     ]
     table_view = run_reco("status", "-w", str(warehouse), "--landing", str(landing))
     assert "bronze/events" in table_view.stdout and "2 file(s) not yet ingested" in table_view.stdout
+    typo = run_reco("status", "-w", str(warehouse), "--landing", str(tmp_path / "landnig"))
+    assert typo.returncode == 2 and typo.stderr.startswith("error: no landing folder at"), "not '0 files'"
+    default = run_reco("status", "-w", str(warehouse), cwd=tmp_path / "warehouse")  # no ./landing there
+    assert default.returncode == 0 and "landing ./landing: no such folder" in default.stdout
 
 
 def test_demo_at_a_small_size_passes(tmp_path):

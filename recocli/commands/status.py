@@ -81,8 +81,9 @@ def status(
 ) -> None:
     """List the warehouse's Delta tables (version, rows, last commit) and files landed but not ingested."""
     settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
-    if settings.ingest.landing != IngestSettings.landing:  # a landing named (flag, env, config) must
-        require_landing(settings.ingest.landing)  # exist: a typo must not read as "0 files waiting"
+    # A landing named by flag, env or config must exist: a typo must not read as "0 files waiting".
+    if settings.ingest.landing != IngestSettings.landing:
+        require_landing(settings.ingest.landing)
     report = warehouse_status(
         Warehouse(settings.warehouse).require(), settings.ingest.landing, settings.ingest.follows_links
     )

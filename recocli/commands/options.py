@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from lakehouse.landing import require_landing
 from recocli.config import Settings, load_settings
 
 DEFAULTS = Settings()
@@ -53,3 +54,10 @@ def default(dotted: str) -> str:
 def settings_from(config: Path | None, warehouse: Path | None, **overrides: Any) -> Settings:
     """Settings from file and environment, with the command's flags (dotted names) on top."""
     return load_settings(config, overrides={"warehouse": warehouse and str(warehouse), **overrides})
+
+
+def require_named_landing(settings: Settings) -> None:
+    """A landing folder named by flag, env or config must exist, so that a typo does not read as
+    "nothing there"; the default ./landing may be absent (a warehouse fed by `reco data import`)."""
+    if settings.ingest.landing != DEFAULTS.ingest.landing:
+        require_landing(settings.ingest.landing)

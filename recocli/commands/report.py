@@ -9,7 +9,13 @@ import typer
 
 from lakehouse.catalog import Warehouse
 from lakehouse.files import check_writable_file
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, settings_from
+from recocli.commands.options import (
+    ConfigOption,
+    JsonOption,
+    WarehouseOption,
+    require_named_landing,
+    settings_from,
+)
 from recocli.console import out, print_json, print_table
 from recocli.recommend.report import feedback_report, plot_ctr
 
@@ -28,6 +34,7 @@ def report(
     version (or the popular fallback) and day, from bronze/feedback joined to gold/recommendations and
     to the lists `reco serve` recorded under <landing>/served/."""
     settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
+    require_named_landing(settings)
     check_writable_file(chart, "--chart")
     rows = feedback_report(Warehouse(settings.warehouse).require(), settings.ingest.landing)
     if rows:

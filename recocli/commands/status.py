@@ -10,10 +10,16 @@ import typer
 
 from lakehouse import catalog, delta
 from lakehouse.catalog import Warehouse
-from lakehouse.landing import pending_files, refused_files, require_landing
-from recocli.commands.options import ConfigOption, JsonOption, WarehouseOption, default, settings_from
+from lakehouse.landing import pending_files, refused_files
+from recocli.commands.options import (
+    ConfigOption,
+    JsonOption,
+    WarehouseOption,
+    default,
+    require_named_landing,
+    settings_from,
+)
 from recocli.console import out, print_json, print_table
-from spark_jobs.settings import IngestSettings
 
 
 def warehouse_status(warehouse: Warehouse, landing: str, follow_links: bool = False) -> dict:
@@ -81,9 +87,7 @@ def status(
 ) -> None:
     """List the warehouse's Delta tables (version, rows, last commit) and files landed but not ingested."""
     settings = settings_from(config, warehouse, **{"ingest.landing": landing and str(landing)})
-    # A landing named by flag, env or config must exist: a typo must not read as "0 files waiting".
-    if settings.ingest.landing != IngestSettings.landing:
-        require_landing(settings.ingest.landing)
+    require_named_landing(settings)
     report = warehouse_status(
         Warehouse(settings.warehouse).require(), settings.ingest.landing, settings.ingest.follows_links
     )

@@ -20,6 +20,11 @@ def test_a_folder_or_a_file_in_the_way_is_one_line_and_creates_nothing(tmp_path)
         assert message in done.stderr and done.stderr.strip().count("\n") == 0, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
     assert list((tmp_path / "folder").iterdir()) == []
+    # A mistyped landing would silently leave out the lists `reco serve` recorded there.
+    typo_landing, chart = str(tmp_path / "landnig"), str(tmp_path / "ctr.png")
+    typo = run_reco("report", "-w", warehouse, "--landing", typo_landing, "--chart", chart)
+    assert typo.returncode == 2 and typo.stderr.startswith("error: no landing folder at"), typo.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
 
 
 def test_the_chart_is_a_png_at_the_named_path_whatever_its_suffix(tmp_path):
